@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT
+ * util.h — small I/O and time helpers shared by forkfs, its core library and
+ * forkfs-minivm. Every function returns 0 (or a count) on success, -errno on
+ * failure, and never logs.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define USEC_PER_SEC 1000000ULL
+#define NSEC_PER_USEC 1000ULL
+#define USEC_PER_MSEC 1000ULL
+
+uint64_t now_usec(void);	/* CLOCK_MONOTONIC in µs */
+uint64_t now_nsec(void);	/* CLOCK_MONOTONIC in ns */
+
+/* Loop over short reads/writes and EINTR. pread_full returns bytes read (short only at EOF). */
+ssize_t read_full(int fd, void *buf, size_t len);
+int write_full(int fd, const void *buf, size_t len);
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
+int pwrite_full(int fd, const void *buf, size_t len, off_t off);
+
+/* Read a whole (small) file into a NUL-terminated buffer, failing with -EFBIG past max. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Write a file atomically: tmp file in the same directory, fsync, rename. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* SANDBOX and TAG names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+bool name_is_valid(const char *name);
+
+/* Parse a decimal/hex unsigned integer fully; -EINVAL on junk, -ERANGE on overflow. */
+int parse_u64(const char *s, uint64_t *ret);

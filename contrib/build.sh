@@ -1,0 +1,12 @@
+#!/bin/sh
+# Builds forkfs in BUILD_DIR (default ./build) from this source tree:
+# autoreconf when needed, configure once, make. Used by the README commands.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$src/build}
+[ -x "$src/configure" ] || (cd "$src" && autoreconf -fi >/dev/null)
+mkdir -p "$build"
+cd "$build"
+[ -f Makefile ] || "$src/configure" --prefix=/usr/local ${CONFIGURE_FLAGS:-} >/dev/null
+make -j"$(nproc)" >/dev/null
+echo "build: $build"

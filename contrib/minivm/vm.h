@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT
+ * vm.h — the KVM half of forkfs-minivm: guest memory, vCPU threads, pause and
+ * resume, the vmstate file, Full memory images and restore.
+ *
+ * The HTTP/API half (api.c, http.c, main.c) calls only what is declared here;
+ * this half knows nothing of HTTP or JSON. All functions return 0 or -errno.
+ * Functions that can fail for a reason the API must report take an error
+ * buffer and fill it with a human-readable message (without trailing newline).
+ *
+ * Guest memory layout follows Firecracker on x86_64: one region at GPA 0 when
+ * mem_size_mib <= split_mib (3328 by default), otherwise region 0 is
+ * [0, split) and region 1 starts at GPA 4 GiB with the rest. The memory image
+ * and the handshake offsets are cumulative region sizes.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VM_MAX_VCPUS 32
+#define VM_MAX_REGIONS 2
+#define VM_DEFAULT_SPLIT_MIB 3328ULL
+#define VM_HIGH_REGION_GPA 0x100000000ULL
+
+struct vm_config {
+	unsigned vcpu_count;	/* 1..VM_MAX_VCPUS */
+	uint64_t mem_size_mib;	/* > 0 */
+	uint64_t split_mib;	/* region split; 0 means VM_DEFAULT_SPLIT_MIB */
+	bool anon;		/* private anonymous memory instead of a shared memfd */
+};
+
+struct vm_region {
+	uint64_t gpa;		/* guest-physical base */
+	uint64_t size;		/* bytes, page aligned */
+	uint64_t file_offset;	/* cumulative offset in the memory image */
+	void *host;		/* host virtual address of the mapping */
+};
+
+struct vm;
+
+/* Lines the guest prints (without newline), e.g. "guest: verify ok ...".
+ * The callback may be called from any vCPU thread. Default: print to stdout. */
+typedef void (*vm_console_fn)(const char *line, void *userdata);
+void vm_set_console(struct vm *vm, vm_console_fn fn, void *userdata);
+
+/* Boot path: allocate memory and vCPUs, load the guest image (a flat binary
+ * linked for the guest's load address), set up long mode and the boot info
+ * the guest reads. The vCPUs do not run until vm_start(). */
+int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct vm **ret,
+		   char *err, size_t errlen);
+
+/* Restore path: read and validate the vmstate, map the memory image
+ * (MAP_SHARED + O_RDWR when shared, else MAP_PRIVATE + O_RDONLY, like
+ * Firecracker), create vCPUs with the saved state. The VM is left paused;
+ * vm_start() then vm_resume() (or only vm_start(), which runs) continues it.
+ * Tells the guest it was restored so that it verifies its memory. */
+int vm_create_restore(const char *vmstate_path, const char *mem_path, bool shared,
+		      uint64_t split_mib, struct vm **ret, char *err, size_t errlen);
+
+/* Start the vCPU threads. With start_paused they park before entering the guest. */
+int vm_start(struct vm *vm, bool start_paused);
+
+/* Pause returns only after every vCPU has left KVM_RUN and is parked.
+ * Both are idempotent. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+
+/* Snapshot files; the VM must be paused. */
+int vm_save_vmstate(struct vm *vm, const char *path, char *err, size_t errlen);
+int vm_save_memory(struct vm *vm, const char *path, char *err, size_t errlen);
+
+/* The guest memory regions in ascending GPA order. */
+size_t vm_get_regions(struct vm *vm, const struct vm_region **ret);
+unsigned vm_vcpu_count(struct vm *vm);
+uint64_t vm_mem_size(struct vm *vm);
+
+/* Stop vCPU threads, unmap memory, close KVM fds. NULL-safe. */
+void vm_destroy(struct vm *vm);

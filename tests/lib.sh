@@ -1,0 +1,69 @@
+# tests/lib.sh — sourced by every shell test. TAP output, prerequisites, and
+# clean-up. A missing prerequisite skips the test (exit 77) except under CI,
+# where it fails: CI machines are supposed to have root, /dev/kvm and /dev/fuse.
+set -u
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${MINIVM:=$top_builddir/contrib/minivm/forkfs-minivm}"
+: "${GUEST_IMG:=$top_builddir/contrib/minivm/guest.img}"
+: "${FORKFS:=$top_builddir/fusefs/forkfs}"
+
+_tap_n=0
+_tap_failed=0
+_cleanup_cmds=""
+
+ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $*"; }
+not_ok() { _tap_n=$((_tap_n + 1)); _tap_failed=$((_tap_failed + 1)); echo "not ok $_tap_n - $*"; }
+diag() { echo "# $*"; }
+# check DESCRIPTION COMMAND...: one TAP line from a command's success.
+check() {
+	local desc="$1"; shift
+	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+# Finish: print the plan and exit 1 if anything failed.
+done_testing() {
+	echo "1..$_tap_n"
+	[ "$_tap_failed" -eq 0 ] || exit 1
+	exit 0
+}
+# A fatal problem: report it and stop (clean-up still runs).
+bail() { not_ok "$*"; echo "1..$_tap_n"; exit 1; }
+
+skip_all() {
+	if [ -n "${CI:-}" ]; then
+		echo "not ok 1 - prerequisite missing under CI: $*"
+		echo "1..1"
+		exit 1
+	fi
+	echo "1..0 # SKIP $*"
+	exit 77
+}
+
+require_root() { [ "$(id -u)" -eq 0 ] || skip_all "needs root"; }
+require_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "needs /dev/kvm"; }
+require_fuse() {
+	[ -c /dev/fuse ] || skip_all "needs /dev/fuse"
+	command -v fusermount3 >/dev/null || skip_all "needs fusermount3"
+}
+require_uffd() { [ -c /dev/userfaultfd ] || skip_all "needs /dev/userfaultfd"; }
+require_prog() { command -v "$1" >/dev/null || skip_all "needs $1"; }
+
+# Clean-up commands run in reverse order at exit, whatever happens.
+on_exit() { _cleanup_cmds="$*; $_cleanup_cmds"; }
+_run_cleanup() { eval "$_cleanup_cmds" >/dev/null 2>&1 || true; }
+trap _run_cleanup EXIT
+
+# A private scratch directory, removed at exit.
+TMPD=$(mktemp -d "${TMPDIR:-/tmp}/forkfs-test.XXXXXX")
+on_exit "rm -rf '$TMPD'"
+
+# wait_for SECONDS COMMAND...: poll until the command succeeds.
+wait_for() {
+	local t="$1"; shift
+	local end=$(( $(date +%s) + t ))
+	while ! "$@"; do
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}

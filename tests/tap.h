@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT
+ * tap.h — minimal TAP producer for C tests. A test calls tap_ok()/TAP_CHECK()
+ * as it goes and ends with "return tap_done();". A missing prerequisite is
+ * tap_skip_all(): exit 77, or a failure when the CI environment variable is set.
+ */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int tap_n, tap_failed;
+
+static inline __attribute__((format(printf, 2, 3))) bool tap_ok(bool cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s %d - ", cond ? "ok" : "not ok", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (!cond)
+		tap_failed++;
+	return cond;
+}
+
+static inline __attribute__((format(printf, 1, 2))) void tap_diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+static inline int tap_done(void)
+{
+	printf("1..%d\n", tap_n);
+	return tap_failed ? 1 : 0;
+}
+
+static inline __attribute__((noreturn)) void tap_skip_all(const char *why)
+{
+	if (getenv("CI") && *getenv("CI")) {
+		printf("not ok 1 - prerequisite missing under CI: %s\n1..1\n", why);
+		exit(1);
+	}
+	printf("1..0 # SKIP %s\n", why);
+	exit(77);
+}
+
+/* Check an expression; the description is the expression itself. */
+#define TAP_CHECK(expr) tap_ok((expr), "%s (%s:%d)", #expr, __FILE__, __LINE__)
