@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT
+ * engine.h — the write-protect copy engine: turns a VMM's WP-registered
+ * userfaultfd plus a way to read its guest memory into a point-in-time image
+ * of that memory, while the guest keeps running. No FUSE, no HTTP.
+ *
+ * One engine per sandbox: it owns the uffd (kept across branches, since the
+ * VMM's registration lives exactly as long as some copy of that fd) and a
+ * fault thread that is always ready to serve write-protect faults. One copy
+ * ("session") at a time runs on it:
+ *
+ *   engine_prepare()      before the pause (may take long: populates
+ *                         never-touched anonymous pages; may pre-arm WP)
+ *   engine_arm(dest_fd)   inside the pause: every region write-protected
+ *                         (or the pages written since the pre-arm re-armed)
+ *   engine_disarm()       inside the pause, on error: undo arm
+ *   engine_start_copy()   after resume: bulk copy in the background; faults
+ *                         copy their page first; readers use engine_demand()
+ *   engine_cancel()       stop, un-protect everything, guest unaffected
+ *
+ * Progress counters are exact and may be read from any thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "uffd/handshake.h"
+
+/* How forkfs reads the guest memory the uffd protects. */
+enum memsrc_kind {
+	MEMSRC_FD,	/* a file (memfd/shmem) holding the memory image layout: region i at
+			 * file offset regions[i].offset + fd_offset */
+	MEMSRC_PROCESS,	/* process_vm_readv() from pid at regions[i].base */
+};
+
+struct memsrc {
+	enum memsrc_kind kind;
+	int fd;		/* MEMSRC_FD: owned by the engine once passed in */
+	off_t fd_offset;
+	pid_t pid;	/* MEMSRC_PROCESS, and for liveness checks */
+};
+
+/* Pick a source for a VMM process: its memfd/shmem mapping through
+ * /proc/PID/map_files/ when the regions are shared file mappings, else
+ * process_vm_readv. */
+int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
+			struct memsrc *ret);
+
+enum engine_state {
+	ENGINE_IDLE,		/* no session */
+	ENGINE_PREPARED,
+	ENGINE_ARMED,
+	ENGINE_COPYING,
+	ENGINE_DONE,
+	ENGINE_FAILED,
+	ENGINE_CANCELLED,
+};
+
+struct engine_progress {
+	enum engine_state state;
+	uint64_t bytes_total;
+	uint64_t bytes_copied;
+	uint64_t pages_faulted;		/* copied because the guest was about to write them */
+	uint64_t pages_demanded;	/* copied first because a reader asked */
+	uint64_t fault_count;		/* all WP faults seen, copied or not */
+	int error;			/* -errno when FAILED */
+};
+
+struct engine;
+
+/* Takes ownership of uffd and src->fd (also on failure). Checks that the uffd
+ * really supports write-protect (UFFDIO_WRITEPROTECT on the regions) and
+ * starts the fault thread. */
+int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
+	       struct engine **ret);
+/* Cancels any session, un-protects everything, joins threads, closes fds. NULL-safe. */
+struct engine *engine_free(struct engine *e);
+
+uint64_t engine_total_bytes(const struct engine *e);
+
+int engine_prepare(struct engine *e);
+/* dest_fd: the memory.bin being written (the engine dups it and sizes it). */
+int engine_arm(struct engine *e, int dest_fd);
+int engine_disarm(struct engine *e);
+
+/* done_cb runs once on an engine thread with 0, -ECANCELED or the failure. */
+typedef void (*engine_done_fn)(void *userdata, int result);
+int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata);
+
+/* Block until [off, off+len) of the image has been copied into dest (copying
+ * those pages first). Returns 0, or the session's error. */
+int engine_demand(struct engine *e, uint64_t off, uint64_t len);
+int engine_cancel(struct engine *e);
+void engine_get_progress(struct engine *e, struct engine_progress *ret);
+
+const char *engine_state_to_string(enum engine_state s);
