@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT
+ * branch.h — live and full branches of a running VMM, free of FUSE.
+ *
+ * struct vmm is forkfs's handle on one VMM process: its API client, its pid
+ * (when known), the memfd forkfs gave it (restore) and, once the first live
+ * branch needs it, the copy engine holding the VMM's write-protect uffd.
+ *
+ * struct branch is one branch: a store directory holding "vmstate",
+ * "memory.bin" and "branch.state" (the persisted status), plus, while it
+ * copies, a reference on the engine. branch_take() runs the whole pause
+ * window on the calling thread (call it from a worker, never from the FUSE
+ * loop): on success the VM runs again and, in live mode, the copy continues
+ * in the background. Whatever fails between pause and resume, the VM is
+ * resumed (if it was running) before the error is returned, and the branch
+ * directory's files are removed.
+ *
+ * Thread safety: branch_get_status(), branch_read() and branch_cancel() may be
+ * called from any thread while the copy runs. Objects are refcounted.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum branch_mode_req { BRANCH_MODE_AUTO, BRANCH_MODE_LIVE, BRANCH_MODE_FULL };
+enum branch_mode { BRANCH_LIVE, BRANCH_FULL };
+enum branch_state { BRANCH_COPYING, BRANCH_READY, BRANCH_FAILED };
+
+#define BRANCH_ERR_MAX 256
+
+struct vmm;
+struct branch;
+
+/* api_socket: the VMM's API socket; pid: the VMM's pid or 0 if unknown (learned
+ * from SO_PEERCRED at the uffd handshake); memfd: guest memory forkfs created
+ * and handed to the VMM (restore), or -1. The vmm dups memfd. run_dir: a
+ * private directory for handshake sockets (short path: sun_path is 108 bytes). */
+int vmm_new(const char *api_socket, pid_t pid, int memfd, const char *run_dir, struct vmm **ret);
+struct vmm *vmm_ref(struct vmm *v);
+struct vmm *vmm_unref(struct vmm *v);
+/* The VMM process is gone: fail nothing by itself, but stop using its socket. */
+void vmm_set_dead(struct vmm *v);
+/* The fc client, for callers that drive the VMM (start, pause, resume). Callers
+ * must not use it concurrently with branch_take() on the same vmm. */
+struct fc_client *vmm_client(struct vmm *v);
+
+struct branch_status {
+	enum branch_state state;
+	enum branch_mode mode;
+	uint64_t bytes_total;
+	uint64_t bytes_copied;
+	uint64_t pages_faulted;
+	uint64_t pause_us;
+	uint64_t elapsed_ms;
+	char error[BRANCH_ERR_MAX];
+};
+
+/* Take a branch into dir (which must exist and be empty). err gets the reason
+ * on failure, also suitable for the sandbox log. Returns 0, or -EBUSY (another
+ * branch of this VMM is copying), -ENOTSUP (live forced but not supported),
+ * -ETIMEDOUT, -EIO, -ENOSPC, ... */
+int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struct branch **ret,
+		char *err, size_t errlen);
+/* Re-open a branch found in the store (after a restart). A branch that was
+ * copying when forkfs stopped becomes failed with "interrupted". */
+int branch_load(const char *dir, struct branch **ret);
+struct branch *branch_ref(struct branch *b);
+struct branch *branch_unref(struct branch *b);
+
+void branch_get_status(struct branch *b, struct branch_status *ret);
+/* Render status as the "status" file: first line copying|ready|failed, then
+ * "key: value" lines. Returns the length written (truncated to size). */
+size_t branch_status_format(const struct branch_status *st, char *buf, size_t size);
+const char *branch_state_to_string(enum branch_state s);
+const char *branch_mode_to_string(enum branch_mode m);
+
+/* Size of memory.bin (guest memory) and of vmstate. */
+uint64_t branch_memory_size(struct branch *b);
+/* Point-in-time read of memory.bin at any moment: ranges not yet copied are
+ * copied first. Returns bytes read or -errno. */
+ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off);
+/* An fd of the store's memory.bin for zero-copy reads once READY (or -EAGAIN). */
+int branch_memory_fd(struct branch *b);
+/* Stop a running copy (guest unaffected); the branch becomes failed "cancelled". */
+int branch_cancel(struct branch *b);
+/* Called (from an engine thread) whenever state changes; for FUSE invalidation. */
+void branch_set_notify(struct branch *b, void (*fn)(void *userdata), void *userdata);
