@@ -1,0 +1,797 @@
+/* SPDX-License-Identifier: MIT
+ * branch.c — taking live and full branches of a running VMM (see branch.h).
+ *
+ * Live branch, in this order (protocol doc §5, "recommended order"):
+ *
+ *   once per vmm   PUT /uffd/wp → receive the WP uffd → engine_new()
+ *   before pause   engine_prepare() (populate anonymous memory)
+ *   pause window   PATCH /vm Paused → engine_arm() → PUT /snapshot/create
+ *                  VmstateOnly → PATCH /vm Resumed
+ *   after          engine_start_copy(); the engine calls branch_copy_done()
+ *
+ * Full branch: PATCH /vm Paused → PUT /snapshot/create Full into the store →
+ * PATCH /vm Resumed. pause_us is measured from sending the pause request to
+ * receiving the resume answer.
+ *
+ * The pause guard: every exit from the pause window goes through
+ * leave_pause(), which disarms the engine if it was armed and resumes the VM
+ * if it was running before, so a failed branch never leaves the VM paused.
+ *
+ * Locking: vmm->lock protects vmm->engine, vmm->active, vmm->readers and
+ * vmm->caps; branch->lock protects the branch's state and final figures. The
+ * order is vmm->lock before branch->lock. The engine's done callback takes
+ * vmm->lock then branch->lock, and is called after every page is copied, so a
+ * reader inside engine_demand() never waits on it.
+ */
+#define LOG_PREFIX "branch: "
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/util.h"
+#include "core/branch.h"
+#include "fc/fc.h"
+#include "uffd/engine.h"
+#include "uffd/handshake.h"
+
+#define MIB (1024ULL * 1024ULL)
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define VMSTATE_TIMEOUT_MS 10000
+#define STATE_FILE "branch.state"
+
+struct vmm {
+	atomic_int refs;
+	char *api_socket;
+	char *run_dir;
+	pid_t pid;
+	int memfd;
+	struct fc_client *fc;
+
+	pthread_mutex_t lock;
+	pthread_cond_t readers_gone;
+	bool caps_known;	/* protected by lock */
+	struct fc_caps caps;	/* protected by lock */
+	struct engine *engine;	/* protected by lock */
+	struct branch *active;	/* copying branch, protected by lock */
+	unsigned readers;	/* readers inside engine_demand, protected by lock */
+	unsigned handshakes;
+	atomic_bool dead;
+};
+
+struct branch {
+	atomic_int refs;
+	char *dir;
+	struct vmm *vmm;	/* held while copying */
+	int mem_fd;		/* memory.bin in the store, O_RDWR */
+
+	pthread_mutex_t lock;
+	struct branch_status st;	/* protected by lock; live counters come from the engine */
+	uint64_t start_usec;
+
+	void (*notify)(void *userdata);
+	void *notify_userdata;
+};
+
+/* ---- vmm ---------------------------------------------------------------- */
+
+int vmm_new(const char *api_socket, pid_t pid, int memfd, const char *run_dir, struct vmm **ret)
+{
+	struct vmm *v = calloc(1, sizeof(*v));
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	atomic_init(&v->refs, 1);
+	v->pid = pid;
+	v->memfd = -1;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->readers_gone, NULL);
+	v->api_socket = strdup(api_socket);
+	v->run_dir = strdup(run_dir);
+	if (!v->api_socket || !v->run_dir) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (memfd >= 0) {
+		v->memfd = fcntl(memfd, F_DUPFD_CLOEXEC, 3);
+		if (v->memfd < 0) {
+			r = -errno;
+			goto fail;
+		}
+	}
+	r = fc_client_new(api_socket, &v->fc);
+	if (r < 0)
+		goto fail;
+	*ret = v;
+	return 0;
+fail:
+	vmm_unref(v);
+	return r;
+}
+
+struct vmm *vmm_ref(struct vmm *v)
+{
+	if (v)
+		atomic_fetch_add(&v->refs, 1);
+	return v;
+}
+
+struct vmm *vmm_unref(struct vmm *v)
+{
+	if (!v || atomic_fetch_sub(&v->refs, 1) != 1)
+		return NULL;
+	engine_free(v->engine);
+	fc_client_free(v->fc);
+	safe_close(v->memfd);
+	pthread_cond_destroy(&v->readers_gone);
+	pthread_mutex_destroy(&v->lock);
+	free(v->api_socket);
+	free(v->run_dir);
+	free(v);
+	return NULL;
+}
+
+void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
+struct fc_client *vmm_client(struct vmm *v) { return v->fc; }
+
+/* ---- branch objects and the persisted state ------------------------------- */
+
+static struct branch *branch_alloc(const char *dir)
+{
+	struct branch *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->dir = strdup(dir);
+	if (!b->dir) {
+		free(b);
+		return NULL;
+	}
+	atomic_init(&b->refs, 1);
+	b->mem_fd = -1;
+	pthread_mutex_init(&b->lock, NULL);
+	return b;
+}
+
+struct branch *branch_ref(struct branch *b)
+{
+	if (b)
+		atomic_fetch_add(&b->refs, 1);
+	return b;
+}
+
+struct branch *branch_unref(struct branch *b)
+{
+	if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+		return NULL;
+	vmm_unref(b->vmm);
+	safe_close(b->mem_fd);
+	pthread_mutex_destroy(&b->lock);
+	free(b->dir);
+	free(b);
+	return NULL;
+}
+
+void branch_set_notify(struct branch *b, void (*fn)(void *userdata), void *userdata)
+{
+	pthread_mutex_lock(&b->lock);
+	b->notify = fn;
+	b->notify_userdata = userdata;
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void branch_notify(struct branch *b)
+{
+	void (*fn)(void *);
+	void *ud;
+
+	pthread_mutex_lock(&b->lock);
+	fn = b->notify;
+	ud = b->notify_userdata;
+	pthread_mutex_unlock(&b->lock);
+	if (fn)
+		fn(ud);
+}
+
+static int path_in(char *buf, size_t size, const char *dir, const char *name)
+{
+	if (snprintf(buf, size, "%s/%s", dir, name) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Persist the status text as branch.state: the same "status" format, so a
+ * restart reads back what users saw. */
+static int branch_save_state(struct branch *b, const struct branch_status *st)
+{
+	char path[PATH_MAX], text[1024];
+	size_t n;
+	int r;
+
+	r = path_in(path, sizeof(path), b->dir, STATE_FILE);
+	if (r < 0)
+		return r;
+	n = branch_status_format(st, text, sizeof(text));
+	return write_file_atomic(path, text, n, 0600);
+}
+
+/* ---- status ---------------------------------------------------------------- */
+
+static const char *const state_names[] = {
+	[BRANCH_COPYING] = "copying",
+	[BRANCH_READY] = "ready",
+	[BRANCH_FAILED] = "failed",
+};
+
+const char *branch_state_to_string(enum branch_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+const char *branch_mode_to_string(enum branch_mode m) { return m == BRANCH_FULL ? "full" : "live"; }
+
+size_t branch_status_format(const struct branch_status *st, char *buf, size_t size)
+{
+	uint64_t pct = st->bytes_total ? st->bytes_copied * 100 / st->bytes_total : 0;
+	int n;
+
+	if (st->state == BRANCH_READY)
+		pct = 100;
+	n = snprintf(buf, size,
+		     "%s\nmode: %s\nprogress: %" PRIu64 "\nbytes_total: %" PRIu64
+		     "\nbytes_copied: %" PRIu64 "\npages_faulted: %" PRIu64 "\npause_us: %" PRIu64
+		     "\nelapsed_ms: %" PRIu64 "\n",
+		     branch_state_to_string(st->state), branch_mode_to_string(st->mode), pct,
+		     st->bytes_total, st->bytes_copied, st->pages_faulted, st->pause_us,
+		     st->elapsed_ms);
+	if (n >= 0 && (size_t)n < size && st->state == BRANCH_FAILED)
+		n += snprintf(buf + n, size - (size_t)n, "error: %s\n", st->error);
+	if (n < 0)
+		return 0;
+	return (size_t)n < size ? (size_t)n : size ? size - 1 : 0;
+}
+
+void branch_get_status(struct branch *b, struct branch_status *ret)
+{
+	struct engine_progress p;
+	struct engine *e = NULL;
+
+	pthread_mutex_lock(&b->lock);
+	*ret = b->st;
+	if (b->st.state == BRANCH_COPYING) {
+		ret->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
+		if (b->st.mode == BRANCH_LIVE && b->vmm)
+			e = b->vmm->engine;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (e) {
+		/* The engine outlives the session: it is freed only with the vmm,
+		 * which this branch holds a reference on while copying. */
+		engine_get_progress(e, &p);
+		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
+			ret->bytes_copied = p.bytes_copied;
+			ret->pages_faulted = p.pages_faulted;
+		}
+	}
+}
+
+uint64_t branch_memory_size(struct branch *b)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->st.bytes_total;
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}
+
+static int parse_state_line(struct branch_status *st, const char *line)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} keys[] = {
+		{ "bytes_total: ", offsetof(struct branch_status, bytes_total) },
+		{ "bytes_copied: ", offsetof(struct branch_status, bytes_copied) },
+		{ "pages_faulted: ", offsetof(struct branch_status, pages_faulted) },
+		{ "pause_us: ", offsetof(struct branch_status, pause_us) },
+		{ "elapsed_ms: ", offsetof(struct branch_status, elapsed_ms) },
+	};
+	size_t i;
+
+	if (strcmp(line, "mode: full") == 0)
+		st->mode = BRANCH_FULL;
+	else if (strncmp(line, "error: ", 7) == 0)
+		snprintf(st->error, sizeof(st->error), "%s", line + 7);
+	for (i = 0; i < ARRAY_SIZE(keys); i++) {
+		size_t kl = strlen(keys[i].key);
+		if (strncmp(line, keys[i].key, kl) == 0)
+			return parse_u64(line + kl, (uint64_t *)((char *)st + keys[i].off));
+	}
+	return 0;
+}
+
+int branch_load(const char *dir, struct branch **ret)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[PATH_MAX], *line, *save = NULL;
+	struct branch *b;
+	struct stat s;
+	int r;
+
+	r = path_in(path, sizeof(path), dir, STATE_FILE);
+	if (r < 0)
+		return r;
+	r = read_file(path, 4096, &text, NULL);
+	if (r < 0)
+		return r;
+	b = branch_alloc(dir);
+	if (!b)
+		return -ENOMEM;
+	line = strtok_r(text, "\n", &save);
+	if (line && strcmp(line, "ready") == 0)
+		b->st.state = BRANCH_READY;
+	else
+		b->st.state = BRANCH_FAILED;
+	for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		(void)parse_state_line(&b->st, line);
+	if (b->st.state == BRANCH_FAILED && !b->st.error[0])
+		snprintf(b->st.error, sizeof(b->st.error), "interrupted");
+	if (path_in(path, sizeof(path), dir, "memory.bin") == 0)
+		b->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (b->st.state == BRANCH_READY &&
+	    (b->mem_fd < 0 || fstat(b->mem_fd, &s) < 0 || (uint64_t)s.st_size != b->st.bytes_total)) {
+		b->st.state = BRANCH_FAILED;
+		snprintf(b->st.error, sizeof(b->st.error), "memory.bin missing or of the wrong size");
+	}
+	if (b->st.state == BRANCH_FAILED && strcmp(b->st.error, "interrupted") == 0)
+		(void)branch_save_state(b, &b->st);
+	*ret = b;
+	return 0;
+}
+
+/* ---- reading memory.bin ---------------------------------------------------- */
+
+ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
+{
+	struct vmm *v = b->vmm;
+	enum branch_state state;
+	uint64_t total;
+	int r = 0;
+
+	pthread_mutex_lock(&b->lock);
+	state = b->st.state;
+	total = b->st.bytes_total;
+	pthread_mutex_unlock(&b->lock);
+	if (state == BRANCH_FAILED)
+		return -EIO;
+	if (off < 0 || (uint64_t)off >= total)
+		return 0;
+	len = MIN(len, total - (uint64_t)off);
+	if (state == BRANCH_COPYING && v) {
+		pthread_mutex_lock(&v->lock);
+		if (v->active == b && v->engine) {
+			v->readers++;
+			pthread_mutex_unlock(&v->lock);
+			r = engine_demand(v->engine, (uint64_t)off, len);
+			pthread_mutex_lock(&v->lock);
+			if (--v->readers == 0)
+				pthread_cond_broadcast(&v->readers_gone);
+		}
+		pthread_mutex_unlock(&v->lock);
+		if (r < 0)
+			return r == -ECANCELED ? -EIO : r;
+	}
+	return pread_full(b->mem_fd, buf, len, off);
+}
+
+int branch_memory_fd(struct branch *b)
+{
+	int fd = -EAGAIN;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->st.state == BRANCH_READY)
+		fd = b->mem_fd;
+	pthread_mutex_unlock(&b->lock);
+	return fd;
+}
+
+/* ---- the copy finishing ----------------------------------------------------- */
+
+static void branch_finish(struct branch *b, int result, const char *why)
+{
+	struct branch_status st;
+
+	pthread_mutex_lock(&b->lock);
+	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
+	if (result == 0) {
+		b->st.state = BRANCH_READY;
+		b->st.bytes_copied = b->st.bytes_total;
+	} else {
+		b->st.state = BRANCH_FAILED;
+		if (why)
+			snprintf(b->st.error, sizeof(b->st.error), "%s", why);
+		else
+			snprintf(b->st.error, sizeof(b->st.error), "copy failed: %s",
+				 strerror(-result));
+	}
+	st = b->st;
+	pthread_mutex_unlock(&b->lock);
+	if (branch_save_state(b, &st) < 0)
+		log_warning("%s: could not persist branch state", b->dir);
+}
+
+static void branch_copy_done(void *userdata, int result)
+{
+	struct branch *b = userdata;
+	struct vmm *v = b->vmm;
+	struct engine_progress p;
+	const char *why = NULL;
+
+	engine_get_progress(v->engine, &p);
+	pthread_mutex_lock(&b->lock);
+	b->st.pages_faulted = p.pages_faulted;
+	b->st.bytes_copied = p.bytes_copied;
+	pthread_mutex_unlock(&b->lock);
+	if (result == 0 && fsync(b->mem_fd) < 0)
+		result = -errno;
+	if (result == -ECANCELED)
+		why = "cancelled";
+	else if (result == -ESRCH)
+		why = "the VMM exited during the copy and its guest memory is no longer reachable";
+	else if (result == -ENOSPC)
+		why = "store full (ENOSPC) while writing memory.bin";
+	if (result < 0)
+		log_error_errno(result, "%s: live copy failed", b->dir);
+	branch_finish(b, result, why);
+
+	pthread_mutex_lock(&v->lock);
+	if (v->active == b)
+		v->active = NULL;
+	pthread_mutex_unlock(&v->lock);
+	branch_notify(b);
+	branch_unref(b);	/* the reference the copy held */
+}
+
+int branch_cancel(struct branch *b)
+{
+	struct vmm *v = b->vmm;
+	bool ours;
+	int r = 0;
+
+	if (!v)
+		return 0;
+	/* Count as a reader so no new session can start on the engine, and
+	 * cancel without vmm->lock: the engine's done callback takes it. */
+	pthread_mutex_lock(&v->lock);
+	ours = v->active == b && v->engine;
+	if (ours)
+		v->readers++;
+	pthread_mutex_unlock(&v->lock);
+	if (!ours)
+		return 0;
+	r = engine_cancel(v->engine);
+	pthread_mutex_lock(&v->lock);
+	if (--v->readers == 0)
+		pthread_cond_broadcast(&v->readers_gone);
+	pthread_mutex_unlock(&v->lock);
+	return r;
+}
+
+/* ---- taking a branch --------------------------------------------------------- */
+
+static int errf(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
+static int errf(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* Append the VMM's own words for an API error. */
+static int fc_errf(struct vmm *v, char *err, size_t errlen, int r, const char *what)
+{
+	return errf(err, errlen, r, "%s: %s", what, fc_client_last_error(v->fc));
+}
+
+static int vmm_ensure_caps(struct vmm *v, char *err, size_t errlen)
+{
+	struct fc_caps caps;
+	int r;
+
+	if (v->caps_known)
+		return 0;
+	r = fc_probe_caps(v->fc, &caps);
+	if (r < 0)
+		return fc_errf(v, err, errlen, r, "probing the VMM's API");
+	v->caps = caps;
+	v->caps_known = true;
+	return 0;
+}
+
+/* Acquire the VMM's write-protect uffd once and build the engine around it. */
+static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t errlen)
+{
+	struct uffd_handshake hs = { .uffd = -1 };
+	_cleanup_close_ int lfd = -1;
+	struct memsrc src = { .fd = -1 };
+	char sock[PATH_MAX];
+	pid_t pid;
+	int r;
+
+	if (v->engine)
+		return 0;
+	if (snprintf(sock, sizeof(sock), "%s/wp-%d-%u.sock", v->run_dir, (int)getpid(),
+		     v->handshakes++) >= 108)
+		return errf(err, errlen, -ENAMETOOLONG, "handshake socket path too long: %s", sock);
+	r = uffd_listen(sock, &lfd);
+	if (r < 0)
+		return errf(err, errlen, r, "listening on %s: %s", sock, strerror(-r));
+	r = fc_uffd_wp(v->fc, sock);
+	if (r < 0) {
+		unlink(sock);
+		return fc_errf(v, err, errlen, r, "PUT /uffd/wp");
+	}
+	r = uffd_receive(lfd, total, HANDSHAKE_TIMEOUT_MS, &hs);
+	unlink(sock);
+	if (r < 0)
+		return errf(err, errlen, r, "receiving the write-protect uffd: %s", strerror(-r));
+	pid = v->pid > 0 ? v->pid : hs.pid;
+	if (v->pid <= 0)
+		v->pid = hs.pid;
+	if (v->memfd >= 0) {
+		src.kind = MEMSRC_FD;
+		src.fd = fcntl(v->memfd, F_DUPFD_CLOEXEC, 3);
+		src.pid = pid;
+		if (src.fd < 0)
+			r = -errno;
+	} else {
+		r = memsrc_open_for_pid(pid, hs.regions, hs.n_regions, &src);
+	}
+	if (r < 0) {
+		safe_close(hs.uffd);
+		return errf(err, errlen, r, "opening guest memory of pid %d: %s", (int)pid,
+			    strerror(-r));
+	}
+	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &v->engine);
+	if (r < 0)
+		return errf(err, errlen, r, "setting up the copy engine: %s", strerror(-r));
+	return 0;
+}
+
+struct pause_window {
+	struct vmm *v;
+	bool was_running;
+	bool paused;
+	bool armed;
+	uint64_t t0;
+};
+
+/* The guard: leave the pause window whatever happened inside it. */
+static int leave_pause(struct pause_window *w, char *err, size_t errlen, int r)
+{
+	int q;
+
+	if (w->armed && r < 0) {
+		engine_disarm(w->v->engine);
+		w->armed = false;
+	}
+	if (w->paused && w->was_running) {
+		q = fc_resume(w->v->fc);
+		if (q < 0)	/* One retry: a resume must not be lost to a hiccup. */
+			q = fc_resume(w->v->fc);
+		if (q < 0 && r == 0)
+			r = fc_errf(w->v, err, errlen, q, "resuming the VM");
+		else if (q < 0)
+			log_error("resuming the VM after a failed branch failed too: %s",
+				  fc_client_last_error(w->v->fc));
+	}
+	w->paused = false;
+	return r;
+}
+
+static int enter_pause(struct pause_window *w, char *err, size_t errlen)
+{
+	int r;
+
+	w->t0 = now_usec();
+	if (!w->was_running)
+		return 0;
+	r = fc_pause(w->v->fc);
+	/* A pause that timed out may still have happened: resume to be sure. */
+	w->paused = true;
+	if (r < 0)
+		return leave_pause(w, err, errlen, fc_errf(w->v, err, errlen, r, "pausing the VM"));
+	return 0;
+}
+
+static int take_full(struct branch *b, struct pause_window *w, char *err, size_t errlen)
+{
+	char vmstate[PATH_MAX], mem[PATH_MAX];
+	unsigned timeout = 60000 + (unsigned)(b->st.bytes_total / MIB) * 20;
+	int r;
+
+	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
+	    path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
+		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
+	r = enter_pause(w, err, errlen);
+	if (r < 0)
+		return r;
+	r = fc_snapshot_create(w->v->fc, FC_SNAPSHOT_FULL, vmstate, mem, timeout);
+	if (r < 0)
+		r = fc_errf(w->v, err, errlen, r, "PUT /snapshot/create Full");
+	r = leave_pause(w, err, errlen, r);
+	b->st.pause_us = now_usec() - w->t0;
+	if (r < 0)
+		return r;
+	b->mem_fd = open(mem, O_RDONLY | O_CLOEXEC);
+	if (b->mem_fd < 0)
+		return errf(err, errlen, -errno, "opening %s: %m", mem);
+	b->st.state = BRANCH_READY;
+	b->st.bytes_copied = b->st.bytes_total;
+	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
+	return 0;
+}
+
+static int take_live(struct branch *b, struct pause_window *w, char *err, size_t errlen)
+{
+	struct vmm *v = w->v;
+	char vmstate[PATH_MAX], mem[PATH_MAX];
+	int r;
+
+	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
+	    path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
+		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
+	r = vmm_ensure_engine(v, b->st.bytes_total, err, errlen);
+	if (r < 0)
+		return r;
+	b->mem_fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (b->mem_fd < 0)
+		return errf(err, errlen, -errno, "creating %s: %m", mem);
+	r = engine_prepare(v->engine);
+	if (r < 0)
+		return errf(err, errlen, r, "preparing guest memory: %s", strerror(-r));
+
+	r = enter_pause(w, err, errlen);
+	if (r < 0)
+		return r;
+	r = engine_arm(v->engine, b->mem_fd);
+	if (r < 0)
+		return leave_pause(w, err, errlen,
+				   errf(err, errlen, r, "arming write-protection: %s", strerror(-r)));
+	w->armed = true;
+	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate, NULL, VMSTATE_TIMEOUT_MS);
+	if (r < 0)
+		return leave_pause(w, err, errlen,
+				   fc_errf(v, err, errlen, r, "PUT /snapshot/create VmstateOnly"));
+	r = leave_pause(w, err, errlen, 0);
+	b->st.pause_us = now_usec() - w->t0;
+	if (r < 0) {
+		engine_disarm(v->engine);
+		return r;
+	}
+	/* From here the copy owns a reference and reports through branch_copy_done(). */
+	v->active = branch_ref(b);
+	r = engine_start_copy(v->engine, branch_copy_done, b);
+	if (r < 0) {
+		v->active = NULL;
+		branch_unref(b);
+		engine_disarm(v->engine);
+		return errf(err, errlen, r, "starting the copy: %s", strerror(-r));
+	}
+	return 0;
+}
+
+static void remove_branch_files(const char *dir)
+{
+	static const char *const names[] = { "vmstate", "memory.bin", STATE_FILE };
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (path_in(path, sizeof(path), dir, names[i]) == 0)
+			unlink(path);
+}
+
+static int resolve_mode(struct vmm *v, enum branch_mode_req req, enum branch_mode *ret, char *err,
+			size_t errlen)
+{
+	bool live_ok;
+	int r;
+
+	if (req == BRANCH_MODE_FULL) {
+		*ret = BRANCH_FULL;
+		return 0;
+	}
+	r = vmm_ensure_caps(v, err, errlen);
+	if (r < 0)
+		return r;
+	live_ok = v->caps.uffd_wp && v->caps.vmstate_only;
+	if (req == BRANCH_MODE_LIVE && !live_ok)
+		return errf(err, errlen, -EOPNOTSUPP,
+			    "live mode forced but the VMM lacks %s (stock Firecracker?)",
+			    !v->caps.uffd_wp ? "PUT /uffd/wp" : "VmstateOnly snapshots");
+	*ret = live_ok ? BRANCH_LIVE : BRANCH_FULL;
+	return 0;
+}
+
+int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struct branch **ret,
+		char *err, size_t errlen)
+{
+	struct pause_window w = { .v = v };
+	struct fc_instance_info info;
+	struct fc_machine_config mc;
+	struct branch *b;
+	int r;
+
+	if (atomic_load(&v->dead))
+		return errf(err, errlen, -ESRCH, "the VMM is not running");
+	b = branch_alloc(dir);
+	if (!b)
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	b->start_usec = now_usec();
+
+	pthread_mutex_lock(&v->lock);
+	if (v->active) {
+		r = errf(err, errlen, -EBUSY, "another branch of this VM is still copying (%s)",
+			 v->active->dir);
+		goto out_unlock;
+	}
+	while (v->readers > 0)
+		pthread_cond_wait(&v->readers_gone, &v->lock);
+	r = fc_get_instance_info(v->fc, &info);
+	if (r < 0) {
+		r = fc_errf(v, err, errlen, r, "GET /");
+		goto out_unlock;
+	}
+	if (info.state != FC_STATE_RUNNING && info.state != FC_STATE_PAUSED) {
+		r = errf(err, errlen, -EINVAL, "the VM is not started (state \"%s\")",
+			 fc_vm_state_to_string(info.state));
+		goto out_unlock;
+	}
+	w.was_running = info.state == FC_STATE_RUNNING;
+	r = fc_get_machine_config(v->fc, &mc);
+	if (r < 0) {
+		r = fc_errf(v, err, errlen, r, "GET /machine-config");
+		goto out_unlock;
+	}
+	b->st.bytes_total = mc.mem_size_mib * MIB;
+	r = resolve_mode(v, mode, &b->st.mode, err, errlen);
+	if (r < 0)
+		goto out_unlock;
+	b->st.state = BRANCH_COPYING;
+	r = branch_save_state(b, &b->st);
+	if (r < 0) {
+		r = errf(err, errlen, r, "writing %s/%s: %s", dir, STATE_FILE, strerror(-r));
+		goto out_unlock;
+	}
+	b->vmm = vmm_ref(v);
+	if (b->st.mode == BRANCH_LIVE)
+		r = take_live(b, &w, err, errlen);
+	else
+		r = take_full(b, &w, err, errlen);
+	if (r == 0 && b->st.state == BRANCH_READY)
+		r = branch_save_state(b, &b->st);
+out_unlock:
+	pthread_mutex_unlock(&v->lock);
+	if (r < 0) {
+		remove_branch_files(dir);
+		branch_unref(b);
+		return r;
+	}
+	log_info("%s: %s branch taken, pause %" PRIu64 " us", dir, branch_mode_to_string(b->st.mode),
+		 b->st.pause_us);
+	*ret = b;
+	return 0;
+}
