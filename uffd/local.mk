@@ -1,0 +1,6 @@
+# uffd/ — the userfaultfd handshake receiver and the write-protect copy engine.
+noinst_LTLIBRARIES += uffd/libuffd.la
+uffd_libuffd_la_SOURCES = uffd/uffd.h uffd/uffd.c uffd/handshake.h uffd/handshake.c \
+	uffd/engine.h uffd/engine.c uffd/memsrc.c uffd/pagestate.h uffd/pagestate.c
+uffd_libuffd_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+uffd_libuffd_la_LIBADD = common/libcommon.la $(JSONC_LIBS)

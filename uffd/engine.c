@@ -1,0 +1,831 @@
+/* SPDX-License-Identifier: MIT
+ * engine.c — the write-protect copy engine (engine.h).
+ *
+ * Threads. The fault thread lives as long as the engine: it polls the uffd and
+ * an eventfd (shutdown) and serves every write-protect fault at once. The bulk
+ * thread exists per session, from engine_start_copy() to the session's end,
+ * and walks the image in adaptive chunks (64 KiB doubling to 4 MiB while no
+ * fault arrives, back to 64 KiB after one: CRIU's update_xfer_len). Readers
+ * of memory.bin call engine_demand() on their own threads.
+ *
+ * Engine states (e->state, written under e->lock, read atomically anywhere):
+ *
+ *   IDLE/DONE/FAILED/CANCELLED --prepare--> PREPARED --arm--> ARMED
+ *   ARMED --start_copy--> COPYING --(bulk thread)--> DONE | FAILED | CANCELLED
+ *   ARMED --disarm--> IDLE          ARMED --cancel--> CANCELLED
+ *
+ * A session is "active" in ARMED and COPYING. Page states (pagestate.h) of the
+ * active session: PENDING -> CLAIMED -> COPIED. Exactly one of the fault path,
+ * the bulk path and the demand path wins a page's claim (an atomic fetch_or)
+ * and copies it; the others wait for COPIED (e->cond). The rules that keep the
+ * image point-in-time:
+ *   - a page is un-protected only once it is COPIED (or the session has ended
+ *     and the image no longer matters): un-protecting wakes the guest;
+ *   - every page not COPIED is still write-protected, so the source still
+ *     holds its content as of engine_arm(); reading the source never faults;
+ *   - the state becomes ARMED before the first UFFDIO_WRITEPROTECT, so a
+ *     fault arriving while arming is copied, not merely released.
+ * Failure or cancel ends the session: e->error / e->cancel_req are set, every
+ * waiter gives up, faults are only released, and whoever finishes the session
+ * (bulk thread, or engine_cancel/disarm before start_copy) un-protects every
+ * region before publishing the final state. The guest is never left blocked.
+ *
+ * Locking. e->lock protects state, users, dest_fd, the bulk thread handle and
+ * done_cb; e->cond signals "users dropped", "pages COPIED" and "session ended".
+ * The page bitmaps and progress counters are atomics, used without the lock.
+ * A path that uses session resources (dest_fd, bitmaps) first enters the
+ * session (users++ under the lock, only when active); engine_arm() replaces
+ * them only with no session active and users == 0. The lock is never held
+ * while copying, while waiting for the kernel, or while calling done_cb.
+ */
+#define LOG_PREFIX "uffd: "
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/util.h"
+#include "uffd/engine.h"
+#include "uffd/pagestate.h"
+#include "uffd/uffd.h"
+
+#define PAGE 4096ULL
+#define CHUNK_MIN (64ULL << 10)
+#define CHUNK_MAX (4ULL << 20)
+#define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE)
+#define FAULT_BATCH 64
+
+struct engine {
+	int uffd;
+	struct uffd_region regions[UFFD_MAX_REGIONS];
+	size_t n_regions;
+	uint64_t total;
+	struct memsrc src;
+	const uint8_t *map;		/* MEMSRC_FD: our read-only view of the image */
+
+	pthread_t fault_thread;
+	bool fault_thread_started;
+	int wake_fd;			/* eventfd: tells the fault thread to stop */
+	atomic_bool stop;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	_Atomic int state;		/* enum engine_state; written under lock */
+	unsigned users;			/* protected by lock */
+	bool prepared;			/* protected by lock */
+	int dest_fd;			/* protected by lock; stable while a user is in */
+	pthread_t bulk_thread;		/* protected by lock */
+	bool bulk_joinable;		/* protected by lock */
+	engine_done_fn done_cb;		/* protected by lock */
+	void *userdata;			/* protected by lock */
+
+	/* The session: reset by engine_arm(). */
+	struct pagestate ps;
+	atomic_int error;
+	atomic_bool cancel_req;
+	atomic_uint nwaiters;
+	atomic_bool vmm_gone;
+	_Atomic uint64_t bytes_copied, pages_faulted, pages_demanded, fault_count;
+
+	uint8_t fault_buf[PAGE];	/* fault thread only */
+};
+
+static const char *const state_names[] = {
+	[ENGINE_IDLE] = "idle",		  [ENGINE_PREPARED] = "prepared",
+	[ENGINE_ARMED] = "armed",	  [ENGINE_COPYING] = "copying",
+	[ENGINE_DONE] = "done",		  [ENGINE_FAILED] = "failed",
+	[ENGINE_CANCELLED] = "cancelled",
+};
+
+const char *engine_state_to_string(enum engine_state s)
+{
+	if ((unsigned)s >= ARRAY_SIZE(state_names))
+		return NULL;
+	return state_names[s];
+}
+
+uint64_t engine_total_bytes(const struct engine *e) { return e->total; }
+
+static bool state_active(int s) { return s == ENGINE_ARMED || s == ENGINE_COPYING; }
+
+/* ---- addresses, sources, destination ---- */
+
+static const struct uffd_region *region_of_offset(const struct engine *e, uint64_t off)
+{
+	for (size_t i = 0; i < e->n_regions; i++)
+		if (off >= e->regions[i].offset && off - e->regions[i].offset < e->regions[i].size)
+			return &e->regions[i];
+	return NULL;
+}
+
+static const struct uffd_region *region_of_addr(const struct engine *e, uint64_t addr)
+{
+	for (size_t i = 0; i < e->n_regions; i++)
+		if (addr >= e->regions[i].base && addr - e->regions[i].base < e->regions[i].size)
+			return &e->regions[i];
+	return NULL;
+}
+
+static int read_process(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec local = { .iov_base = buf, .iov_len = len };
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+
+	if (n < 0)
+		return negative_errno();
+	return (size_t)n == len ? 0 : -EFAULT;
+}
+
+/* Copy image bytes [off, off+len) (within one region) from the source to dest. */
+static int copy_bytes(struct engine *e, uint64_t off, uint64_t len, void *buf, size_t buflen)
+{
+	const struct uffd_region *reg = region_of_offset(e, off);
+	int r;
+
+	if (!reg || len > reg->offset + reg->size - off)
+		return -EINVAL;
+	if (e->src.kind == MEMSRC_FD)
+		return pwrite_full(e->dest_fd, e->map + off, len, (off_t)off);
+	while (len > 0) {
+		size_t n = MIN(len, buflen);
+
+		r = read_process(e->src.pid, reg->base + (off - reg->offset), buf, n);
+		if (r < 0)
+			return r;
+		r = pwrite_full(e->dest_fd, buf, n, (off_t)off);
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ---- the session: waiting, failing, un-protecting ---- */
+
+static int session_ended(struct engine *e)
+{
+	int r = atomic_load(&e->error);
+
+	if (r < 0)
+		return r;
+	return atomic_load(&e->cancel_req) ? -ECANCELED : 0;
+}
+
+static void broadcast(struct engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void session_fail(struct engine *e, int r, const char *what)
+{
+	int expected = 0;
+
+	if (atomic_compare_exchange_strong(&e->error, &expected, r))
+		log_error_errno(r, "copy failed (%s)", what);
+	broadcast(e);
+}
+
+/* Enter the active session; returns false (and *ret_state) when there is none. */
+static bool session_enter(struct engine *e, int *ret_state)
+{
+	bool active;
+
+	pthread_mutex_lock(&e->lock);
+	*ret_state = atomic_load(&e->state);
+	active = state_active(*ret_state);
+	if (active)
+		e->users++;
+	pthread_mutex_unlock(&e->lock);
+	return active;
+}
+
+static void session_leave(struct engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	if (--e->users == 0)
+		pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Release [off, off+len) of the image (split per region), waking its waiters.
+ * A VMM that has exited makes the ioctl fail with ESRCH/ENOENT: nothing is
+ * left to wake, so that is remembered, not treated as a failure. */
+static int unprotect(struct engine *e, uint64_t off, uint64_t len)
+{
+	int ret = 0;
+
+	while (len > 0) {
+		const struct uffd_region *reg = region_of_offset(e, off);
+		uint64_t n;
+		int r;
+
+		if (!reg)
+			return -EINVAL;
+		n = MIN(len, reg->offset + reg->size - off);
+		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, false, false);
+		if ((r == -ESRCH || r == -ENOENT) && !atomic_exchange(&e->vmm_gone, true))
+			log_info("the VMM's memory is gone; un-protecting is moot");
+		else if (r < 0 && r != -ESRCH && r != -ENOENT)
+			ret = log_warning_errno(r, "cannot un-protect guest memory");
+		off += n;
+		len -= n;
+	}
+	return ret;
+}
+
+static int unprotect_all(struct engine *e) { return unprotect(e, 0, e->total); }
+
+static int protect_all(struct engine *e)
+{
+	for (size_t i = 0; i < e->n_regions; i++) {
+		int r = uffd_wp_range(e->uffd, e->regions[i].base, e->regions[i].size, true, false);
+		if (r < 0)
+			return log_error_errno(r, "cannot write-protect region %zu", i);
+	}
+	return 0;
+}
+
+/* Claim the pending pages of [first, first+n) (one bitmap word) and copy them.
+ * Returns the number of pages this call copied, or the session's failure. */
+static int copy_segment(struct engine *e, size_t first, unsigned n, void *buf, size_t buflen)
+{
+	uint64_t mask = pagestate_claim(&e->ps, first, n);
+	int copied = 0;
+
+	while (mask) {
+		unsigned s = (unsigned)__builtin_ctzll(mask);
+		uint64_t m = mask >> s;
+		unsigned run = m == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~m);
+		uint64_t bits = (run == 64 ? ~0ULL : (1ULL << run) - 1) << s;
+		int r = copy_bytes(e, (first + s) * PAGE, run * PAGE, buf, buflen);
+
+		if (r < 0) {
+			session_fail(e, r, "copying guest memory");
+			return r;
+		}
+		pagestate_mark_copied(&e->ps, first, bits);
+		atomic_fetch_add(&e->bytes_copied, run * PAGE);
+		if (atomic_load(&e->nwaiters))
+			broadcast(e);
+		mask &= ~bits;
+		copied += (int)run;
+	}
+	return copied;
+}
+
+/* Wait until every page of [first, first+n) is COPIED, or the session ends. */
+static int wait_copied(struct engine *e, size_t first, size_t n)
+{
+	size_t end = first + n;
+	int r = 0;
+
+	for (size_t p = first; p < end && r == 0; p += pagestate_segment(p, end)) {
+		unsigned seg = pagestate_segment(p, end);
+
+		if (!pagestate_not_copied(&e->ps, p, seg))
+			continue;
+		pthread_mutex_lock(&e->lock);
+		atomic_fetch_add(&e->nwaiters, 1);
+		while (pagestate_not_copied(&e->ps, p, seg) && (r = session_ended(e)) == 0)
+			pthread_cond_wait(&e->cond, &e->lock);
+		atomic_fetch_sub(&e->nwaiters, 1);
+		pthread_mutex_unlock(&e->lock);
+	}
+	return r;
+}
+
+/* Copy what is pending in [first, first+n) and wait for the rest. */
+static int copy_range(struct engine *e, size_t first, size_t n, void *buf, size_t buflen,
+		      _Atomic uint64_t *counter)
+{
+	size_t end = first + n;
+
+	for (size_t p = first; p < end; p += pagestate_segment(p, end)) {
+		int r = session_ended(e);
+
+		if (r == 0)
+			r = copy_segment(e, p, pagestate_segment(p, end), buf, buflen);
+		if (r < 0)
+			return r;
+		if (counter)
+			atomic_fetch_add(counter, (uint64_t)r);
+	}
+	return wait_copied(e, first, n);
+}
+
+/* ---- the fault thread ---- */
+
+static void handle_fault(struct engine *e, const struct uffd_msg *msg)
+{
+	uint64_t addr = ALIGN_DOWN((uint64_t)msg->arg.pagefault.address, PAGE);
+	const struct uffd_region *reg = region_of_addr(e, addr);
+	uint64_t off;
+	int state;
+
+	if (!reg || !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+		/* Not ours to resolve (we register write-protect only): just wake. */
+		log_warning("unexpected fault at 0x%" PRIx64 " (flags 0x%llx)", addr,
+			    (unsigned long long)msg->arg.pagefault.flags);
+		uffd_wake(e->uffd, addr, PAGE);
+		return;
+	}
+	off = reg->offset + (addr - reg->base);
+	atomic_fetch_add(&e->fault_count, 1);
+	if (session_enter(e, &state)) {
+		if (session_ended(e) == 0) {
+			int r = copy_segment(e, off / PAGE, 1, e->fault_buf, sizeof(e->fault_buf));
+			if (r > 0)
+				atomic_fetch_add(&e->pages_faulted, 1);
+			else if (r == 0)
+				wait_copied(e, off / PAGE, 1);
+		}
+		session_leave(e);
+	}
+	/* COPIED, or the session is over: release the page and wake the writer. */
+	unprotect(e, off, PAGE);
+}
+
+static void *fault_main(void *userdata)
+{
+	struct engine *e = userdata;
+	struct uffd_msg msgs[FAULT_BATCH];
+
+	while (!atomic_load(&e->stop)) {
+		struct pollfd p[2] = { { .fd = e->uffd, .events = POLLIN },
+				       { .fd = e->wake_fd, .events = POLLIN } };
+		int n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error_errno(-errno, "fault thread: poll");
+			break;
+		}
+		if (p[1].revents) {
+			uint64_t v;
+			(void)!read(e->wake_fd, &v, sizeof(v));
+		}
+		if (!(p[0].revents & POLLIN))
+			continue;
+		n = uffd_read_msgs(e->uffd, msgs, ARRAY_SIZE(msgs));
+		if (n < 0) {
+			log_error_errno(n, "fault thread: reading the uffd");
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_fault(e, &msgs[i]);
+	}
+	return NULL;
+}
+
+/* ---- the bulk thread ---- */
+
+static void session_finish(struct engine *e, int r)
+{
+	engine_done_fn cb;
+	void *userdata;
+
+	unprotect_all(e);
+	pthread_mutex_lock(&e->lock);
+	if (r == 0)
+		atomic_store(&e->state, ENGINE_DONE);
+	else if (r == -ECANCELED)
+		atomic_store(&e->state, ENGINE_CANCELLED);
+	else {
+		int expected = 0;
+
+		atomic_compare_exchange_strong(&e->error, &expected, r);
+		atomic_store(&e->state, ENGINE_FAILED);
+	}
+	cb = TAKE_PTR(e->done_cb);
+	userdata = e->userdata;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	if (cb)
+		cb(userdata, r);
+}
+
+static int bulk_copy(struct engine *e, void *buf)
+{
+	uint64_t chunk = CHUNK_MIN, last_faults = atomic_load(&e->fault_count);
+
+	for (size_t i = 0; i < e->n_regions; i++) {
+		uint64_t off = e->regions[i].offset, end = off + e->regions[i].size;
+
+		while (off < end) {
+			uint64_t len = MIN(chunk, end - off), faults;
+			int r = copy_range(e, off / PAGE, len / PAGE, buf, CHUNK_MAX, NULL);
+
+			if (r < 0)
+				return r;
+			unprotect(e, off, len);
+			if (e->src.kind == MEMSRC_FD)
+				/* Our view only: keeps forkfs's RSS flat, the memfd keeps the pages. */
+				madvise((void *)(e->map + off), len, MADV_DONTNEED);
+			off += len;
+			faults = atomic_load(&e->fault_count);
+			chunk = faults != last_faults ? CHUNK_MIN : MIN(chunk * 2, CHUNK_MAX);
+			last_faults = faults;
+		}
+	}
+	return 0;
+}
+
+static void *bulk_main(void *userdata)
+{
+	struct engine *e = userdata;
+	void *buf = NULL;
+	int r = 0;
+
+	if (e->src.kind == MEMSRC_PROCESS) {
+		buf = malloc(CHUNK_MAX);
+		if (!buf)
+			r = -ENOMEM;
+	}
+	if (r == 0)
+		r = bulk_copy(e, buf);
+	if (r == 0 && fsync(e->dest_fd) < 0)
+		r = log_error_errno(-errno, "fsync of the image failed");
+	if (r == 0)
+		r = session_ended(e);	/* a failure that raced with the last page */
+	free(buf);
+	session_finish(e, r);
+	return NULL;
+}
+
+/* Join a finished bulk thread, unless called on it. */
+static void join_bulk(struct engine *e)
+{
+	pthread_t t;
+
+	pthread_mutex_lock(&e->lock);
+	if (!e->bulk_joinable || pthread_equal(e->bulk_thread, pthread_self())) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	e->bulk_joinable = false;
+	t = e->bulk_thread;
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(t, NULL);
+}
+
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+	sigset_t all, old;
+	int r;
+
+	/* Engine threads take no signals. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = -pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		pthread_setname_np(*t, name);
+	return r;
+}
+
+/* ---- the API ---- */
+
+int engine_prepare(struct engine *e)
+{
+	void *buf;
+	int s;
+
+	pthread_mutex_lock(&e->lock);
+	s = atomic_load(&e->state);
+	pthread_mutex_unlock(&e->lock);
+	if (state_active(s))
+		return log_error_errno(-EBUSY, "prepare: a copy is in progress");
+
+	/* Anonymous memory: write-protect skips PTEs that were never populated, so
+	 * a first write after arming would escape. Reading every page maps the
+	 * zero page there (memfd/shmem gets PTE markers and needs nothing). */
+	if (e->src.kind == MEMSRC_PROCESS) {
+		buf = malloc(CHUNK_MAX);
+		if (!buf)
+			return log_error_errno(-ENOMEM, "prepare");
+		for (size_t i = 0; i < e->n_regions; i++)
+			for (uint64_t o = 0; o < e->regions[i].size; o += CHUNK_MAX) {
+				int r = read_process(e->src.pid, e->regions[i].base + o, buf,
+						     MIN(CHUNK_MAX, e->regions[i].size - o));
+				if (r < 0) {
+					free(buf);
+					return log_error_errno(r, "cannot populate guest memory");
+				}
+			}
+		free(buf);
+	}
+	pthread_mutex_lock(&e->lock);
+	if (!state_active(atomic_load(&e->state))) {
+		atomic_store(&e->state, ENGINE_PREPARED);
+		e->prepared = true;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int engine_arm(struct engine *e, int dest_fd)
+{
+	int fd, r;
+
+	join_bulk(e);
+	pthread_mutex_lock(&e->lock);
+	if (state_active(atomic_load(&e->state))) {
+		pthread_mutex_unlock(&e->lock);
+		return log_error_errno(-EBUSY, "arm: a copy is in progress");
+	}
+	if (e->src.kind == MEMSRC_PROCESS && !e->prepared) {
+		pthread_mutex_unlock(&e->lock);
+		return log_error_errno(-EINVAL, "arm: engine_prepare() must run first");
+	}
+	while (e->users > 0)
+		pthread_cond_wait(&e->cond, &e->lock);
+	fd = fcntl(dest_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0 || ftruncate(fd, (off_t)e->total) < 0) {
+		r = -errno;
+		safe_close(fd);
+		pthread_mutex_unlock(&e->lock);
+		return log_error_errno(r, "arm: cannot set up the image file");
+	}
+	safe_close(e->dest_fd);
+	e->dest_fd = fd;
+	pagestate_reset(&e->ps);
+	atomic_store(&e->error, 0);
+	atomic_store(&e->cancel_req, false);
+	atomic_store(&e->vmm_gone, false);
+	atomic_store(&e->bytes_copied, 0);
+	atomic_store(&e->pages_faulted, 0);
+	atomic_store(&e->pages_demanded, 0);
+	atomic_store(&e->fault_count, 0);
+	e->done_cb = NULL;
+	e->prepared = false;
+	/* ARMED before the first ioctl: a fault that hits while arming is copied. */
+	atomic_store(&e->state, ENGINE_ARMED);
+	pthread_mutex_unlock(&e->lock);
+
+	r = protect_all(e);
+	if (r < 0)
+		engine_disarm(e);
+	return r;
+}
+
+/* End a session that has no bulk thread (ARMED): release everything. */
+static int end_armed(struct engine *e, enum engine_state final)
+{
+	pthread_mutex_lock(&e->lock);
+	if (atomic_load(&e->state) != ENGINE_ARMED) {
+		pthread_mutex_unlock(&e->lock);
+		return -EINVAL;
+	}
+	atomic_store(&e->cancel_req, true);
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	unprotect_all(e);
+	pthread_mutex_lock(&e->lock);
+	atomic_store(&e->state, final);
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int engine_disarm(struct engine *e) { return end_armed(e, ENGINE_IDLE); }
+
+int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
+{
+	int r;
+
+	join_bulk(e);
+	pthread_mutex_lock(&e->lock);
+	if (atomic_load(&e->state) != ENGINE_ARMED) {
+		pthread_mutex_unlock(&e->lock);
+		return log_error_errno(-EINVAL, "start_copy: not armed");
+	}
+	e->done_cb = done_cb;
+	e->userdata = userdata;
+	atomic_store(&e->state, ENGINE_COPYING);
+	r = start_thread(&e->bulk_thread, bulk_main, e, "forkfs-copy");
+	if (r < 0) {
+		atomic_store(&e->state, ENGINE_ARMED);
+		e->done_cb = NULL;
+		pthread_mutex_unlock(&e->lock);
+		return log_error_errno(r, "cannot start the copy thread");
+	}
+	e->bulk_joinable = true;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int engine_demand(struct engine *e, uint64_t off, uint64_t len)
+{
+	uint64_t end;
+	void *buf = NULL;
+	int state, r;
+
+	if (off > e->total || len > e->total - off)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	end = ALIGN_UP(off + len, PAGE);
+	off = ALIGN_DOWN(off, PAGE);
+	if (!session_enter(e, &state)) {
+		if (state == ENGINE_DONE)
+			return 0;
+		if (state == ENGINE_FAILED)
+			return atomic_load(&e->error);
+		return state == ENGINE_CANCELLED ? -ECANCELED : -EINVAL;
+	}
+	if (e->src.kind == MEMSRC_PROCESS)
+		buf = malloc(DEMAND_BUF);
+	if (e->src.kind == MEMSRC_PROCESS && !buf)
+		r = -ENOMEM;
+	else
+		r = copy_range(e, off / PAGE, (end - off) / PAGE, buf, DEMAND_BUF,
+			       &e->pages_demanded);
+	free(buf);
+	session_leave(e);
+	return r;
+}
+
+int engine_cancel(struct engine *e)
+{
+	int s;
+
+	pthread_mutex_lock(&e->lock);
+	s = atomic_load(&e->state);
+	if (s == ENGINE_PREPARED) {
+		atomic_store(&e->state, ENGINE_IDLE);
+		e->prepared = false;
+	}
+	if (s != ENGINE_COPYING) {
+		pthread_mutex_unlock(&e->lock);
+		return s == ENGINE_ARMED ? end_armed(e, ENGINE_CANCELLED) : 0;
+	}
+	atomic_store(&e->cancel_req, true);
+	pthread_cond_broadcast(&e->cond);
+	/* From done_cb (on the bulk thread) the session is already over. */
+	if (!pthread_equal(e->bulk_thread, pthread_self()))
+		while (atomic_load(&e->state) == ENGINE_COPYING)
+			pthread_cond_wait(&e->cond, &e->lock);
+	pthread_mutex_unlock(&e->lock);
+	join_bulk(e);
+	return 0;
+}
+
+void engine_get_progress(struct engine *e, struct engine_progress *ret)
+{
+	*ret = (struct engine_progress){
+		.state = atomic_load(&e->state),
+		.bytes_total = e->total,
+		.bytes_copied = atomic_load(&e->bytes_copied),
+		.pages_faulted = atomic_load(&e->pages_faulted),
+		.pages_demanded = atomic_load(&e->pages_demanded),
+		.fault_count = atomic_load(&e->fault_count),
+		.error = atomic_load(&e->error),
+	};
+	if (ret->state != ENGINE_FAILED)
+		ret->error = 0;
+}
+
+/* Is the uffd registered for write-protect over every region? Releasing a
+ * range is harmless and fails (ENOENT/EINVAL) where WP is not registered. */
+static int check_wp(struct engine *e)
+{
+	for (size_t i = 0; i < e->n_regions; i++) {
+		int r = uffd_wp_range(e->uffd, e->regions[i].base, e->regions[i].size, false,
+				      false);
+		if (r == -ESRCH)
+			return log_error_errno(r, "the VMM exited");
+		if (r < 0)
+			return log_error_errno(-EOPNOTSUPP,
+					       "the VMM's userfaultfd does not support write-protect "
+					       "on region %zu (UFFDIO_WRITEPROTECT: %s)",
+					       i, strerror(-r));
+	}
+	return 0;
+}
+
+static int map_source(struct engine *e)
+{
+	struct stat st;
+	void *p;
+
+	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE)
+		return log_error_errno(-EINVAL, "bad memory source");
+	if (fstat(e->src.fd, &st) < 0)
+		return log_error_errno(-errno, "fstat of the memory source");
+	if ((uint64_t)st.st_size < (uint64_t)e->src.fd_offset + e->total)
+		return log_error_errno(-EINVAL, "memory source holds %" PRIu64 " bytes, need %" PRIu64,
+				       (uint64_t)st.st_size, (uint64_t)e->src.fd_offset + e->total);
+	p = mmap(NULL, e->total, PROT_READ, MAP_SHARED | MAP_NORESERVE, e->src.fd,
+		 e->src.fd_offset);
+	if (p == MAP_FAILED)
+		return log_error_errno(-errno, "cannot map the memory source");
+	e->map = p;
+	return 0;
+}
+
+int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
+	       struct engine **ret)
+{
+	struct engine *e;
+	uint64_t total = 0;
+	int r;
+
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		safe_close(uffd);
+		src->fd = safe_close(src->fd);
+		return log_error_errno(-ENOMEM, "engine_new");
+	}
+	e->uffd = uffd;
+	e->src = *src;
+	src->fd = -1;
+	e->wake_fd = e->dest_fd = -1;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	atomic_store(&e->state, ENGINE_IDLE);
+
+	if (n == 0 || n > UFFD_MAX_REGIONS) {
+		r = log_error_errno(-EINVAL, "engine_new: %zu regions", n);
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (regions[i].offset != total || regions[i].size % PAGE || !regions[i].size) {
+			r = log_error_errno(-EINVAL, "engine_new: bad region table");
+			goto fail;
+		}
+		total += regions[i].size;
+	}
+	memcpy(e->regions, regions, n * sizeof(*regions));
+	e->n_regions = n;
+	e->total = total;
+
+	r = check_wp(e);
+	if (r < 0)
+		goto fail;
+	if (e->src.kind == MEMSRC_FD) {
+		r = map_source(e);
+		if (r < 0)
+			goto fail;
+	}
+	r = pagestate_init(&e->ps, total / PAGE);
+	if (r < 0)
+		goto fail;
+	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->wake_fd < 0) {
+		r = log_error_errno(-errno, "eventfd");
+		goto fail;
+	}
+	r = start_thread(&e->fault_thread, fault_main, e, "forkfs-fault");
+	if (r < 0) {
+		log_error_errno(r, "cannot start the fault thread");
+		goto fail;
+	}
+	e->fault_thread_started = true;
+	*ret = e;
+	return 0;
+fail:
+	engine_free(e);
+	return r;
+}
+
+struct engine *engine_free(struct engine *e)
+{
+	if (!e)
+		return NULL;
+	engine_cancel(e);
+	join_bulk(e);
+	if (e->fault_thread_started) {
+		uint64_t one = 1;
+
+		atomic_store(&e->stop, true);
+		(void)!write(e->wake_fd, &one, sizeof(one));
+		pthread_join(e->fault_thread, NULL);
+	}
+	/* Closing the uffd releases every page still protected. */
+	safe_close(e->uffd);
+	safe_close(e->dest_fd);
+	safe_close(e->src.fd);
+	safe_close(e->wake_fd);
+	if (e->map)
+		munmap((void *)e->map, e->total);
+	pagestate_fini(&e->ps);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+	return NULL;
+}
