@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define FC_DEFAULT_TIMEOUT_MS 5000
 #define FC_MAX_HEADER_BYTES (16 * 1024)
@@ -53,7 +54,9 @@ ssize_t fc_parse_response(const char *buf, size_t len, struct fc_response *ret);
  * non-JSON {"error": "...\n..."} form. Returns a malloc'd string or NULL. */
 char *fc_error_text(const char *body, size_t len);
 
-/* Raw call. Returns 0 when any HTTP response arrived (check resp->status). */
+/* Raw call. Returns 0 when any HTTP response arrived (check resp->status).
+ * resp (may be NULL) is overwritten only on success; fc_response_clear() it.
+ * timeout_ms 0 means the client's timeout. */
 int fc_request(struct fc_client *c, const char *method, const char *path, const char *json_body,
 	       unsigned timeout_ms, struct fc_response *resp);
 /* Call and map the status: 0 on 2xx, -EREMOTEIO otherwise (text kept). */
@@ -91,6 +94,9 @@ int fc_put_boot_source(struct fc_client *c, const char *kernel_image_path, const
 		       const char *initrd_path);
 /* PUT /drives/{id} with a caller-made JSON body. */
 int fc_put_drive(struct fc_client *c, const char *drive_id, const char *json_body);
+/* PUT any resource with a caller-made JSON body (config-file resources such as
+ * /network-interfaces/{id}, /entropy); 0 on 2xx, -EREMOTEIO otherwise. */
+int fc_put_json(struct fc_client *c, const char *path, const char *json_body);
 int fc_instance_start(struct fc_client *c);
 int fc_pause(struct fc_client *c);
 int fc_resume(struct fc_client *c);
