@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: MIT
+ * test-engine.c — the write-protect copy engine against real userfaultfd.
+ *
+ * Each scenario builds a guest (tests/uffd/guest.h) whose writer threads keep
+ * stamping pages, "pauses" it at a barrier, records the expected image (the
+ * shadow) while paused, arms the engine, resumes and copies. The finished
+ * image must equal the shadow byte for byte, and no page may stay protected.
+ * One scenario arms before the pause (forkd's order) and must find mismatches:
+ * that proves the comparison can fail.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "common/log.h"
+#include "common/util.h"
+#include "tests/tap.h"
+#include "tests/uffd/guest.h"
+#include "uffd/engine.h"
+#include "uffd/uffd.h"
+
+#define MiB (1ULL << 20)
+#define PAGE ((uint64_t)4096)
+
+static char tmpdir[] = "/tmp/uffd-engine.XXXXXX";
+static char store[64];
+static bool store_mounted;
+
+struct done_sync {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int calls;
+	int result;
+};
+
+static void on_done(void *userdata, int result)
+{
+	struct done_sync *d = userdata;
+
+	pthread_mutex_lock(&d->m);
+	d->calls++;
+	d->result = result;
+	pthread_cond_broadcast(&d->c);
+	pthread_mutex_unlock(&d->m);
+}
+
+static bool wait_done(struct done_sync *d, unsigned secs)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	pthread_mutex_lock(&d->m);
+	while (d->calls == 0)
+		if (pthread_cond_timedwait(&d->c, &d->m, &ts) == ETIMEDOUT)
+			break;
+	ok = d->calls > 0;
+	pthread_mutex_unlock(&d->m);
+	return ok;
+}
+
+struct scenario {
+	const char *name;
+	bool anon;
+	size_t n_regions;
+	uint64_t size;		/* per region */
+	bool broken_order;	/* arm before the writers stop */
+	unsigned readers;
+	bool cancel;
+	bool full_store;
+};
+
+struct reader {
+	pthread_t t;
+	struct engine *e;
+	int fd;
+	const uint8_t *shadow;
+	uint64_t total;
+	atomic_bool *stop;
+	long demands, bad, errors;
+	unsigned seed;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	uint8_t *buf = malloc(256 * 1024);
+
+	while (buf && !atomic_load(rd->stop)) {
+		uint64_t off = (uint64_t)rand_r(&rd->seed) * 7919 % rd->total;
+		uint64_t len = 1 + (uint64_t)rand_r(&rd->seed) % (256 * 1024);
+		int r;
+
+		len = MIN(len, rd->total - off);
+		r = engine_demand(rd->e, off, len);
+		if (r < 0) {
+			if (!rd->errors++)
+				tap_diag("engine_demand(%" PRIu64 ", %" PRIu64 "): %s", off, len,
+					 strerror(-r));
+			continue;
+		}
+		rd->demands++;
+		if (pread_full(rd->fd, buf, len, (off_t)off) != (ssize_t)len ||
+		    memcmp(buf, rd->shadow + off, len))
+			rd->bad++;
+	}
+	free(buf);
+	return NULL;
+}
+
+static int open_dest(const char *dir, const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s.bin", dir, name);
+	return open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+}
+
+static void run(const struct scenario *sc)
+{
+	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct reader readers[4] = {};
+	atomic_bool readers_stop = false;
+	struct engine_progress pr;
+	struct engine *e = NULL;
+	struct memsrc src;
+	struct guest g;
+	const char *why = "";
+	uint8_t *shadow = NULL;
+	long wp, bad;
+	int dest = -1, r;
+
+	tap_diag("scenario %s", sc->name);
+	r = guest_new(&g, sc->anon, sc->n_regions, sc->size, &why);
+	if (r < 0) {
+		tap_ok(false, "%s: guest set-up: %s: %s", sc->name, why, strerror(-r));
+		goto out;
+	}
+	shadow = malloc(g.total);
+	TAP_CHECK(guest_start_writers(&g, 2) == 0);
+	TAP_CHECK(guest_wait_writes(&g, 20000, 5000));
+
+	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src);
+	tap_ok(r == 0 && src.kind == (sc->anon ? MEMSRC_PROCESS : MEMSRC_FD),
+	       "%s: memory source is %s", sc->name, sc->anon ? "process_vm_readv" : "the memfd");
+	if (r < 0)
+		goto out;
+	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+	if (!tap_ok(r == 0, "%s: engine_new: %s", sc->name, strerror(-r)))
+		goto out;
+	dest = open_dest(sc->full_store ? store : tmpdir, sc->name);
+	TAP_CHECK(dest >= 0);
+	TAP_CHECK(engine_prepare(e) == 0);
+
+	if (sc->broken_order) {
+		TAP_CHECK(engine_arm(e, dest) == 0);
+		TAP_CHECK(guest_wait_writes(&g, 2000, 5000));
+		guest_pause(&g);
+		guest_snapshot(&g, shadow);
+	} else {
+		guest_pause(&g);
+		guest_snapshot(&g, shadow);
+		r = engine_arm(e, dest);
+		TAP_CHECK(r == 0);
+		wp = guest_count_wp(&g);
+		tap_ok(wp == (long)(g.total / PAGE), "%s: all %" PRIu64 " pages protected after arm"
+		       " (never-touched ones too): %ld", sc->name, g.total / PAGE, wp);
+	}
+	guest_open_virgin(&g);
+	guest_resume(&g);
+
+	for (unsigned i = 0; i < sc->readers; i++) {
+		readers[i] = (struct reader){ .e = e, .fd = dest, .shadow = shadow,
+					      .total = g.total, .stop = &readers_stop,
+					      .seed = i + 1 };
+		pthread_create(&readers[i].t, NULL, reader_main, &readers[i]);
+	}
+	/* Let faults and demands run while ARMED, before the bulk copy starts. */
+	guest_wait_writes(&g, 5000, 5000);
+	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	if (sc->cancel) {
+		engine_get_progress(e, &pr);
+		TAP_CHECK(engine_cancel(e) == 0);
+		tap_ok(pr.bytes_copied < pr.bytes_total, "%s: cancelled mid-copy (%" PRIu64 "/%"
+		       PRIu64 " bytes)", sc->name, pr.bytes_copied, pr.bytes_total);
+	}
+	tap_ok(wait_done(&done, 60), "%s: done callback ran", sc->name);
+	atomic_store(&readers_stop, true);
+	for (unsigned i = 0; i < sc->readers; i++)
+		pthread_join(readers[i].t, NULL);
+
+	engine_get_progress(e, &pr);
+	tap_diag("%s: state %s, copied %" PRIu64 "/%" PRIu64 ", faulted %" PRIu64
+		 ", demanded %" PRIu64 ", faults %" PRIu64 ", error %d", sc->name,
+		 engine_state_to_string(pr.state), pr.bytes_copied, pr.bytes_total,
+		 pr.pages_faulted, pr.pages_demanded, pr.fault_count, pr.error);
+	TAP_CHECK(done.calls == 1);
+	wp = guest_count_wp(&g);
+	tap_ok(wp == 0, "%s: no page left protected: %ld", sc->name, wp);
+	tap_ok(guest_wait_writes(&g, 10000, 5000), "%s: writers keep running", sc->name);
+
+	if (sc->cancel) {
+		tap_ok(done.result == -ECANCELED && pr.state == ENGINE_CANCELLED,
+		       "%s: cancelled (%d)", sc->name, done.result);
+	} else if (sc->full_store) {
+		tap_ok(done.result == -ENOSPC && pr.state == ENGINE_FAILED && pr.error == -ENOSPC,
+		       "%s: failed with ENOSPC (%d, %s)", sc->name, done.result,
+		       engine_state_to_string(pr.state));
+		TAP_CHECK(engine_demand(e, 0, PAGE) == -ENOSPC);
+	} else {
+		tap_ok(done.result == 0 && pr.state == ENGINE_DONE &&
+		       pr.bytes_copied == pr.bytes_total, "%s: copy complete", sc->name);
+		bad = image_mismatches(dest, shadow, g.total);
+		if (sc->broken_order)
+			tap_ok(bad > 0, "%s: arming before the pause is detected: %ld pages differ",
+			       sc->name, bad);
+		else
+			tap_ok(bad == 0, "%s: image equals the paused memory: %ld pages differ",
+			       sc->name, bad);
+		if (!sc->broken_order)
+			tap_ok(pr.pages_faulted > 0, "%s: guest writes were copied first (%" PRIu64
+			       " pages)", sc->name, pr.pages_faulted);
+	}
+	for (unsigned i = 0; i < sc->readers; i++) {
+		tap_ok(readers[i].bad == 0 && readers[i].errors == 0 && readers[i].demands > 0,
+		       "%s: reader %u: %ld demands, %ld wrong, %ld errors", sc->name, i,
+		       readers[i].demands, readers[i].bad, readers[i].errors);
+	}
+	if (sc->readers)
+		tap_ok(pr.pages_demanded > 0, "%s: readers copied %" PRIu64 " pages first",
+		       sc->name, pr.pages_demanded);
+out:
+	guest_stop_writers(&g);
+	e = engine_free(e);
+	guest_free(&g);
+	safe_close(dest);
+	free(shadow);
+}
+
+/* What the kernel does with WP on never-populated pages, the reason for engine_prepare(). */
+static void kernel_semantics(bool anon)
+{
+	struct guest g;
+	const char *why = "";
+	long wp;
+
+	if (guest_new(&g, anon, 1, 64 * PAGE, &why) < 0) {
+		tap_ok(false, "kernel semantics: %s", why);
+		guest_free(&g);
+		return;
+	}
+	TAP_CHECK(uffd_wp_range(g.uffd, g.regions[0].base, g.regions[0].size, true, false) == 0);
+	wp = guest_count_wp(&g);
+	if (anon)
+		tap_ok(wp == 0, "kernel: WP skips never-populated anonymous pages (%ld of 64)", wp);
+	else
+		tap_ok(wp == 64, "kernel: WP marks never-populated memfd pages (%ld of 64)", wp);
+	for (uint64_t o = 0; o < g.regions[0].size; o += PAGE)
+		(void)*(volatile uint8_t *)(uintptr_t)(g.regions[0].base + o);
+	TAP_CHECK(uffd_wp_range(g.uffd, g.regions[0].base, g.regions[0].size, true, false) == 0);
+	wp = guest_count_wp(&g);
+	tap_ok(wp == 64, "kernel: WP protects %s pages once read (%ld of 64)",
+	       anon ? "anonymous" : "memfd", wp);
+	guest_free(&g);
+}
+
+static void refuses_non_wp_uffd(void)
+{
+	uint64_t len = 16 * PAGE;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uffd_region reg = { .base = (uintptr_t)p, .size = len, .page_size = PAGE };
+	struct memsrc src = { .kind = MEMSRC_PROCESS, .fd = -1, .pid = getpid() };
+	struct engine *e = NULL;
+	int uffd = -1, r;
+
+	TAP_CHECK(uffd_open(&uffd) == 0 && uffd_api(uffd, 0, NULL) == 0 &&
+		  uffd_register(uffd, reg.base, len, UFFDIO_REGISTER_MODE_MISSING) == 0);
+	r = engine_new(uffd, &reg, 1, &src, &e);
+	tap_ok(r == -EOPNOTSUPP && !e, "engine_new refuses a uffd without write-protect: %s",
+	       strerror(-r));
+	munmap(p, len);
+}
+
+static void arm_needs_prepare_for_anon(void)
+{
+	struct memsrc src = { .kind = MEMSRC_PROCESS, .fd = -1, .pid = getpid() };
+	struct engine *e = NULL;
+	const char *why = "";
+	struct guest g;
+	int fd;
+
+	if (guest_new(&g, true, 1, 64 * PAGE, &why) < 0) {
+		tap_ok(false, "set-up: %s", why);
+		guest_free(&g);
+		return;
+	}
+	TAP_CHECK(engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e) == 0);
+	fd = open_dest(tmpdir, "noprep");
+	TAP_CHECK(e && engine_arm(e, fd) == -EINVAL);
+	TAP_CHECK(e && engine_prepare(e) == 0 && engine_arm(e, fd) == 0);
+	TAP_CHECK(e && guest_count_wp(&g) == 64);
+	TAP_CHECK(e && engine_demand(e, 0, 64 * PAGE) == 0);
+	TAP_CHECK(e && engine_cancel(e) == 0 && guest_count_wp(&g) == 0);
+	engine_free(e);
+	guest_free(&g);
+	safe_close(fd);
+}
+
+static void cleanup(void)
+{
+	char cmd[256];
+
+	if (store_mounted)
+		umount2(store, MNT_DETACH);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	(void)!system(cmd);
+}
+
+int main(void)
+{
+	static const struct scenario scenarios[] = {
+		{ "memfd", .n_regions = 1, .size = 64 * MiB },
+		{ "anon", .anon = true, .n_regions = 1, .size = 64 * MiB },
+		{ "memfd-2regions", .n_regions = 2, .size = 32 * MiB },
+		{ "anon-2regions", .anon = true, .n_regions = 2, .size = 32 * MiB },
+		{ "memfd-readers", .n_regions = 2, .size = 64 * MiB, .readers = 2 },
+		{ "anon-readers", .anon = true, .n_regions = 1, .size = 64 * MiB, .readers = 2 },
+		{ "memfd-cancel", .n_regions = 1, .size = 256 * MiB, .cancel = true },
+		{ "anon-cancel", .anon = true, .n_regions = 1, .size = 256 * MiB, .cancel = true },
+		{ "memfd-broken-order", .n_regions = 1, .size = 64 * MiB, .broken_order = true },
+		{ "anon-broken-order", .anon = true, .n_regions = 1, .size = 64 * MiB,
+		  .broken_order = true },
+	};
+	static const struct scenario full = { "memfd-full-store", .n_regions = 1,
+					      .size = 64 * MiB, .full_store = true };
+	int probe = -1;
+
+	if (uffd_open(&probe) < 0 || uffd_api(probe, UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL) < 0)
+		tap_skip_all("userfaultfd with write-protect is not available");
+	safe_close(probe);
+	if (!mkdtemp(tmpdir))
+		tap_skip_all("cannot create a temporary directory");
+	atexit(cleanup);
+	log_set_max_level(LOG_LEVEL_WARN);
+
+	kernel_semantics(true);
+	kernel_semantics(false);
+	refuses_non_wp_uffd();
+	arm_needs_prepare_for_anon();
+	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
+		run(&scenarios[i]);
+
+	snprintf(store, sizeof(store), "%s/store", tmpdir);
+	if (geteuid() != 0 || mkdir(store, 0700) < 0 ||
+	    mount("tmpfs", store, "tmpfs", 0, "size=16m") < 0)
+		tap_diag("SKIP full-store scenario: needs root to mount a small tmpfs");
+	else {
+		store_mounted = true;
+		run(&full);
+	}
+	return tap_done();
+}
