@@ -223,8 +223,19 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	if (!k || k->done)
 		return;
 	if (status < 0) {
-		finish(c, fc__set_error(c, status, "%s %s: %s", k->method, k->path,
-				    uv_strerror(status)));
+		/* libuv reports POLLERR as UV_EBADF: ask the socket what happened
+		 * (ECONNRESET when the VMM died with our request unread). */
+		int err = 0;
+		socklen_t sl = sizeof(err);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) == 0 && err > 0)
+			finish(c, fc__set_error(c, -err, "%s %s: %s", k->method, k->path,
+						strerror(err)));
+		else if (k->sent == k->req_len && (r = receive_more(c)) != 0)
+			finish(c, r < 0 ? r : 0);
+		else
+			finish(c, fc__set_error(c, status, "%s %s: %s", k->method, k->path,
+						uv_strerror(status)));
 		return;
 	}
 	if (k->sent < k->req_len && (events & UV_WRITABLE)) {
