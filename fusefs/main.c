@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT
+ * main.c — forkfs's command line and start-up order:
+ *
+ *   options -> store (rebuild the tree) -> run directory -> FUSE session and
+ *   mount -> daemonize (unless -f) -> libuv loop -> unmount and clean up.
+ *
+ * forkfs's own -o options are taken out with fuse_opt_parse(); the rest
+ * (allow_other, max_read, ...) go to fuse_session_new() untouched.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOG_PREFIX ""
+#include "common/log.h"
+#include "common/util.h"
+#include "fusefs/forkfs.h"
+
+#define DEFAULT_STORE "/var/lib/forkfs"
+
+struct options {
+	char *store;
+	char *vmm;
+	char *mode;
+	char *branch_mode;
+	char *seccomp;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 0 }
+static const struct fuse_opt option_spec[] = {
+	OPT("store=%s", store),
+	OPT("vmm=%s", vmm),
+	OPT("mode=%s", mode),
+	OPT("branch_mode=%s", branch_mode),
+	OPT("seccomp=%s", seccomp),
+	FUSE_OPT_END,
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n\n"
+	       "Presents microVM sandboxes as directories; mkdir SANDBOX/branches/TAG takes a\n"
+	       "live branch of a running VM. See forkfs(8).\n\n"
+	       "forkfs options:\n"
+	       "    -o store=DIR           store directory (default " DEFAULT_STORE ")\n"
+	       "    -o vmm=PATH            VMM binary (default: $FORKFS_MINIVM, else firecracker\n"
+	       "                           from PATH, else " BINDIR "/forkfs-minivm)\n"
+	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
+	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
+	       "    -o seccomp=on|off      accepted for compatibility; see forkfs(8)\n\n",
+	       prog);
+}
+
+/* The executable named "name" in $PATH, or NULL. */
+static char *find_in_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *copy, *dir, *save = NULL, *found = NULL;
+
+	if (!path || !(copy = strdup(path)))
+		return NULL;
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		char *p;
+
+		if (asprintf(&p, "%s/%s", *dir ? dir : ".", name) < 0)
+			break;
+		if (access(p, X_OK) == 0)
+			found = p;
+		else
+			free(p);
+	}
+	free(copy);
+	return found;
+}
+
+static int pick_vmm(struct forkfs *fs, const char *opt)
+{
+	const char *env = getenv("FORKFS_MINIVM");
+
+	if (opt)
+		fs->vmm_path = strdup(opt);
+	else if (env && *env)
+		fs->vmm_path = strdup(env);
+	else if (!(fs->vmm_path = find_in_path("firecracker")))
+		fs->vmm_path = strdup(BINDIR "/forkfs-minivm");
+	if (!fs->vmm_path)
+		return -ENOMEM;
+	if (access(fs->vmm_path, X_OK) < 0)
+		log_warning_errno(errno, "VMM %s is not executable (start will fail)", fs->vmm_path);
+	return 0;
+}
+
+static int parse_options(struct forkfs *fs, struct options *o)
+{
+	uint64_t m;
+
+	if (!o->mode || !strcmp(o->mode, "auto"))
+		fs->mode = BRANCH_MODE_AUTO;
+	else if (!strcmp(o->mode, "live"))
+		fs->mode = BRANCH_MODE_LIVE;
+	else if (!strcmp(o->mode, "full"))
+		fs->mode = BRANCH_MODE_FULL;
+	else
+		return log_error_errno(EINVAL, "-o mode= takes auto, live or full");
+	fs->branch_mode = 0400;
+	if (o->branch_mode) {
+		char *end;
+
+		m = strtoull(o->branch_mode, &end, 8);
+		if (*end || !*o->branch_mode || m > 0666 || !(m & 0400))
+			return log_error_errno(EINVAL, "-o branch_mode= takes an octal mode within 0666 that includes 0400");
+		fs->branch_mode = (mode_t)m;
+	}
+	fs->seccomp = !o->seccomp || strcmp(o->seccomp, "off") != 0;
+	if (o->seccomp && strcmp(o->seccomp, "on") && strcmp(o->seccomp, "off"))
+		return log_error_errno(EINVAL, "-o seccomp= takes on or off");
+	return 0;
+}
+
+static int setup_store(struct forkfs *fs, const char *store)
+{
+	const char *s = store ? store : DEFAULT_STORE;
+
+	if (mkdir(s, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "cannot create store %s", s);
+	fs->store = realpath(s, NULL);
+	if (!fs->store)
+		return log_error_errno(errno, "store %s", s);
+	if (asprintf(&fs->sandboxes_dir, "%s/sandboxes", fs->store) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int setup_run_dir(struct forkfs *fs)
+{
+	const char *base = getuid() == 0 ? "/run" : getenv("XDG_RUNTIME_DIR");
+	char *t;
+
+	if (!base || access(base, W_OK) < 0)
+		base = "/tmp";
+	if (asprintf(&t, "%s/forkfs.XXXXXX", base) < 0)
+		return -ENOMEM;
+	if (!mkdtemp(t)) {
+		int r = log_error_errno(errno, "cannot create a run directory under %s", base);
+		free(t);
+		return r;
+	}
+	fs->run_dir = t;
+	return 0;
+}
+
+/* Final clean-up once the loop has ended: nothing runs any more. */
+static void teardown(struct forkfs *fs)
+{
+	struct sandbox *sb, *next;
+
+	for (sb = fs->sandboxes; sb; sb = next) {
+		next = sb->next;
+		for (struct sbranch *br = sb->branches; br; br = br->next)
+			br->b = branch_unref(br->b);
+		sb->vmm = vmm_unref(sb->vmm);
+		if (sb->run_dir)
+			rmdir(sb->run_dir);
+	}
+	if (fs->run_dir && rmdir(fs->run_dir) < 0)
+		log_warning_errno(errno, "cannot remove %s", fs->run_dir);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cmd = { 0 };
+	struct options o = { 0 };
+	static struct forkfs fs;
+	int r, ret = 1;
+
+	log_set_ident("forkfs");
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (fuse_opt_parse(&args, &o, option_spec, NULL) < 0 || fuse_parse_cmdline(&args, &cmd) < 0)
+		return 2;
+	if (cmd.show_help) {
+		usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out_args;
+	}
+	if (cmd.show_version) {
+		printf("forkfs %s\n", PACKAGE_VERSION);
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out_args;
+	}
+	if (!cmd.mountpoint) {
+		fprintf(stderr, "forkfs: no mount point given (see --help)\n");
+		ret = 2;
+		goto out_args;
+	}
+	if (cmd.debug)
+		log_set_max_level(LOG_LEVEL_DEBUG);
+	fs.foreground = cmd.foreground;
+	fs.uid = getuid();
+	fs.gid = getgid();
+	fs.root.type = NODE_ROOT;
+	fs.root.linked = true;
+	if (parse_options(&fs, &o) < 0 || pick_vmm(&fs, o.vmm) < 0 ||
+	    setup_store(&fs, o.store) < 0 || setup_run_dir(&fs) < 0)
+		goto out_args;
+	if (tree_load_store(&fs) < 0)
+		goto out_run;
+	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=forkfs,subtype=forkfs") < 0)
+		goto out_run;
+
+	fs.se = fuse_session_new(&args, &forkfs_ops, sizeof(forkfs_ops), &fs);
+	if (!fs.se)
+		goto out_run;
+	if (fuse_session_mount(fs.se, cmd.mountpoint) != 0)
+		goto out_session;
+	if (fuse_daemonize(cmd.foreground) != 0)
+		goto out_unmount;
+	r = uv_loop_init(&fs.loop);
+	if (r < 0) {
+		log_error("uv_loop_init: %s", uv_strerror(r));
+		goto out_unmount;
+	}
+	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, fs.store,
+		 fs.vmm_path, fs.run_dir);
+	if (forkfs_run(&fs) == 0)
+		ret = 0;
+	r = uv_loop_close(&fs.loop);
+	if (r < 0)
+		log_warning("uv_loop_close: %s", uv_strerror(r));
+out_unmount:
+	fuse_session_unmount(fs.se);
+out_session:
+	fuse_session_destroy(fs.se);
+out_run:
+	teardown(&fs);
+out_args:
+	free(cmd.mountpoint);
+	fuse_opt_free_args(&args);
+	free(o.store);
+	free(o.vmm);
+	free(o.mode);
+	free(o.branch_mode);
+	free(o.seccomp);
+	return ret;
+}

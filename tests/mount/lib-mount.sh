@@ -1,0 +1,116 @@
+# tests/mount/lib-mount.sh — sourced by the mount tests: a real forkfs on a
+# real FUSE mount, minivm guests, and clean-up that leaves nothing behind even
+# when a test fails (forkfs is killed, the mount is lazily unmounted, and every
+# VMM forkfs logged as launched is killed).
+. "$top_srcdir/tests/lib.sh"
+
+require_root
+require_fuse
+require_kvm
+require_uffd
+[ -x "$FORKFS" ] || skip_all "forkfs not built ($FORKFS)"
+[ -x "$MINIVM" ] || skip_all "forkfs-minivm not built ($MINIVM)"
+[ -r "$GUEST_IMG" ] || skip_all "guest image not built ($GUEST_IMG)"
+
+MNT=$TMPD/mnt
+STORE=$TMPD/store
+FLOG=$TMPD/forkfs.log
+FORKFS_PID=
+mkdir -p "$MNT"
+
+# PIDs of the VMMs forkfs launched, from the sandbox logs in the store.
+vmm_pids() {
+	cat "$STORE"/sandboxes/*/log 2>/dev/null |
+		sed -n 's/.*launched VMM .*, pid \([0-9]*\),.*/\1/p' | sort -u
+}
+# Those still alive and still a minivm.
+live_vmm_pids() {
+	local p
+	for p in $(vmm_pids); do
+		grep -qa forkfs-minivm "/proc/$p/cmdline" 2>/dev/null && echo "$p"
+	done
+}
+kill_strays() {
+	[ -n "$FORKFS_PID" ] && kill -9 "$FORKFS_PID" 2>/dev/null
+	fusermount3 -u -z "$MNT" 2>/dev/null
+	for p in $(live_vmm_pids); do kill -9 "$p"; done
+}
+on_exit kill_strays
+
+is_mounted() { grep -q " $MNT fuse" /proc/self/mounts; }
+
+# mount_forkfs [EXTRA -o OPTIONS]
+mount_forkfs() {
+	local extra=${1:+,$1}
+	"$FORKFS" -f -o "store=$STORE,vmm=$MINIVM$extra" "$MNT" >>"$FLOG" 2>&1 &
+	FORKFS_PID=$!
+	if ! wait_for 10 is_mounted; then
+		cat "$FLOG" | sed 's/^/# /'
+		bail "forkfs did not mount"
+	fi
+}
+
+# unmount_forkfs: fusermount3 -u, then forkfs must exit 0 within 20 s.
+FORKFS_RC=
+unmount_forkfs() {
+	local i
+	fusermount3 -u "$MNT" || return 1
+	for i in $(seq 200); do
+		kill -0 "$FORKFS_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$FORKFS_PID" 2>/dev/null; then
+		FORKFS_RC=timeout
+		return 1
+	fi
+	wait "$FORKFS_PID"
+	FORKFS_RC=$?
+	FORKFS_PID=
+	[ "$FORKFS_RC" -eq 0 ]
+}
+
+# The run directory of the last forkfs, from its start-up line.
+run_dir() { sed -n 's/.*run directory \(.*\))$/\1/p' "$FLOG" | tail -1; }
+
+# boot_config MIB VCPUS
+boot_config() {
+	printf '{"boot-source":{"kernel_image_path":"%s"},"machine-config":{"vcpu_count":%s,"mem_size_mib":%s}}\n' \
+		"$GUEST_IMG" "$2" "$1"
+}
+
+# status_state SANDBOX TAG: the first line of status.
+status_state() { head -n1 "$MNT/$1/branches/$2/status" 2>/dev/null; }
+status_key() { sed -n "s/^$3: //p" "$MNT/$1/branches/$2/status"; }
+is_ready() { [ "$(status_state "$1" "$2")" = ready ]; }
+is_done() { case "$(status_state "$1" "$2")" in ready | failed) return 0 ;; esac; return 1; }
+
+# count of "guest: verify ok" lines per distinct vCPU in a sandbox log
+verified_vcpus() { grep -o 'guest: verify ok vcpu=[0-9]*' "$MNT/$1/log" 2>/dev/null | sort -u | wc -l; }
+has_verified() { [ "$(verified_vcpus "$1")" -ge "$2" ]; }
+
+# start_sandbox NAME CONFIG-JSON: mkdir, config, start.
+start_sandbox() {
+	mkdir "$MNT/$1" && printf '%s\n' "$2" >"$MNT/$1/config.json" && echo start >"$MNT/$1/ctl"
+}
+
+# expect_errno MESSAGE-PART COMMAND...: the command fails and says MESSAGE-PART.
+expect_fail() {
+	local want="$1" out; shift
+	if out=$("$@" 2>&1); then
+		diag "unexpected success: $*"
+		return 1
+	fi
+	case "$out" in *"$want"*) return 0 ;; esac
+	diag "expected '$want', got: $out"
+	return 1
+}
+
+dump_logs() {
+	diag "---- forkfs stderr"
+	sed 's/^/# /' "$FLOG" | tail -40
+	for f in "$STORE"/sandboxes/*/log; do
+		[ -f "$f" ] || continue
+		diag "---- $f"
+		tail -20 "$f" | sed 's/^/# /'
+	done
+}
