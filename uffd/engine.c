@@ -25,6 +25,15 @@
  *     holds its content as of engine_arm(); reading the source never faults;
  *   - the state becomes ARMED before the first UFFDIO_WRITEPROTECT, so a
  *     fault arriving while arming is copied, not merely released.
+ * Pre-arming (the default; engine_set_prearm): engine_prepare() write-protects
+ * every region before the pause, so that the pause does not grow with memory
+ * size. While pre-armed a fault copies nothing: the page is recorded in
+ * e->rearm and released. engine_arm() switches to ARMED and then protects
+ * again only the recorded pages. The record-and-release and the switch both
+ * happen under e->lock, so a fault is handled entirely before the switch
+ * (recorded, then re-armed) or entirely after it (copied, then released);
+ * a page recorded after arm's scan, or released after its re-arm, is impossible.
+ *
  * Failure or cancel ends the session: e->error / e->cancel_req are set, every
  * waiter gives up, faults are only released, and whoever finishes the session
  * (bulk thread, or engine_cancel/disarm before start_copy) un-protects every
@@ -49,6 +58,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include "common/log.h"
@@ -82,6 +92,9 @@ struct engine {
 	_Atomic int state;		/* enum engine_state; written under lock */
 	unsigned users;			/* protected by lock */
 	bool prepared;			/* protected by lock */
+	bool prearm;			/* protected by lock: pre-arm in engine_prepare() */
+	bool prearmed;			/* protected by lock: WP is on, faults only recorded */
+	_Atomic uint64_t *rearm;	/* pages released while prearmed: re-armed by arm */
 	int dest_fd;			/* protected by lock; stable while a user is in */
 	pthread_t bulk_thread;		/* protected by lock */
 	bool bulk_joinable;		/* protected by lock */
@@ -248,6 +261,26 @@ static int unprotect(struct engine *e, uint64_t off, uint64_t len)
 
 static int unprotect_all(struct engine *e) { return unprotect(e, 0, e->total); }
 
+/* Protect image bytes [off, off+len), split per region. */
+static int protect_image(struct engine *e, uint64_t off, uint64_t len)
+{
+	while (len > 0) {
+		const struct uffd_region *reg = region_of_offset(e, off);
+		uint64_t n;
+		int r;
+
+		if (!reg)
+			return -EINVAL;
+		n = MIN(len, reg->offset + reg->size - off);
+		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, true, false);
+		if (r < 0)
+			return log_error_errno(r, "cannot write-protect guest memory");
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int protect_all(struct engine *e)
 {
 	for (size_t i = 0; i < e->n_regions; i++) {
@@ -328,6 +361,23 @@ static int copy_range(struct engine *e, size_t first, size_t n, void *buf, size_
 
 /* ---- the fault thread ---- */
 
+/* Pre-armed (between engine_prepare and engine_arm): record the page for
+ * re-arming and release it, under the lock so that engine_arm's switch to
+ * ARMED happens either before (then the fault copies) or after both. */
+static bool release_prearmed(struct engine *e, uint64_t off)
+{
+	bool prearmed;
+
+	pthread_mutex_lock(&e->lock);
+	prearmed = e->prearmed;
+	if (prearmed) {
+		atomic_fetch_or(&e->rearm[off / PAGE / 64], 1ULL << (off / PAGE % 64));
+		unprotect(e, off, PAGE);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return prearmed;
+}
+
 static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 {
 	uint64_t addr = ALIGN_DOWN((uint64_t)msg->arg.pagefault.address, PAGE);
@@ -343,6 +393,8 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 		return;
 	}
 	off = reg->offset + (addr - reg->base);
+	if (release_prearmed(e, off))
+		return;
 	atomic_fetch_add(&e->fault_count, 1);
 	if (session_enter(e, &state)) {
 		if (session_ended(e) == 0) {
@@ -451,6 +503,8 @@ static void *bulk_main(void *userdata)
 	void *buf = NULL;
 	int r = 0;
 
+	/* Background work yields the CPU to the fault thread and the guest. */
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	if (e->src.kind == MEMSRC_PROCESS) {
 		buf = malloc(CHUNK_MAX);
 		if (!buf)
@@ -500,9 +554,30 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char
 
 /* ---- the API ---- */
 
+/* Leave the pre-armed phase without arming: release every page. */
+static void drop_prearm(struct engine *e)
+{
+	bool was;
+
+	pthread_mutex_lock(&e->lock);
+	was = e->prearmed;
+	e->prearmed = false;
+	pthread_mutex_unlock(&e->lock);
+	if (was)
+		unprotect_all(e);
+}
+
+void engine_set_prearm(struct engine *e, bool on)
+{
+	pthread_mutex_lock(&e->lock);
+	e->prearm = on;
+	pthread_mutex_unlock(&e->lock);
+}
+
 int engine_prepare(struct engine *e)
 {
 	void *buf;
+	bool prearm;
 	int s;
 
 	pthread_mutex_lock(&e->lock);
@@ -530,16 +605,55 @@ int engine_prepare(struct engine *e)
 		free(buf);
 	}
 	pthread_mutex_lock(&e->lock);
-	if (!state_active(atomic_load(&e->state))) {
-		atomic_store(&e->state, ENGINE_PREPARED);
-		e->prepared = true;
+	if (state_active(atomic_load(&e->state))) {
+		pthread_mutex_unlock(&e->lock);
+		return log_error_errno(-EBUSY, "prepare: a copy is in progress");
+	}
+	atomic_store(&e->state, ENGINE_PREPARED);
+	e->prepared = true;
+	prearm = e->prearm && !e->prearmed;
+	if (prearm) {
+		for (size_t w = 0; w < e->ps.nwords; w++)
+			atomic_store(&e->rearm[w], 0);
+		/* Before the first ioctl: a fault while pre-arming is recorded. */
+		e->prearmed = true;
 	}
 	pthread_mutex_unlock(&e->lock);
+	if (prearm) {
+		int r = protect_all(e);
+		if (r < 0) {
+			drop_prearm(e);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Protect again every page released while pre-armed. Runs after the switch
+ * to ARMED, so nothing is added to the set meanwhile. */
+static int rearm_recorded(struct engine *e)
+{
+	for (size_t w = 0; w < e->ps.nwords; w++) {
+		uint64_t m = atomic_load(&e->rearm[w]);
+
+		while (m) {
+			unsigned s = (unsigned)__builtin_ctzll(m), run;
+			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE;
+			int r;
+
+			run = x == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~x);
+			r = protect_image(e, off, run * PAGE);
+			if (r < 0)
+				return r;
+			m &= run == 64 ? 0 : ~(((1ULL << run) - 1) << s);
+		}
+	}
 	return 0;
 }
 
 int engine_arm(struct engine *e, int dest_fd)
 {
+	bool prearmed;
 	int fd, r;
 
 	join_bulk(e);
@@ -573,11 +687,14 @@ int engine_arm(struct engine *e, int dest_fd)
 	atomic_store(&e->fault_count, 0);
 	e->done_cb = NULL;
 	e->prepared = false;
-	/* ARMED before the first ioctl: a fault that hits while arming is copied. */
+	/* ARMED before the first ioctl: a fault that hits while arming is copied.
+	 * From here on no fault is merely recorded (release_prearmed). */
 	atomic_store(&e->state, ENGINE_ARMED);
+	prearmed = e->prearmed;
+	e->prearmed = false;
 	pthread_mutex_unlock(&e->lock);
 
-	r = protect_all(e);
+	r = prearmed ? rearm_recorded(e) : protect_all(e);
 	if (r < 0)
 		engine_disarm(e);
 	return r;
@@ -672,6 +789,8 @@ int engine_cancel(struct engine *e)
 	}
 	if (s != ENGINE_COPYING) {
 		pthread_mutex_unlock(&e->lock);
+		if (s == ENGINE_PREPARED)
+			drop_prearm(e);
 		return s == ENGINE_ARMED ? end_armed(e, ENGINE_CANCELLED) : 0;
 	}
 	atomic_store(&e->cancel_req, true);
@@ -785,6 +904,12 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	r = pagestate_init(&e->ps, total / PAGE);
 	if (r < 0)
 		goto fail;
+	e->rearm = calloc(e->ps.nwords, sizeof(uint64_t));
+	if (!e->rearm) {
+		r = log_error_errno(-ENOMEM, "engine_new");
+		goto fail;
+	}
+	e->prearm = true;
 	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0) {
 		r = log_error_errno(-errno, "eventfd");
@@ -824,6 +949,7 @@ struct engine *engine_free(struct engine *e)
 	if (e->map)
 		munmap((void *)e->map, e->total);
 	pagestate_fini(&e->ps);
+	free((void *)e->rearm);
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
 	free(e);

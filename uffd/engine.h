@@ -95,3 +95,8 @@ int engine_cancel(struct engine *e);
 void engine_get_progress(struct engine *e, struct engine_progress *ret);
 
 const char *engine_state_to_string(enum engine_state s);
+
+/* Pre-arm in engine_prepare() (default on): WP goes on before the pause and
+ * engine_arm() only re-protects the pages written since, so the pause does not
+ * grow with guest memory. Off: engine_arm() protects every region. */
+void engine_set_prearm(struct engine *e, bool on);

@@ -77,6 +77,7 @@ struct scenario {
 	unsigned readers;
 	bool cancel;
 	bool full_store;
+	bool no_prearm;		/* engine_arm() protects everything inside the pause */
 };
 
 struct reader {
@@ -159,7 +160,15 @@ static void run(const struct scenario *sc)
 		goto out;
 	dest = open_dest(sc->full_store ? store : tmpdir, sc->name);
 	TAP_CHECK(dest >= 0);
+	engine_set_prearm(e, !sc->no_prearm);
 	TAP_CHECK(engine_prepare(e) == 0);
+	if (!sc->no_prearm && !sc->broken_order) {
+		/* Pre-armed: writes now fault and are recorded for re-arming. */
+		TAP_CHECK(guest_wait_writes(&g, 5000, 5000));
+		wp = guest_count_wp(&g);
+		tap_ok(wp < (long)(g.total / PAGE), "%s: pre-armed; %ld pages released since",
+		       sc->name, (long)(g.total / PAGE) - wp);
+	}
 
 	if (sc->broken_order) {
 		TAP_CHECK(engine_arm(e, dest) == 0);
@@ -331,6 +340,9 @@ int main(void)
 		{ "memfd", .n_regions = 1, .size = 64 * MiB },
 		{ "anon", .anon = true, .n_regions = 1, .size = 64 * MiB },
 		{ "memfd-2regions", .n_regions = 2, .size = 32 * MiB },
+		{ "memfd-no-prearm", .n_regions = 1, .size = 64 * MiB, .no_prearm = true },
+		{ "anon-no-prearm", .anon = true, .n_regions = 1, .size = 64 * MiB,
+		  .no_prearm = true },
 		{ "anon-2regions", .anon = true, .n_regions = 2, .size = 32 * MiB },
 		{ "memfd-readers", .n_regions = 2, .size = 64 * MiB, .readers = 2 },
 		{ "anon-readers", .anon = true, .n_regions = 1, .size = 64 * MiB, .readers = 2 },
