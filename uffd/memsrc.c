@@ -66,7 +66,7 @@ static int read_vmas(pid_t pid, const struct uffd_region *regions, size_t n, str
 }
 
 /* Is every region a contiguous shared mapping of the same file, at file offset
- * regions[i].offset + one common fd_offset? Returns the first VMA's index. */
+ * regions[i].offset + one common fd_offset? */
 static bool regions_map_one_file(const struct uffd_region *regions, size_t n,
 				 const struct vma *vmas, size_t nv, off_t *ret_fd_offset)
 {

@@ -3,7 +3,7 @@
  * of 256 MiB and 1 GiB (tests/uffd/guest.h, memfd or anonymous) with two
  * writer threads; per round: prepare, pause, engine_arm (timed), resume, copy
  * to DIR (timed, with fsync), then plain pwrite+fsync of the same bytes into
- * the same DIR. Writers time each write that lands on a write-protected page
+ * the same DIR, with pre-arming on and off. Writers time each write that lands on a write-protected page
  * (pagemap bit 57 checked just before), which is the WP fault latency.
  *
  *   bench-engine [-d DIR] [-r ROUNDS] [-a] [SIZE_MIB...]   (-a: anonymous memory)
@@ -71,7 +71,8 @@ static int plain_pwrite(const char *dir, struct guest *g, uint64_t *ret_us)
 	return r;
 }
 
-static int bench_size(const char *dir, bool anon, uint64_t size_mib, unsigned rounds)
+static int bench_size(const char *dir, bool anon, bool prearm, uint64_t size_mib,
+		      unsigned rounds)
 {
 	uint64_t arm_us[16], copy_us[16], pw_us[16], faulted = 0;
 	struct engine *e = NULL;
@@ -94,6 +95,7 @@ static int bench_size(const char *dir, bool anon, uint64_t size_mib, unsigned ro
 		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
 	if (r < 0)
 		goto out;
+	engine_set_prearm(e, prearm);
 	/* Touch everything once, then start the writers. */
 	for (uint64_t o = 0; o < g.total; o += 4096)
 		*(volatile uint8_t *)(uintptr_t)(g.regions[0].base + o) = 1;
@@ -110,6 +112,7 @@ static int bench_size(const char *dir, bool anon, uint64_t size_mib, unsigned ro
 		r = engine_prepare(e);
 		if (r < 0)
 			break;
+		usleep(20000);	/* the guest runs between prepare and pause */
 		guest_pause(&g);
 		t0 = now_usec();
 		r = engine_arm(e, dest);
@@ -140,10 +143,10 @@ static int bench_size(const char *dir, bool anon, uint64_t size_mib, unsigned ro
 		uint64_t arm50 = pct(arm_us, rounds, 50), arm_max = pct(arm_us, rounds, 100);
 		uint64_t c50 = pct(copy_us, rounds, 50), p50 = pct(pw_us, rounds, 50);
 
-		printf("%-6s %6" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
+		printf("%-5s %-9s %5" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
 		       " | copy %7.0f MB/s | pwrite %7.0f MB/s | ratio %.2f | faults %6zu p50 %5"
 		       PRIu64 " us p99 %6" PRIu64 " us | faulted pages/round %" PRIu64 "\n",
-		       anon ? "anon" : "memfd", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
+		       anon ? "anon" : "memfd", prearm ? "prearm" : "no-prearm", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
 		       mb / ((double)p50 / 1e6), (double)c50 / (double)p50, g.lat_n,
 		       pct(g.lat_ns, g.lat_n, 50) / 1000, pct(g.lat_ns, g.lat_n, 99) / 1000,
 		       faulted / rounds);
@@ -175,11 +178,13 @@ int main(int argc, char **argv)
 	log_set_max_level(LOG_LEVEL_WARN);
 	printf("# dir %s, %u rounds, 2 writer threads; copy and pwrite include fsync\n", dir,
 	       rounds);
-	if (optind == argc) {
-		r |= bench_size(dir, anon, 256, rounds);
-		r |= bench_size(dir, anon, 1024, rounds);
+	for (int prearm = 1; prearm >= 0; prearm--) {
+		if (optind == argc) {
+			r |= bench_size(dir, anon, prearm, 256, rounds);
+			r |= bench_size(dir, anon, prearm, 1024, rounds);
+		}
+		for (int i = optind; i < argc; i++)
+			r |= bench_size(dir, anon, prearm, strtoull(argv[i], NULL, 10), rounds);
 	}
-	for (int i = optind; i < argc; i++)
-		r |= bench_size(dir, anon, strtoull(argv[i], NULL, 10), rounds);
 	return r ? 1 : 0;
 }
