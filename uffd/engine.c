@@ -719,7 +719,24 @@ static int end_armed(struct engine *e, enum engine_state final)
 	return 0;
 }
 
-int engine_disarm(struct engine *e) { return end_armed(e, ENGINE_IDLE); }
+/* Also drops a pre-arm (PREPARED): whatever failed before the pause. */
+int engine_disarm(struct engine *e)
+{
+	bool prepared;
+
+	pthread_mutex_lock(&e->lock);
+	prepared = atomic_load(&e->state) == ENGINE_PREPARED;
+	if (prepared) {
+		atomic_store(&e->state, ENGINE_IDLE);
+		e->prepared = false;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (prepared) {
+		drop_prearm(e);
+		return 0;
+	}
+	return end_armed(e, ENGINE_IDLE);
+}
 
 int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
 {

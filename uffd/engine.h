@@ -12,7 +12,7 @@
  *                         never-touched anonymous pages; may pre-arm WP)
  *   engine_arm(dest_fd)   inside the pause: every region write-protected
  *                         (or the pages written since the pre-arm re-armed)
- *   engine_disarm()       inside the pause, on error: undo arm
+ *   engine_disarm()       on error, inside or before the pause: undo arm (or pre-arm)
  *   engine_start_copy()   after resume: bulk copy in the background; faults
  *                         copy their page first; readers use engine_demand()
  *   engine_cancel()       stop, un-protect everything, guest unaffected
