@@ -659,9 +659,12 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	b->mem_fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (b->mem_fd < 0)
 		return errf(err, errlen, -errno, "creating %s: %m", mem);
+	/* prepare may pre-arm write-protection: from here an error disarms. */
+	w->armed = true;
 	r = engine_prepare(v->engine);
 	if (r < 0)
-		return errf(err, errlen, r, "preparing guest memory: %s", strerror(-r));
+		return leave_pause(w, err, errlen,
+				   errf(err, errlen, r, "preparing guest memory: %s", strerror(-r)));
 
 	r = enter_pause(w, err, errlen);
 	if (r < 0)
@@ -670,7 +673,6 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	if (r < 0)
 		return leave_pause(w, err, errlen,
 				   errf(err, errlen, r, "arming write-protection: %s", strerror(-r)));
-	w->armed = true;
 	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate, NULL, VMSTATE_TIMEOUT_MS);
 	if (r < 0)
 		return leave_pause(w, err, errlen,
