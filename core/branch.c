@@ -447,7 +447,9 @@ static void branch_copy_done(void *userdata, int result)
 		why = "the VMM exited during the copy and its guest memory is no longer reachable";
 	else if (result == -ENOSPC)
 		why = "store full (ENOSPC) while writing memory.bin";
-	if (result < 0)
+	if (result == -ECANCELED)
+		log_info("%s: live copy cancelled", b->dir);
+	else if (result < 0)
 		log_error_errno(result, "%s: live copy failed", b->dir);
 	branch_finish(b, result, why);
 

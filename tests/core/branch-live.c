@@ -65,6 +65,22 @@ static bool vm_state_is(const char *sock, enum fc_vm_state want)
 	return ok;
 }
 
+static int copy_fd(int src, int dst, uint64_t size)
+{
+	static char buf[1 << 20];
+	uint64_t off;
+	ssize_t n;
+
+	for (off = 0; off < size; off += (uint64_t)n) {
+		n = pread_full(src, buf, sizeof(buf), (off_t)off);
+		if (n <= 0)
+			return n < 0 ? (int)n : -EIO;
+		if (pwrite_full(dst, buf, (size_t)n, (off_t)off) < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
 /* Load dir's branch into a fresh minivm (from a memfd copy of memory.bin when
  * memfd_out is given, as forkfs's restore does) and wait for the verdicts. */
 static bool restore_and_verify(const char *name, const char *dir, unsigned vcpus, bool stock,
@@ -85,7 +101,7 @@ static bool restore_and_verify(const char *name, const char *dir, unsigned vcpus
 		int fd = memfd_create("branch-test-restore", MFD_CLOEXEC);
 
 		if (src < 0 || fd < 0 || fstat(src, &s) < 0 || ftruncate(fd, s.st_size) < 0 ||
-		    copy_file_range(src, NULL, fd, NULL, (size_t)s.st_size, 0) != s.st_size) {
+		    copy_fd(src, fd, (uint64_t)s.st_size) < 0) {
 			tap_diag("memfd copy of %s failed: %m", mem);
 			safe_close(fd);
 			return false;

@@ -7,13 +7,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "common/util.h"
 #include "fc/fc.h"
 #include "tests/core/minivm-proc.h"
 #include "tests/tap.h"
+
+static bool can_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
 
 int minivm_spawn(const char *dir, const char *name, const char *const *extra,
 		 struct minivm_proc *ret)
@@ -52,7 +67,8 @@ int minivm_spawn(const char *dir, const char *name, const char *const *extra,
 	}
 	close(fd);
 	end = now_usec() + 5 * USEC_PER_SEC;
-	while (access(ret->sock, F_OK) < 0) {
+	/* The socket file appears at bind(), before listen(): wait for a connect. */
+	while (!can_connect(ret->sock)) {
 		if (now_usec() > end || waitpid(ret->pid, NULL, WNOHANG) == ret->pid)
 			return -ETIMEDOUT;
 		usleep(5000);
