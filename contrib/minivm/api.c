@@ -614,6 +614,11 @@ void api_response_done(struct api_response *resp)
 	resp->body = NULL;
 }
 
+bool api_vm_stopped(struct api *a)
+{
+	return a->vm && vm_has_stopped(a->vm);
+}
+
 int api_new(const struct api_options *opts, struct api **ret)
 {
 	struct api *a = calloc(1, sizeof(*a));

@@ -33,3 +33,7 @@ void api_free(struct api *api);
 /* Handle one parsed request. Never fails: every problem becomes a response. */
 void api_handle(struct api *api, const struct http_request *req, struct api_response *resp);
 void api_response_done(struct api_response *resp);
+
+/* True once the guest stopped on its own (shutdown, KVM error): then, as
+ * Firecracker does, the process ends. */
+bool api_vm_stopped(struct api *api);

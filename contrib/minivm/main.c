@@ -188,7 +188,13 @@ static int run(struct server *s)
 				map[n - 2] = i;
 				pfd[n++] = (struct pollfd){ .fd = s->conns[i].fd, .events = POLLIN };
 			}
-		if (poll(pfd, n, -1) < 0) {
+		/* While a VM exists, look every 200 ms whether it stopped. */
+		if (api_vm_stopped(s->api)) {
+			log_error("the VM stopped: exiting");
+			s->exit_code = 1;
+			break;
+		}
+		if (poll(pfd, n, 200) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_error_errno(-errno, "poll");
