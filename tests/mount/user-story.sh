@@ -9,10 +9,10 @@ mount_forkfs
 S=$MNT/s1
 check "mkdir sandbox" mkdir "$S"
 check "state is created" [ "$(cat "$S/state")" = created ]
-check "config.json written" sh -c "printf '%s\n' '$(boot_config 256 2)' > '$S/config.json'"
-check "start" sh -c "echo start > '$S/ctl'"
+check "config.json written" bash -c "printf '%s\n' '$(boot_config 256 2)' > '$S/config.json'"
+check "start" bash -c "echo start > '$S/ctl'"
 check "state is running" [ "$(cat "$S/state")" = running ]
-check "config.json read-only while running" expect_fail "busy" sh -c "echo '{}' > '$S/config.json'"
+check "config.json read-only while running" expect_fail "busy" bash -c "echo '{}' > '$S/config.json'"
 
 check "mkdir branches/b1" mkdir "$S/branches/b1"
 first=$(status_state s1 b1)
@@ -45,14 +45,14 @@ check "exported status says ready" [ "$(head -n1 "$TMPD/export/status")" = ready
 check "restore sandbox from the branch" start_sandbox r1 '{"restore":{"branch":"s1/b1"}}'
 check "restored sandbox is running" [ "$(cat "$MNT/r1/state")" = running ]
 check "restored guest verifies its memory on both vCPUs" wait_for 30 has_verified r1 2
-check "no verify failure" sh -c "! grep -q 'verify FAIL\|verify fail' '$MNT/r1/log'"
+check "no verify failure" bash -c "! grep -q 'verify FAIL\|verify fail' '$MNT/r1/log'"
 
 pids=$(live_vmm_pids)
 check "two VMMs were running" [ "$(echo $pids | wc -w)" -eq 2 ]
 rd=$(run_dir)
 check "unmount exits 0" unmount_forkfs
-check "not mounted any more" sh -c "! grep -q ' $MNT fuse' /proc/self/mounts"
+check "not mounted any more" bash -c "! grep -q ' $MNT fuse' /proc/self/mounts"
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
-check "run directory removed" sh -c "[ -n '$rd' ] && [ ! -e '$rd' ]"
+check "run directory removed" bash -c "[ -n '$rd' ] && [ ! -e '$rd' ]"
 [ "$_tap_failed" -eq 0 ] || dump_logs
 done_testing
