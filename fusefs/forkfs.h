@@ -115,7 +115,6 @@ struct forkfs {
 	char *run_dir;		/* private directory for API sockets */
 	enum branch_mode_req mode;
 	mode_t branch_mode;
-	bool seccomp;
 	bool foreground;
 	uid_t uid;
 	gid_t gid;

@@ -1,0 +1,18 @@
+# fusefs/ — the forkfs daemon: FUSE low-level operations on a libuv loop,
+# sandboxes and their VMMs, the man page, and the mount tests.
+bin_PROGRAMS += fusefs/forkfs
+fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c fusefs/inode.c \
+	fusefs/tree.c fusefs/ops.c fusefs/sandbox.c fusefs/supervisor.c \
+	fusefs/sbconfig.h fusefs/sbconfig.c
+fusefs_forkfs_CFLAGS = $(AM_CFLAGS) $(FUSE_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
+fusefs_forkfs_LDADD = core/libcore.la fc/libfc.la uffd/libuffd.la common/libcommon.la \
+	$(FUSE_LIBS) $(UV_LIBS) $(JSONC_LIBS) $(SECCOMP_LIBS)
+
+
+# Mount tests: a real forkfs on a real FUSE mount with real minivm guests.
+FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
+	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh
+dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
+EXTRA_DIST += tests/mount/lib-mount.sh
+TESTS += $(FORKFS_MOUNT_TESTS)
+dist_man_MANS += man/forkfs.8

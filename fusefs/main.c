@@ -28,7 +28,6 @@ struct options {
 	char *vmm;
 	char *mode;
 	char *branch_mode;
-	char *seccomp;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -37,7 +36,6 @@ static const struct fuse_opt option_spec[] = {
 	OPT("vmm=%s", vmm),
 	OPT("mode=%s", mode),
 	OPT("branch_mode=%s", branch_mode),
-	OPT("seccomp=%s", seccomp),
 	FUSE_OPT_END,
 };
 
@@ -51,8 +49,7 @@ static void usage(const char *prog)
 	       "    -o vmm=PATH            VMM binary (default: $FORKFS_MINIVM, else firecracker\n"
 	       "                           from PATH, else " BINDIR "/forkfs-minivm)\n"
 	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
-	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
-	       "    -o seccomp=on|off      accepted for compatibility; see forkfs(8)\n\n",
+	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n\n",
 	       prog);
 }
 
@@ -116,9 +113,6 @@ static int parse_options(struct forkfs *fs, struct options *o)
 			return log_error_errno(EINVAL, "-o branch_mode= takes an octal mode within 0666 that includes 0400");
 		fs->branch_mode = (mode_t)m;
 	}
-	fs->seccomp = !o->seccomp || strcmp(o->seccomp, "off") != 0;
-	if (o->seccomp && strcmp(o->seccomp, "on") && strcmp(o->seccomp, "off"))
-		return log_error_errno(EINVAL, "-o seccomp= takes on or off");
 	return 0;
 }
 
@@ -250,6 +244,5 @@ out_args:
 	free(o.vmm);
 	free(o.mode);
 	free(o.branch_mode);
-	free(o.seccomp);
 	return ret;
 }
