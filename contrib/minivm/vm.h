@@ -11,6 +11,26 @@
  * mem_size_mib <= split_mib (3328 by default), otherwise region 0 is
  * [0, split) and region 1 starts at GPA 4 GiB with the rest. The memory image
  * and the handshake offsets are cumulative region sizes.
+ *
+ * The guest (guest/guest.c, guest/abi.h) runs on every vCPU and stamps its
+ * own share of the pages above 4 MiB, in every region: qword 0 = 1-based
+ * sequence number of that vCPU's write, qword 1 = page GPA ^ 0x5afe5a4d70f0f00d.
+ * Its write counter lives only in registers. The console lines it prints are:
+ *   guest: boot vcpu=V of=N pages=P
+ *   guest: verify ok vcpu=V pages=P writes=C
+ *   guest: verify FAIL vcpu=V page=0xGPA got=0xX want=0xY mismatches=M pages=P writes=C
+ * (P = pages the vCPU owns, C = its writes so far). A verify line appears once
+ * per vCPU shortly after a restored VM runs.
+ *
+ * Threads and syscalls. Every function here is called from the API thread;
+ * vm_start() creates one thread per vCPU. All set-up (open /dev/kvm, create
+ * the VM, memory, vCPUs, the SIGRTMIN kick handler) is done before vm_start()
+ * returns. vCPU threads then use only: ioctl(KVM_RUN), futex (mutex/condvar),
+ * write (console lines to stdout, logs to stderr), rt_sigprocmask, rt_sigreturn
+ * (the empty SIGRTMIN handler), madvise/munmap/exit (thread exit). The API
+ * thread additionally uses, in vm_pause/vm_resume/vm_save_*: tgkill (SIGRTMIN
+ * kick), futex, clock_gettime, ioctl (KVM_GET_*), openat, write, pwrite64,
+ * close, and in vm_destroy: munmap, close.
  */
 #pragma once
 
@@ -61,11 +81,15 @@ int vm_create_restore(const char *vmstate_path, const char *mem_path, bool share
 /* Start the vCPU threads. With start_paused they park before entering the guest. */
 int vm_start(struct vm *vm, bool start_paused);
 
-/* Pause returns only after every vCPU has left KVM_RUN and is parked.
+/* Pause returns only after every vCPU has left KVM_RUN and is parked
+ * (-ETIMEDOUT after 10 s, e.g. a vCPU stuck on an unserved userfault).
  * Both are idempotent. */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+/* True once an unexpected vCPU exit (guest shutdown, KVM error ...) stopped
+ * the VM: it was logged and every vCPU thread has left or is leaving. */
+bool vm_has_stopped(struct vm *vm);
 
 /* Snapshot files; the VM must be paused. */
 int vm_save_vmstate(struct vm *vm, const char *path, char *err, size_t errlen);

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT
+ * vm-internal.h — struct vm and the helpers shared by the files of the VM core:
+ * vm.c (memory, vCPU threads, pause/resume, lifecycle), boot.c (long-mode
+ * set-up of a fresh guest) and vmstate.c (the vmstate file, memory images,
+ * restore). Nothing outside contrib/minivm/vm*.c, boot.c, vmstate.c includes it.
+ */
+#pragma once
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "contrib/minivm/vm.h"
+
+/* MSRs saved and restored per vCPU, in this order (vmstate.c documents it). */
+#define VM_STATE_MAX_MSRS 16
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool restored;		/* the "restored?" port answers 1 once */
+	bool parked;			/* protected by vm->lock */
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	int mem_fd;			/* the memfd, -1 for anon or file-backed memory */
+	size_t run_size;
+
+	void *reserve;			/* one PROT_NONE reservation holding every region */
+	size_t reserve_size;
+	struct vm_region regions[VM_MAX_REGIONS];
+	size_t nr_regions;
+	uint64_t mem_size;
+	uint64_t split;			/* bytes */
+
+	unsigned nr_vcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct kvm_cpuid2 *cpuid;
+
+	vm_console_fn console;
+	void *console_userdata;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* parked/unparked and thread exit */
+	bool pause_req;			/* protected by lock */
+	bool stop_req;			/* protected by lock */
+	bool started;			/* protected by lock */
+	unsigned running;		/* threads not yet exited; protected by lock */
+	unsigned nr_parked;		/* protected by lock */
+	atomic_bool failed;		/* an unexpected exit stopped the VM */
+};
+
+/* vm.c */
+int vm__alloc(struct vm **ret);
+int vm__open_kvm(struct vm *vm, char *err, size_t errlen);
+void vm__layout(uint64_t mem_size, uint64_t split, struct vm_region *regions, size_t *nr);
+/* Map regions: fd < 0 → memfd (or anon when anon), else map fd per region. */
+int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, size_t errlen);
+int vm__create_vcpus(struct vm *vm, unsigned count, char *err, size_t errlen);
+void *vm__gpa_to_host(struct vm *vm, uint64_t gpa, size_t len);
+void vm__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* boot.c */
+int boot__setup(struct vm *vm, const char *kernel_path, char *err, size_t errlen);
+
+/* vmstate.c */
+uint64_t vmstate__crc64(uint64_t crc, const void *buf, size_t len);

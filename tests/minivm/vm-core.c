@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT
+ * vm-core.c — tests forkfs-minivm's KVM core through vm.h alone, on real KVM:
+ * boot the guest, let it write, pause, save vmstate + memory, destroy, restore
+ * into a new VM (private and shared file mappings) and wait for every vCPU's
+ * "guest: verify ok" line. Covers 1 and 2 vCPUs, memfd and anonymous memory,
+ * one and two regions. Proves the check can fail (a flipped stamp gives
+ * "verify FAIL"), that a corrupted vmstate is refused, and reports the
+ * vm_pause()/vm_resume() latency and the snapshot sizes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "common/util.h"
+#include "contrib/minivm/vm.h"
+#include "tests/tap.h"
+
+/* The vmstate CRC (vmstate.c); checked against its documented check value. */
+uint64_t vmstate__crc64(uint64_t crc, const void *buf, size_t len);
+
+#define GUEST_FIRST_PAGE (4ULL << 20)
+
+struct console {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned boot, ok, fail;
+	uint64_t writes[VM_MAX_VCPUS];
+	char first_fail[256];
+};
+
+static struct console con = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+static char tmpdir[] = "/tmp/vm-core.XXXXXX";
+static const char *guest_img;
+
+static void console_line(const char *line, void *userdata)
+{
+	struct console *c = userdata;
+	unsigned v;
+	unsigned long long pages, writes;
+
+	pthread_mutex_lock(&c->lock);
+	if (!strncmp(line, "guest: boot ", 12)) {
+		c->boot++;
+	} else if (sscanf(line, "guest: verify ok vcpu=%u pages=%llu writes=%llu", &v, &pages,
+			  &writes) == 3) {
+		c->ok++;
+		if (v < VM_MAX_VCPUS)
+			c->writes[v] = writes;
+	} else if (!strncmp(line, "guest: verify FAIL", 18)) {
+		if (!c->fail++)
+			snprintf(c->first_fail, sizeof(c->first_fail), "%s", line);
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	if (getenv("VM_CORE_VERBOSE"))
+		tap_diag("console: %s", line);
+}
+
+static void console_reset(void)
+{
+	pthread_mutex_lock(&con.lock);
+	con.boot = con.ok = con.fail = 0;
+	memset(con.writes, 0, sizeof(con.writes));
+	con.first_fail[0] = '\0';
+	pthread_mutex_unlock(&con.lock);
+}
+
+/* Wait until ok + fail verify lines (or boot lines) reach n; false on
+ * timeout or when the VM stopped on an unexpected exit. */
+static bool console_wait(struct vm *vm, bool boot, unsigned n, unsigned timeout_sec)
+{
+	uint64_t deadline = now_usec() + timeout_sec * USEC_PER_SEC;
+	bool done;
+
+	pthread_mutex_lock(&con.lock);
+	for (;;) {
+		struct timespec ts;
+
+		done = (boot ? con.boot : con.ok + con.fail) >= n;
+		if (done || vm_has_stopped(vm) || now_usec() > deadline)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&con.cond, &con.lock, &ts);
+	}
+	pthread_mutex_unlock(&con.lock);
+	return done;
+}
+
+static void path_in_tmp(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) < 0 ? -1 : st.st_size;
+}
+
+/* Does /proc/self/maps show a shared writable mapping of path (or memfd)? */
+static bool maps_has_shared(const char *what)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, " rw-s ") && strstr(line, what))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/* Restore from the files, run, and wait for one verify line per vCPU. */
+static int restore_and_verify(const char *vmstate, const char *mem, bool shared,
+			      unsigned vcpus, unsigned *ok, unsigned *fail)
+{
+	struct vm *vm = NULL;
+	char err[256] = "";
+	int r;
+
+	console_reset();
+	r = vm_create_restore(vmstate, mem, shared, 0, &vm, err, sizeof(err));
+	if (r < 0) {
+		tap_diag("vm_create_restore: %s", err);
+		return r;
+	}
+	vm_set_console(vm, console_line, &con);
+	if (shared && !maps_has_shared(mem))
+		tap_diag("no rw-s mapping of %s in /proc/self/maps", mem);
+	r = shared && !maps_has_shared(mem) ? -EINVAL : 0;
+	if (r == 0)
+		r = vm_start(vm, false);
+	if (r == 0 && !console_wait(vm, false, vcpus, 30))
+		r = -ETIMEDOUT;
+	vm_destroy(vm);
+	pthread_mutex_lock(&con.lock);
+	*ok = con.ok;
+	*fail = con.fail;
+	if (con.fail)
+		tap_diag("first failure: %s", con.first_fail);
+	pthread_mutex_unlock(&con.lock);
+	return r;
+}
+
+/* Boot, write for ~0.5 s, pause, save both files, destroy. */
+static int boot_and_snapshot(const struct vm_config *cfg, const char *vmstate, const char *mem)
+{
+	struct vm *vm = NULL;
+	char err[256] = "";
+	int r;
+
+	console_reset();
+	r = vm_create_boot(cfg, guest_img, &vm, err, sizeof(err));
+	if (r < 0) {
+		tap_diag("vm_create_boot: %s", err);
+		return r;
+	}
+	vm_set_console(vm, console_line, &con);
+	TAP_CHECK(cfg->anon ? !maps_has_shared("memfd:forkfs-minivm-guest")
+			    : maps_has_shared("memfd:forkfs-minivm-guest"));
+	r = vm_start(vm, false);
+	if (r == 0 && !console_wait(vm, true, cfg->vcpu_count, 10))
+		r = -ETIMEDOUT;
+	if (r == 0) {
+		usleep(500 * 1000);
+		TAP_CHECK(vm_save_vmstate(vm, vmstate, err, sizeof(err)) == -EBUSY);
+		r = vm_pause(vm);
+	}
+	if (r == 0 && (r = vm_save_vmstate(vm, vmstate, err, sizeof(err))) < 0)
+		tap_diag("vm_save_vmstate: %s", err);
+	if (r == 0 && (r = vm_save_memory(vm, mem, err, sizeof(err))) < 0)
+		tap_diag("vm_save_memory: %s", err);
+	vm_destroy(vm);
+	return r;
+}
+
+/* Count pages with a non-zero stamp in [from, to) of a memory image. */
+static unsigned long stamped_pages(const char *path, uint64_t from, uint64_t to)
+{
+	unsigned long n = 0;
+	uint64_t stamp;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	for (uint64_t off = from; fd >= 0 && off < to; off += 4096)
+		if (pread(fd, &stamp, 8, (off_t)off) == 8 && stamp)
+			n++;
+	safe_close(fd);
+	return n;
+}
+
+static void run_case(unsigned vcpus, uint64_t mem_mib, uint64_t split_mib, bool anon)
+{
+	struct vm_config cfg = { vcpus, mem_mib, split_mib, anon };
+	char vmstate[256], mem[256], name[128];
+	unsigned ok, fail;
+	int r;
+
+	snprintf(name, sizeof(name), "%u vCPU, %llu MiB, %s, %s", vcpus,
+		 (unsigned long long)mem_mib, anon ? "anon" : "memfd",
+		 split_mib && mem_mib > split_mib ? "two regions" : "one region");
+	path_in_tmp(vmstate, sizeof(vmstate), "vmstate");
+	path_in_tmp(mem, sizeof(mem), "memory.bin");
+
+	r = boot_and_snapshot(&cfg, vmstate, mem);
+	if (!tap_ok(r == 0, "%s: boot, write, pause, save", name))
+		return;
+	tap_ok(file_size(mem) == (off_t)(mem_mib << 20), "%s: memory image is %llu bytes", name,
+	       (unsigned long long)(mem_mib << 20));
+	tap_diag("%s: vmstate %lld bytes, memory %lld bytes", name, (long long)file_size(vmstate),
+		 (long long)file_size(mem));
+	if (split_mib && mem_mib > split_mib) {
+		unsigned long n = stamped_pages(mem, split_mib << 20, mem_mib << 20);
+
+		tap_diag("%s: %lu stamped pages in region 1 (GPA 4 GiB)", name, n);
+		if (vcpus > 1)
+			tap_ok(n > 0, "%s: the guest stamps region 1 too", name);
+	}
+
+	/* Private first: a shared restore writes through to the image. */
+	r = restore_and_verify(vmstate, mem, false, vcpus, &ok, &fail);
+	tap_ok(r == 0 && ok == vcpus && fail == 0, "%s: private restore verifies on every vCPU",
+	       name);
+	r = restore_and_verify(vmstate, mem, true, vcpus, &ok, &fail);
+	tap_ok(r == 0 && ok == vcpus && fail == 0,
+	       "%s: shared (rw-s) restore verifies on every vCPU", name);
+	pthread_mutex_lock(&con.lock);
+	for (unsigned i = 0; i < vcpus; i++)
+		tap_diag("%s: vcpu %u had done %llu writes", name, i,
+			 (unsigned long long)con.writes[i]);
+	pthread_mutex_unlock(&con.lock);
+}
+
+/* Change the stamp of one written page in the image: the guest must notice. */
+static void check_verify_can_fail(void)
+{
+	struct vm_config cfg = { 2, 64, 0, false };
+	char vmstate[256], mem[256];
+	uint64_t stamp = 0;
+	unsigned ok, fail;
+	off_t off;
+	int fd, r;
+
+	path_in_tmp(vmstate, sizeof(vmstate), "vmstate");
+	path_in_tmp(mem, sizeof(mem), "memory.bin");
+	if (!tap_ok(boot_and_snapshot(&cfg, vmstate, mem) == 0, "flip: boot and snapshot"))
+		return;
+	fd = open(mem, O_RDWR | O_CLOEXEC);
+	for (off = GUEST_FIRST_PAGE; fd >= 0 && off < (off_t)(64 << 20); off += 4096)
+		if (pread(fd, &stamp, 8, off) == 8 && stamp)
+			break;
+	if (!tap_ok(fd >= 0 && stamp, "flip: found a stamped page at 0x%llx (stamp %llu)",
+		    (unsigned long long)off, (unsigned long long)stamp)) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	stamp ^= 0x100;
+	TAP_CHECK(pwrite(fd, &stamp, 8, off) == 8);
+	close(fd);
+	r = restore_and_verify(vmstate, mem, false, 2, &ok, &fail);
+	tap_ok(r == 0 && fail == 1 && ok == 1, "flipped stamp: exactly one vCPU reports verify FAIL");
+}
+
+static int copy_file(const char *from, const char *to, off_t flip_at)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r = read_file(from, 1 << 20, &buf, &len);
+
+	if (r < 0)
+		return r;
+	if (flip_at >= 0 && (size_t)flip_at < len)
+		buf[flip_at] ^= 0x40;
+	return write_file_atomic(to, buf, len, 0600);
+}
+
+static void check_vmstate_rejected(void)
+{
+	char vmstate[256], bad[256], mem[256], err[256];
+	struct vm *vm = NULL;
+	int r;
+
+	path_in_tmp(vmstate, sizeof(vmstate), "vmstate");
+	path_in_tmp(bad, sizeof(bad), "vmstate.bad");
+	path_in_tmp(mem, sizeof(mem), "memory.bin");
+
+	TAP_CHECK(copy_file(vmstate, bad, file_size(vmstate) / 2) == 0);
+	err[0] = '\0';
+	r = vm_create_restore(bad, mem, false, 0, &vm, err, sizeof(err));
+	tap_ok(r < 0 && strstr(err, "checksum"), "corrupt vmstate byte refused: %s", err);
+
+	TAP_CHECK(copy_file(vmstate, bad, 0) == 0);
+	err[0] = '\0';
+	r = vm_create_restore(bad, mem, false, 0, &vm, err, sizeof(err));
+	tap_ok(r < 0 && strstr(err, "bad magic"), "bad vmstate magic refused: %s", err);
+
+	TAP_CHECK(truncate(mem, (64 << 20) - 4096) == 0);
+	err[0] = '\0';
+	r = vm_create_restore(vmstate, mem, false, 0, &vm, err, sizeof(err));
+	tap_ok(r < 0 && strstr(err, "memory file"), "memory image of the wrong size refused: %s",
+	       err);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* p50 and max of 20 pause/resume cycles, 20 ms apart; false on any error. */
+static bool pause_resume_cycles(struct vm *vm, const char *phase)
+{
+	uint64_t pause_us[20], resume_us[20];
+	int bad = 0;
+
+	for (int i = 0; i < 20; i++) {
+		uint64_t t0, t1, t2;
+
+		usleep(20 * 1000);
+		t0 = now_nsec();
+		bad |= vm_pause(vm);
+		t1 = now_nsec();
+		bad |= vm_resume(vm);
+		t2 = now_nsec();
+		pause_us[i] = (t1 - t0) / 1000;
+		resume_us[i] = (t2 - t1) / 1000;
+	}
+	qsort(pause_us, 20, sizeof(pause_us[0]), cmp_u64);
+	qsort(resume_us, 20, sizeof(resume_us[0]), cmp_u64);
+	tap_diag("%s: vm_pause p50 %llu us (max %llu us), vm_resume p50 %llu us (max %llu us)",
+		 phase, (unsigned long long)pause_us[10], (unsigned long long)pause_us[19],
+		 (unsigned long long)resume_us[10], (unsigned long long)resume_us[19]);
+	return !bad && !vm_has_stopped(vm);
+}
+
+static void measure_latency(void)
+{
+	struct vm_config cfg = { 2, 64, 0, false };
+	struct vm *vm = NULL;
+	char err[256];
+
+	console_reset();
+	if (vm_create_boot(&cfg, guest_img, &vm, err, sizeof(err)) < 0) {
+		tap_ok(false, "latency: vm_create_boot: %s", err);
+		return;
+	}
+	vm_set_console(vm, console_line, &con);
+	if (!tap_ok(vm_start(vm, false) == 0 && console_wait(vm, true, 2, 10),
+		    "latency: guest boots"))
+		goto out;
+	TAP_CHECK(vm_pause(vm) == 0 && vm_pause(vm) == 0 && vm_is_paused(vm));
+	TAP_CHECK(vm_resume(vm) == 0 && vm_resume(vm) == 0 && !vm_is_paused(vm));
+	/* First pass: every write faults a fresh page in; KVM_RUN is left only
+	 * between faults. Then the steady state, once every page is present. */
+	tap_ok(pause_resume_cycles(vm, "first pass over fresh pages"),
+	       "latency: 20 pause/resume cycles while the guest touches fresh pages");
+	usleep(1500 * 1000);
+	tap_ok(pause_resume_cycles(vm, "steady state"),
+	       "latency: 20 pause/resume cycles in the steady state");
+out:
+	vm_destroy(vm);
+}
+
+static void cleanup_tmp(void)
+{
+	static const char *const names[] = { "vmstate", "vmstate.bad", "memory.bin" };
+	char p[256];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		path_in_tmp(p, sizeof(p), names[i]);
+		unlink(p);
+	}
+	rmdir(tmpdir);
+}
+
+int main(void)
+{
+	const char *top = getenv("top_builddir");
+	static char img[1024];
+	int fd;
+
+	if (geteuid() != 0)
+		tap_skip_all("needs root");
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		tap_skip_all("no usable /dev/kvm");
+	close(fd);
+	guest_img = getenv("GUEST_IMG");
+	if (!guest_img) {
+		snprintf(img, sizeof(img), "%s/contrib/minivm/guest.img", top ? top : ".");
+		guest_img = img;
+	}
+	if (!mkdtemp(tmpdir)) {
+		tap_ok(false, "mkdtemp");
+		return tap_done();
+	}
+	atexit(cleanup_tmp);
+
+	tap_ok(vmstate__crc64(0, "123456789", 9) == 0xe9c6d914c4b8d9caULL,
+	       "vmstate CRC-64/Jones check value");
+	run_case(1, 64, 0, false);
+	run_case(2, 64, 0, false);
+	run_case(2, 64, 0, true);
+	run_case(2, 96, 32, false);
+	run_case(1, 96, 64, true);
+	check_verify_can_fail();
+	check_vmstate_rejected();
+	measure_latency();
+	return tap_done();
+}
