@@ -22,6 +22,7 @@
  *   the answer) closes the connection; the next call reconnects. After
  *   -ETIMEDOUT the effect of the call is unknown: the VMM may still execute it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -450,7 +451,8 @@ struct fc_client *fc_client_free(struct fc_client *c)
 	uv_close((uv_handle_t *)&c->timer, NULL);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&c->loop);
-	(void)r; /* every handle is closed above; UV_EBUSY would be a bug here */
+	assert(r == 0); /* every handle is closed above; UV_EBUSY would be a bug here */
+	(void)r;
 	free(c->rbuf);
 	free(c->socket_path);
 	free(c);

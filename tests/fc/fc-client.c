@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -173,6 +174,18 @@ static void measure(struct fc_client *c)
 	latency("GET /", get, ARRAY_SIZE(get));
 	latency("PATCH /vm Paused", pause, ARRAY_SIZE(pause));
 	latency("PATCH /vm Resumed", resume, ARRAY_SIZE(resume));
+}
+
+static int count_fds(void)
+{
+	char path[64];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
 }
 
 static off_t file_size(const char *path)
@@ -398,7 +411,8 @@ static void *half_server(void *p)
 	char buf[4096];
 
 	for (int i = 0; i < 2; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+		int fd = poll(&pfd, 1, 3000) > 0 ? accept4(lfd, NULL, NULL, SOCK_CLOEXEC) : -1;
 
 		if (fd < 0)
 			return NULL;
@@ -431,6 +445,104 @@ static void test_broken_answer(void)
 	pthread_join(t, NULL);
 }
 
+/* Scripted peers for the reconnect rules. SHUT_RD: answer the first request,
+ * then refuse to read more on that connection (our next send fails with EPIPE
+ * before one byte is delivered); answer the second connection. DROP: read one
+ * request and close without answering, then count any further connection. */
+enum peer_mode { PEER_SHUT_RD, PEER_DROP };
+
+struct peer {
+	int lfd;
+	enum peer_mode mode;
+	int conns, requests;
+};
+
+static bool peer_read_request(int fd, struct peer *p)
+{
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	if (n > 0)
+		p->requests++;
+	return n > 0;
+}
+
+/* accept within ms, so that a failing client never hangs the test */
+static int peer_accept(struct peer *p, int ms)
+{
+	struct pollfd pfd = { .fd = p->lfd, .events = POLLIN };
+	int fd;
+
+	if (poll(&pfd, 1, ms) <= 0)
+		return -1;
+	fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		p->conns++;
+	return fd;
+}
+
+static void *peer_main(void *arg)
+{
+	static const char ok204[] = "HTTP/1.1 204 \r\nServer: Firecracker API\r\n\r\n";
+	struct peer *p = arg;
+	int fd1, fd2 = -1;
+
+	fd1 = peer_accept(p, 3000);
+	if (fd1 < 0)
+		return NULL;
+	if (p->mode == PEER_SHUT_RD) {
+		/* Shut reading before answering: when the client has the answer,
+		 * this connection already refuses its next request. */
+		if (peer_read_request(fd1, p) && shutdown(fd1, SHUT_RD) == 0 &&
+		    write(fd1, ok204, strlen(ok204)) < 0)
+			tap_diag("peer: write failed");
+		fd2 = peer_accept(p, 3000);
+		if (fd2 >= 0 && peer_read_request(fd2, p) && write(fd2, ok204, strlen(ok204)) < 0)
+			tap_diag("peer: write failed");
+	} else {
+		peer_read_request(fd1, p);
+		fd1 = safe_close(fd1);
+		fd2 = peer_accept(p, 500); /* a resend would come at once */
+		if (fd2 >= 0)
+			peer_read_request(fd2, p);
+	}
+	safe_close(fd1);
+	safe_close(fd2);
+	return NULL;
+}
+
+static void test_peer(enum peer_mode mode)
+{
+	_cleanup_(fc_client_freep) struct fc_client *c = NULL;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct peer p = { .mode = mode };
+	pthread_t t;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/peer%d.sock", tmpd, mode);
+	if (!TAP_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		       listen(fd, 4) == 0))
+		return;
+	p.lfd = fd;
+	pthread_create(&t, NULL, peer_main, &p);
+	TAP_CHECK(fc_client_new(sa.sun_path, &c) == 0);
+	if (mode == PEER_SHUT_RD) {
+		TAP_CHECK(fc_pause(c) == 0);
+		/* The kept connection takes no more bytes: reconnect, send once. */
+		TAP_CHECK(fc_resume(c) == 0);
+		pthread_join(t, NULL);
+		tap_ok(p.conns == 2 && p.requests == 2,
+		       "EPIPE before any byte: one reconnect (%d connections, %d requests)",
+		       p.conns, p.requests);
+	} else {
+		TAP_CHECK(fc_pause(c) == -ECONNRESET && has(c, "before answering"));
+		pthread_join(t, NULL);
+		tap_ok(p.conns == 1 && p.requests == 1,
+		       "a delivered request is never sent again (%d connections, %d requests)",
+		       p.conns, p.requests);
+	}
+}
+
 static void test_no_vmm(void)
 {
 	_cleanup_(fc_client_freep) struct fc_client *c = NULL;
@@ -450,6 +562,7 @@ int main(void)
 	_cleanup_(fc_client_freep) struct fc_client *c = NULL;
 	char vmstate[128], mem[128];
 	struct vmm a;
+	int fds;
 
 	minivm = getenv("MINIVM");
 	guest_img = getenv("GUEST_IMG");
@@ -463,10 +576,17 @@ int main(void)
 	if (!mkdtemp(tmpd))
 		tap_skip_all("mkdtemp failed");
 	atexit(cleanup);
+	/* libuv opens a process-wide pipe (its signal lock) with the first loop:
+	 * count after one client has come and gone. */
+	if (fc_client_new("/nonexistent", &c) == 0)
+		c = fc_client_free(c);
+	fds = count_fds();
 
 	test_no_vmm();
 	test_silent_socket();
 	test_broken_answer();
+	test_peer(PEER_SHUT_RD);
+	test_peer(PEER_DROP);
 	if (!TAP_CHECK(vmm_start("vmm-a", NULL, &a) == 0) ||
 	    !TAP_CHECK(fc_client_new(a.sock, &c) == 0))
 		return tap_done();
@@ -479,5 +599,8 @@ int main(void)
 	test_replaced_vmm();
 	test_stock();
 	test_load(vmstate, mem);
+	c = fc_client_free(c);
+	tap_ok(count_fds() == fds, "no fd left behind by the clients (%d before, %d after)", fds,
+	       count_fds());
 	return tap_done();
 }
