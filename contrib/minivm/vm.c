@@ -577,8 +577,13 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
 		vm__set_err(err, errlen, "vcpu_count must be 1..%d", VM_MAX_VCPUS);
 		return -EINVAL;
 	}
-	if (cfg->mem_size_mib < 8 || cfg->mem_size_mib > (64ULL << 10) || split_mib < 8) {
-		vm__set_err(err, errlen, "guest memory must be 8 MiB..64 GiB, split >= 8 MiB");
+	if (cfg->mem_size_mib < 8 || cfg->mem_size_mib > (64ULL << 10)) {
+		vm__set_err(err, errlen, "guest memory must be 8 MiB..64 GiB");
+		return -EINVAL;
+	}
+	/* Region 0 must end below region 1 at 4 GiB. */
+	if (split_mib < 8 || (cfg->mem_size_mib > split_mib && split_mib > 4096)) {
+		vm__set_err(err, errlen, "the region split must be 8..4096 MiB");
 		return -EINVAL;
 	}
 	r = vm__alloc(&vm);

@@ -22,15 +22,25 @@
  * (P = pages the vCPU owns, C = its writes so far). A verify line appears once
  * per vCPU shortly after a restored VM runs.
  *
- * Threads and syscalls. Every function here is called from the API thread;
- * vm_start() creates one thread per vCPU. All set-up (open /dev/kvm, create
- * the VM, memory, vCPUs, the SIGRTMIN kick handler) is done before vm_start()
- * returns. vCPU threads then use only: ioctl(KVM_RUN), futex (mutex/condvar),
- * write (console lines to stdout, logs to stderr), rt_sigprocmask, rt_sigreturn
- * (the empty SIGRTMIN handler), madvise/munmap/exit (thread exit). The API
- * thread additionally uses, in vm_pause/vm_resume/vm_save_*: tgkill (SIGRTMIN
- * kick), futex, clock_gettime, ioctl (KVM_GET_*), openat, write, pwrite64,
- * close, and in vm_destroy: munmap, close.
+ * Threads and syscalls (measured with strace -f on tests/minivm/vm-core.t).
+ * Every function here is called from the API thread; vm_start() creates one
+ * thread per vCPU. All set-up (open /dev/kvm, create the VM, memory, vCPUs,
+ * the SIGRTMIN kick handler) is done by vm_create_*() and vm_start().
+ *   vCPU threads: ioctl (KVM_RUN; KVM_GET_REGS when logging an internal
+ *     error), futex, rt_sigprocmask, rt_sigreturn (the empty SIGRTMIN
+ *     handler), write (console lines to stdout unless a console callback is
+ *     set, log lines to stderr), and at thread start/exit set_robust_list,
+ *     rseq, madvise, exit.
+ *   vm_create_boot/vm_create_restore: openat, newfstatat, read, pread64,
+ *     close, ioctl (KVM_*), memfd_create, ftruncate, mmap, munmap, fcntl,
+ *     rt_sigaction (once per process).
+ *   vm_start: clone3 (or clone), mmap, mprotect, rt_sigprocmask, futex.
+ *   vm_pause/vm_resume: getpid + tgkill (the SIGRTMIN kick), futex,
+ *     clock_gettime.
+ *   vm_save_vmstate/vm_save_memory: ioctl (KVM_GET_*), openat, write,
+ *     pwrite64, close, and malloc's brk/mmap/munmap.
+ * SIGRTMIN belongs to the VM core (the kick); do not use it elsewhere.
+ *   vm_destroy: tgkill, futex, munmap, close.
  */
 #pragma once
 
@@ -78,7 +88,9 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
 int vm_create_restore(const char *vmstate_path, const char *mem_path, bool shared,
 		      uint64_t split_mib, struct vm **ret, char *err, size_t errlen);
 
-/* Start the vCPU threads. With start_paused they park before entering the guest. */
+/* Start the vCPU threads. With start_paused they park before entering the
+ * guest; otherwise they run (also for a restored VM, which is paused until
+ * this call). -EALREADY when called twice. */
 int vm_start(struct vm *vm, bool start_paused);
 
 /* Pause returns only after every vCPU has left KVM_RUN and is parked

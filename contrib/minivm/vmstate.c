@@ -222,9 +222,15 @@ fail:
 	return r;
 }
 
+/* The vCPU state may be read only while every living vCPU thread is parked. */
 static int vm__require_paused(struct vm *vm, char *err, size_t errlen)
 {
-	if (vm_is_paused(vm))
+	bool parked;
+
+	pthread_mutex_lock(&vm->lock);
+	parked = vm->pause_req && vm->nr_parked == vm->running;
+	pthread_mutex_unlock(&vm->lock);
+	if (parked)
 		return 0;
 	vm__set_err(err, errlen, "the VM must be paused");
 	return -EBUSY;
