@@ -60,6 +60,15 @@ static void cleanup(void)
 	}
 }
 
+/* A hung client must fail the test, not the suite: a watchdog, and clean-up on
+ * SIGTERM/SIGINT too (exit() runs the atexit handler). */
+static void on_signal(int sig)
+{
+	if (sig == SIGALRM)
+		tap_ok(false, "watchdog: the test did not finish in 60 s");
+	exit(1);
+}
+
 static bool can_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -576,6 +585,10 @@ int main(void)
 	if (!mkdtemp(tmpd))
 		tap_skip_all("mkdtemp failed");
 	atexit(cleanup);
+	signal(SIGALRM, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	alarm(60);
 	/* libuv opens a process-wide pipe (its signal lock) with the first loop:
 	 * count after one client has come and gone. */
 	if (fc_client_new("/nonexistent", &c) == 0)
