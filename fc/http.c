@@ -365,8 +365,12 @@ int fc_request(struct fc_client *c, const char *method, const char *path, const 
 		finish(c, r);
 	} else {
 		uv_timer_start(&c->timer, on_timeout, k.timeout_ms, 0);
-		uv_poll_start(&c->poll, k.sent < k.req_len ? UV_WRITABLE | UV_READABLE : UV_READABLE,
-			      on_poll);
+		r = uv_poll_start(&c->poll,
+				  k.sent < k.req_len ? UV_WRITABLE | UV_READABLE : UV_READABLE,
+				  on_poll);
+		if (r < 0)
+			finish(c, fc__set_error(c, r, "%s %s: uv_poll_start: %s", method, path,
+						uv_strerror(r)));
 		while (!k.done)
 			uv_run(&c->loop, UV_RUN_ONCE);
 		uv_timer_stop(&c->timer);
@@ -374,6 +378,10 @@ int fc_request(struct fc_client *c, const char *method, const char *path, const 
 			uv_poll_stop(&c->poll);
 	}
 	c->call = NULL;
+	/* An answer before the whole request went out (e.g. a 400 cutting a body
+	 * short) leaves the rest of it in flight: the connection is unusable. */
+	if (k.sent < k.req_len)
+		k.drop = true;
 	if (k.r < 0 || k.drop)
 		disconnect(c);
 	if (k.r < 0) {
