@@ -173,8 +173,9 @@ int fc_get_machine_config(struct fc_client *c, struct fc_machine_config *ret)
 		return r;
 	if (!get_u64(o, "vcpu_count", &vcpus) || vcpus > UINT32_MAX ||
 	    !get_u64(o, "mem_size_mib", &mc.mem_size_mib)) {
-		return fc__set_error(c, -EBADMSG,
-				     "GET /machine-config: vcpu_count or mem_size_mib missing or invalid");
+		return fc__set_error(
+		    c, -EBADMSG,
+		    "GET /machine-config: vcpu_count or mem_size_mib missing or invalid");
 	}
 	mc.vcpu_count = (unsigned)vcpus;
 	mc.smt = get_bool(o, "smt");

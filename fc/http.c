@@ -184,7 +184,8 @@ static int receive_more(struct fc_client *c)
 		if (c->rlen == c->rcap) {
 			r = grow_rbuf(c);
 			if (r < 0)
-				return fc__set_error(c, r, "%s %s: answer too large", k->method, k->path);
+				return fc__set_error(c, r, "%s %s: answer too large", k->method,
+						     k->path);
 		}
 		n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
@@ -192,19 +193,20 @@ static int receive_more(struct fc_client *c)
 		if (n < 0 && errno == EAGAIN)
 			return 0;
 		if (n < 0)
-			return fc__set_error(c, -errno, "%s %s: receiving the answer: %s", k->method,
-					 k->path, strerror(errno));
+			return fc__set_error(c, -errno, "%s %s: receiving the answer: %s",
+					     k->method, k->path, strerror(errno));
 		if (n == 0)
-			return fc__set_error(c, -ECONNRESET, "%s %s: the VMM closed the connection %s",
-					 k->method, k->path,
-					 c->rlen ? "in the middle of its answer" : "before answering");
+			return fc__set_error(
+			    c, -ECONNRESET, "%s %s: the VMM closed the connection %s", k->method,
+			    k->path, c->rlen ? "in the middle of its answer" : "before answering");
 		c->rlen += (size_t)n;
 		used = fc_parse_response(c->rbuf, c->rlen, k->resp);
 		if (used == -EFBIG)
-			return fc__set_error(c, -EFBIG, "%s %s: answer too large", k->method, k->path);
+			return fc__set_error(c, -EFBIG, "%s %s: answer too large", k->method,
+					     k->path);
 		if (used < 0)
-			return fc__set_error(c, (int)used, "%s %s: malformed HTTP answer", k->method,
-					 k->path);
+			return fc__set_error(c, (int)used, "%s %s: malformed HTTP answer",
+					     k->method, k->path);
 		if (used > 0) {
 			/* Bytes beyond the answer were never asked for: drop the connection
 			 * (after the loop: no uv_run from inside a callback). */
@@ -243,7 +245,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		r = send_more(c);
 		if (r < 0) {
 			finish(c, fc__set_error(c, r, "%s %s: sending the request: %s", k->method,
-					    k->path, strerror(-r)));
+						k->path, strerror(-r)));
 			return;
 		}
 		if (k->sent == k->req_len)
@@ -263,7 +265,7 @@ static void on_timeout(uv_timer_t *t)
 
 	if (k && !k->done)
 		finish(c, fc__set_error(c, -ETIMEDOUT, "timed out after %u ms waiting for %s %s",
-				    k->timeout_ms, k->method, k->path));
+					k->timeout_ms, k->method, k->path));
 }
 
 /* Connect if needed and hand the first bytes over, reconnecting once when a
@@ -295,7 +297,7 @@ static int start_send(struct fc_client *c)
 			continue;
 		}
 		return fc__set_error(c, r, "%s %s: sending the request: %s", k->method, k->path,
-				 strerror(-r));
+				     strerror(-r));
 	}
 }
 
@@ -414,7 +416,7 @@ int fc_call(struct fc_client *c, const char *method, const char *path, const cha
 		fc__set_error(c, 0, "%s", text);
 	else
 		fc__set_error(c, 0, "%s %s: HTTP status %d%s%.200s", method, path, rp->status,
-			  rp->body ? ": " : "", rp->body ? rp->body : "");
+			      rp->body ? ": " : "", rp->body ? rp->body : "");
 	fc_response_clear(&tmp);
 	return -EREMOTEIO;
 }
