@@ -163,6 +163,7 @@ static int boot_and_snapshot(const struct vm_config *cfg, const char *vmstate, c
 {
 	struct vm *vm = NULL;
 	char err[256] = "";
+	uint64_t t0, t1;
 	int r;
 
 	console_reset();
@@ -182,10 +183,15 @@ static int boot_and_snapshot(const struct vm_config *cfg, const char *vmstate, c
 		TAP_CHECK(vm_save_vmstate(vm, vmstate, err, sizeof(err)) == -EBUSY);
 		r = vm_pause(vm);
 	}
+	t0 = now_usec();
 	if (r == 0 && (r = vm_save_vmstate(vm, vmstate, err, sizeof(err))) < 0)
 		tap_diag("vm_save_vmstate: %s", err);
+	t1 = now_usec();
 	if (r == 0 && (r = vm_save_memory(vm, mem, err, sizeof(err))) < 0)
 		tap_diag("vm_save_memory: %s", err);
+	if (r == 0)
+		tap_diag("vm_save_vmstate took %llu us, vm_save_memory %llu us",
+			 (unsigned long long)(t1 - t0), (unsigned long long)(now_usec() - t1));
 	vm_destroy(vm);
 	return r;
 }
