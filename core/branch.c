@@ -451,9 +451,10 @@ static void branch_copy_done(void *userdata, int result)
 		log_info("%s: live copy cancelled", b->dir);
 	else if (result < 0)
 		log_error_errno(result, "%s: live copy failed", b->dir);
-	branch_finish(b, result, why);
-
+	/* Publish the final state and free the vmm for the next branch in one
+	 * step, so that whoever sees "ready" can branch again at once. */
 	pthread_mutex_lock(&v->lock);
+	branch_finish(b, result, why);
 	if (v->active == b)
 		v->active = NULL;
 	pthread_mutex_unlock(&v->lock);
@@ -578,6 +579,7 @@ struct pause_window {
 	bool paused;
 	bool armed;
 	uint64_t t0;
+	uint64_t t_paused, t_armed, t_saved;	/* step ends, for the log line */
 };
 
 /* The guard: leave the pause window whatever happened inside it. */
@@ -611,6 +613,7 @@ static int enter_pause(struct pause_window *w, char *err, size_t errlen)
 	if (!w->was_running)
 		return 0;
 	r = fc_pause(w->v->fc);
+	w->t_paused = now_usec();
 	/* A pause that timed out may still have happened: resume to be sure. */
 	w->paused = true;
 	if (r < 0)
@@ -675,12 +678,18 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	if (r < 0)
 		return leave_pause(w, err, errlen,
 				   errf(err, errlen, r, "arming write-protection: %s", strerror(-r)));
+	w->t_armed = now_usec();
 	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate, NULL, VMSTATE_TIMEOUT_MS);
 	if (r < 0)
 		return leave_pause(w, err, errlen,
 				   fc_errf(v, err, errlen, r, "PUT /snapshot/create VmstateOnly"));
+	w->t_saved = now_usec();
 	r = leave_pause(w, err, errlen, 0);
 	b->st.pause_us = now_usec() - w->t0;
+	log_debug("%s: pause window: pause %" PRIu64 " us, arm %" PRIu64 " us, vmstate %" PRIu64
+		  " us, resume %" PRIu64 " us",
+		  b->dir, w->t_paused - w->t0, w->t_armed - w->t_paused, w->t_saved - w->t_armed,
+		  w->t0 + b->st.pause_us - w->t_saved);
 	if (r < 0) {
 		engine_disarm(v->engine);
 		return r;

@@ -446,6 +446,22 @@ static void *fault_main(void *userdata)
 
 /* ---- the bulk thread ---- */
 
+/* The session is over: once no user is inside, drop our copy of the image
+ * fd. Done here, off the pause window: closing the last reference to an image
+ * that was already deleted frees its blocks, which takes tens of ms. */
+static void release_dest(struct engine *e)
+{
+	int fd;
+
+	pthread_mutex_lock(&e->lock);
+	while (e->users > 0)
+		pthread_cond_wait(&e->cond, &e->lock);
+	fd = e->dest_fd;
+	e->dest_fd = -1;
+	pthread_mutex_unlock(&e->lock);
+	safe_close(fd);
+}
+
 static void session_finish(struct engine *e, int r)
 {
 	engine_done_fn cb;
@@ -469,6 +485,7 @@ static void session_finish(struct engine *e, int r)
 	pthread_mutex_unlock(&e->lock);
 	if (cb)
 		cb(userdata, r);
+	release_dest(e);
 }
 
 static int bulk_copy(struct engine *e, void *buf)
@@ -580,6 +597,9 @@ int engine_prepare(struct engine *e)
 	bool prearm;
 	int s;
 
+	/* The last session's thread may still be closing its image: wait here,
+	 * before the pause, not in engine_arm(). */
+	join_bulk(e);
 	pthread_mutex_lock(&e->lock);
 	s = atomic_load(&e->state);
 	pthread_mutex_unlock(&e->lock);
@@ -716,6 +736,7 @@ static int end_armed(struct engine *e, enum engine_state final)
 	atomic_store(&e->state, final);
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
+	release_dest(e);
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
 #include "core/branch.h"
@@ -156,6 +157,8 @@ int main(int argc, char **argv)
 	struct rusage ru;
 	int n = 10, nrows = 0, c, i;
 
+	if (getenv("BENCH_DEBUG"))
+		log_set_max_level(LOG_LEVEL_DEBUG);
 	while ((c = getopt(argc, argv, "s:n:d:")) != -1) {
 		if (c == 's')
 			snprintf(sizes, sizeof(sizes), "%s", optarg);
