@@ -19,7 +19,9 @@
  *   guest: boot vcpu=V of=N pages=P
  *   guest: verify ok vcpu=V pages=P writes=C
  *   guest: verify FAIL vcpu=V page=0xGPA got=0xX want=0xY mismatches=M pages=P writes=C
- * (P = pages the vCPU owns, C = its writes so far). A verify line appears once
+ *   guest: verify FAIL vcpu=V fpu got=0xX want=0xY pages=P writes=C
+ * (P = pages the vCPU owns, C = its writes so far; "fpu": xmm0, which holds
+ * C - 256, was not restored). A verify line appears once
  * per vCPU shortly after a restored VM runs.
  *
  * Threads and syscalls (measured with strace -f on tests/minivm/vm-core.t).

@@ -4,11 +4,13 @@
  * into a new VM (private and shared file mappings) and wait for every vCPU's
  * "guest: verify ok" line. Covers 1 and 2 vCPUs, memfd and anonymous memory,
  * one and two regions. Proves the check can fail (a flipped stamp gives
- * "verify FAIL"), that a corrupted vmstate is refused, and reports the
- * vm_pause()/vm_resume() latency and the snapshot sizes.
+ * "verify FAIL", so does a changed xmm0 in the vmstate), that a corrupted
+ * vmstate is refused, and reports the vm_pause()/vm_resume() latency, the
+ * save times and the snapshot sizes.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +285,37 @@ static void check_verify_can_fail(void)
 	tap_ok(r == 0 && fail == 1 && ok == 1, "flipped stamp: exactly one vCPU reports verify FAIL");
 }
 
+/* Change xmm0 in the saved XSAVE area (vmstate.c documents the layout) and
+ * re-seal the CRC: the guest must notice that its FPU/SSE state changed. */
+static void check_fpu_check_can_fail(void)
+{
+	struct vm_config cfg = { 1, 64, 0, false };
+	const size_t xmm0 = 96 + 16 + sizeof(struct kvm_regs) + sizeof(struct kvm_sregs) + 160;
+	char vmstate[256], mem[256];
+	_cleanup_free_ char *buf = NULL;
+	unsigned ok = 0, fail = 0;
+	uint64_t crc;
+	size_t len;
+	int r;
+
+	path_in_tmp(vmstate, sizeof(vmstate), "vmstate");
+	path_in_tmp(mem, sizeof(mem), "memory.bin");
+	if (!tap_ok(boot_and_snapshot(&cfg, vmstate, mem) == 0, "fpu: boot and snapshot"))
+		return;
+	if (!tap_ok(read_file(vmstate, 1 << 20, &buf, &len) == 0 && len > xmm0 + 16,
+		    "fpu: read the vmstate"))
+		return;
+	buf[xmm0 + 2] ^= 0x5a;
+	crc = vmstate__crc64(0, buf, len - 8);
+	memcpy(buf + len - 8, &crc, 8);
+	TAP_CHECK(write_file_atomic(vmstate, buf, len, 0600) == 0);
+	r = restore_and_verify(vmstate, mem, false, 1, &ok, &fail);
+	pthread_mutex_lock(&con.lock);
+	tap_ok(r == 0 && fail == 1 && strstr(con.first_fail, " fpu "),
+	       "changed xmm0 in the vmstate: the guest reports verify FAIL ... fpu");
+	pthread_mutex_unlock(&con.lock);
+}
+
 static int copy_file(const char *from, const char *to, off_t flip_at)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -427,6 +460,7 @@ int main(void)
 	run_case(2, 96, 32, false);
 	run_case(1, 96, 64, true);
 	check_verify_can_fail();
+	check_fpu_check_can_fail();
 	check_vmstate_rejected();
 	measure_latency();
 	return tap_done();

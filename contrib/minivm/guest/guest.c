@@ -18,7 +18,9 @@
  * (q-1)*pages_i + k + 1, or zero when q == 0. It prints exactly one line:
  *   guest: verify ok vcpu=V pages=N writes=C
  *   guest: verify FAIL vcpu=V page=0xGPA got=0xX want=0xY mismatches=M pages=N writes=C
- * then keeps writing.
+ *   guest: verify FAIL vcpu=V fpu got=0xX want=0xY pages=N writes=C
+ * (the last when xmm0, which holds j as of the previous poll, j - 256, was not
+ * restored: the FPU/SSE state is part of what must survive), then keeps writing.
  * At boot each vCPU prints "guest: boot vcpu=V of=N pages=P" (P = own pages).
  */
 #include <stdbool.h>
@@ -41,13 +43,15 @@ struct stamp_params {
 	uint64_t first_page;	/* boot_info.first_page */
 	uint64_t p0;		/* stampable pages in region 0 */
 	uint64_t r1_base;
+	uint64_t xmm_slot[2];	/* offset 80: start.S loads xmm0 from here */
 };
+_Static_assert(__builtin_offsetof(struct stamp_params, xmm_slot) == 80, "start.S offsets");
 
 static struct stamp_params params[MAX_VCPUS];
 static char printbuf[MAX_VCPUS][GUEST_PRINT_MAX];
 
 void guest_main(uint64_t vcpu, uint64_t count, const struct guest_boot_info *info);
-void guest_verify(const struct stamp_params *sp, uint64_t writes);
+void guest_verify(struct stamp_params *sp, uint64_t writes);
 void stamp_run(struct stamp_params *sp) __attribute__((noreturn));
 
 /* The compiler may emit calls to these even in freestanding code. */
@@ -133,8 +137,16 @@ static uint64_t own_gpa(const struct stamp_params *sp, uint64_t k)
 	return sp->r1_base + (g - sp->p0) * GUEST_PAGE_SIZE;
 }
 
-void guest_verify(const struct stamp_params *sp, uint64_t writes)
+/* Read xmm0 through memory (the emulator has no XMM-to-GPR move). */
+static uint64_t read_xmm0(struct stamp_params *sp)
 {
+	__asm__ volatile("movdqu %%xmm0, %0" : "=m"(sp->xmm_slot));
+	return sp->xmm_slot[0];
+}
+
+void guest_verify(struct stamp_params *sp, uint64_t writes)
+{
+	uint64_t xmm = read_xmm0(sp);
 	struct line l = { .buf = printbuf[sp->vcpu] };
 	uint64_t q = writes / sp->pages, r = writes % sp->pages;
 	uint64_t mismatches = 0, bad_gpa = 0, bad_got = 0, bad_want = 0;
@@ -165,6 +177,10 @@ void guest_verify(const struct stamp_params *sp, uint64_t writes)
 		put_kv(&l, " got=", bad_got, true);
 		put_kv(&l, " want=", bad_want, true);
 		put_kv(&l, " mismatches=", mismatches, false);
+	} else if (xmm != writes - 256) {
+		put_kv(&l, "FAIL vcpu=", sp->vcpu, false);
+		put_kv(&l, " fpu got=", xmm, true);
+		put_kv(&l, " want=", writes - 256, true);
 	} else {
 		put_kv(&l, "ok vcpu=", sp->vcpu, false);
 	}

@@ -12,6 +12,9 @@
  *   r14        number of own pages
  *   r15        pointer to this vCPU's struct stamp_params (constants only)
  *   rbp        GUEST_STAMP_MAGIC
+ *   xmm0       j as of the previous poll (loaded through memory: this KVM emulates
+ *              the guest's instructions and has no GPR-to-XMM move), so that a
+ *              restore that loses the FPU/SSE state is caught too
  * Every 256 writes it reads the "restored?" port; on 1 it calls
  * guest_verify(params, j), which checks every own page and prints one line.
  */
@@ -23,6 +26,7 @@
 #define SP_R0_END 16
 #define SP_R1_DELTA 24
 #define SP_PAGES 32
+#define SP_XMM_SLOT 80
 
 	.section .text.start, "ax"
 	.globl _start
@@ -43,6 +47,9 @@ stamp_run:				/* rdi = struct stamp_params *, never returns */
 	movq	SP_FIRST_GPA(%r15), %rbx
 	movq	SP_PAGES(%r15), %r14
 	movabsq	$GUEST_STAMP_MAGIC, %rbp
+	movq	%r12, SP_XMM_SLOT(%r15)
+	movq	%r12, SP_XMM_SLOT+8(%r15)
+	movdqu	SP_XMM_SLOT(%r15), %xmm0
 .Lstamp:
 	leaq	1(%r12), %rax
 	movq	%rax, (%rbx)		/* qword 0: sequence number j + 1 */
@@ -66,10 +73,13 @@ stamp_run:				/* rdi = struct stamp_params *, never returns */
 	movw	$GUEST_PORT_RESTORED, %dx
 	inl	%dx, %eax
 	testl	%eax, %eax
-	jz	.Lstamp
+	jz	.Lxmm
 	movq	%r15, %rdi
 	movq	%r12, %rsi
-	call	guest_verify
+	call	guest_verify		/* checks xmm0 == j - 256 */
+.Lxmm:
+	movq	%r12, SP_XMM_SLOT(%r15)
+	movdqu	SP_XMM_SLOT(%r15), %xmm0
 	jmp	.Lstamp
 .Lwrap:
 	xorl	%r13d, %r13d
