@@ -356,6 +356,31 @@ static void check_vmstate_rejected(void)
 	       err);
 }
 
+/* A guest that halts at once is an exit the core does not expect: the VM
+ * must stop cleanly (logged, threads gone), not crash the process. */
+static void check_unexpected_exit(void)
+{
+	struct vm_config cfg = { 2, 16, 0, false };
+	static const unsigned char hlt[] = { 0xf4 };
+	char img[256], err[256] = "";
+	struct vm *vm = NULL;
+	uint64_t deadline;
+
+	path_in_tmp(img, sizeof(img), "hlt.img");
+	if (!tap_ok(write_file_atomic(img, hlt, sizeof(hlt), 0600) == 0 &&
+			    vm_create_boot(&cfg, img, &vm, err, sizeof(err)) == 0,
+		    "hlt guest: created %s", err))
+		return;
+	TAP_CHECK(vm_start(vm, false) == 0);
+	deadline = now_usec() + 10 * USEC_PER_SEC;
+	while (!vm_has_stopped(vm) && now_usec() < deadline)
+		usleep(10 * 1000);
+	tap_ok(vm_has_stopped(vm), "hlt guest: the VM stopped on the unexpected exit");
+	TAP_CHECK(vm_pause(vm) == 0);
+	vm_destroy(vm);
+	unlink(img);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -419,7 +444,7 @@ out:
 
 static void cleanup_tmp(void)
 {
-	static const char *const names[] = { "vmstate", "vmstate.bad", "memory.bin" };
+	static const char *const names[] = { "vmstate", "vmstate.bad", "memory.bin", "hlt.img" };
 	char p[256];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -462,6 +487,7 @@ int main(void)
 	check_verify_can_fail();
 	check_fpu_check_can_fail();
 	check_vmstate_rejected();
+	check_unexpected_exit();
 	measure_latency();
 	return tap_done();
 }
