@@ -527,6 +527,9 @@ static int open_node(struct forkfs *fs, struct node *n, struct fuse_file_info *f
 		h->fd = open_store_file(n->br->dir, "vmstate");
 		return h->fd < 0 ? -EIO : 0;
 	case NODE_BR_MEMORY:
+		/* Its bytes never change once the branch exists (reads during the
+		 * copy already return the point-in-time image): keep the page cache. */
+		fi->keep_cache = 1;
 		return n->br->b ? 0 : -EIO;
 	default:
 		return -EISDIR;
