@@ -23,3 +23,11 @@ bench: tests/bench/bench-branch contrib/minivm/forkfs-minivm contrib/minivm/gues
 	GUEST_IMG=$(abs_top_builddir)/contrib/minivm/guest.img \
 	$(abs_top_builddir)/tests/bench/bench-branch $(BENCH_ARGS)
 .PHONY: bench
+EXTRA_DIST += tests/bench/bench-mount.sh
+bench-mount: all
+	top_srcdir=$(abs_top_srcdir) top_builddir=$(abs_top_builddir) \
+	MINIVM=$(abs_top_builddir)/contrib/minivm/forkfs-minivm \
+	GUEST_IMG=$(abs_top_builddir)/contrib/minivm/guest.img \
+	FORKFS=$(abs_top_builddir)/fusefs/forkfs \
+	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-mount.sh $(BENCH_MOUNT_MIB)
+.PHONY: bench-mount

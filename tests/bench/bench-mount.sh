@@ -1,0 +1,55 @@
+#!/bin/bash
+# bench-mount.sh — SPEC §7 figures seen through the mount: cp of memory.bin
+# through forkfs against reading the store file directly (both from a warm
+# page cache, so the ratio measures FUSE, not the disk), a cp started right
+# after mkdir (during the copy), and forkfs's peak memory.
+# Usage: bench-mount.sh [MiB]   (root, /dev/kvm, /dev/fuse; run from "make bench-mount")
+. "$top_srcdir/tests/mount/lib-mount.sh"
+MIB=${1:-1024}
+
+secs() { date +%s.%N; }
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", b / 1048576 / t }'; }
+# read_rate FILE [cold]: MB/s of one sequential read to /dev/null, best of 3;
+# "cold" drops the page cache before each read (forkfs then reads the disk too).
+read_rate() {
+	local best=0 i t0 t1 r
+	for i in 1 2 3; do
+		[ "${2:-}" = cold ] && { sync; echo 3 >/proc/sys/vm/drop_caches; }
+		t0=$(secs); dd if="$1" of=/dev/null bs=1M status=none; t1=$(secs)
+		r=$(mbps $((MIB * 1048576)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')")
+		[ "$r" -gt "$best" ] && best=$r
+	done
+	echo "$best"
+}
+
+mount_forkfs
+start_sandbox s1 "$(boot_config "$MIB" 2)" || bail "start"
+sleep 1
+t0=$(secs)
+mkdir "$MNT/s1/branches/b1" || bail "mkdir branch"
+cp "$MNT/s1/branches/b1/memory.bin" "$TMPD/during.bin"
+t1=$(secs)
+wait_for 300 is_done s1 b1 || bail "branch did not finish"
+is_ready s1 b1 || bail "branch failed: $(cat "$MNT/s1/branches/b1/status")"
+t2=$(secs)
+cmp -s "$TMPD/during.bin" "$STORE/sandboxes/s1/branches/b1/memory.bin" || bail "cp during the copy differs"
+rm -f "$TMPD/during.bin"
+cdirect=$(read_rate "$STORE/sandboxes/s1/branches/b1/memory.bin" cold)
+cfuse=$(read_rate "$MNT/s1/branches/b1/memory.bin" cold)
+direct=$(read_rate "$STORE/sandboxes/s1/branches/b1/memory.bin")
+fuse=$(read_rate "$MNT/s1/branches/b1/memory.bin")
+hwm=$(sed -n 's/^VmHWM: *//p' "/proc/$FORKFS_PID/status")
+anon=$(sed -n 's/^RssAnon: *//p' "/proc/$FORKFS_PID/status")
+echo "guest $MIB MiB, 2 vCPUs, live branch"
+printf '%-44s %s\n' "cp memory.bin during the copy:" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f s", b-a}') (ready after $(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.2f s", b-a}'))"
+printf '%-44s %s MB/s\n' "read store file directly (cold cache):" "$cdirect"
+printf '%-44s %s MB/s\n' "read through forkfs (cold cache):" "$cfuse"
+printf '%-44s %s\n' "ratio forkfs/direct, cold:" "$(awk -v a="$cfuse" -v b="$cdirect" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-44s %s MB/s\n' "read store file directly (warm):" "$direct"
+printf '%-44s %s MB/s\n' "read through forkfs (warm):" "$fuse"
+printf '%-44s %s\n' "ratio forkfs/direct, warm:" "$(awk -v a="$fuse" -v b="$direct" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-44s %s / %s\n' "forkfs peak RSS (VmHWM) / private (RssAnon):" "$hwm" "$anon"
+echo stop >"$MNT/s1/ctl"
+unmount_forkfs || diag "unmount failed"
+ok "benchmark ran"
+done_testing
