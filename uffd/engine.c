@@ -233,10 +233,11 @@ static void session_leave(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Release [off, off+len) of the image (split per region), waking its waiters.
- * A VMM that has exited makes the ioctl fail with ESRCH/ENOENT: nothing is
- * left to wake, so that is remembered, not treated as a failure. */
-static int unprotect(struct engine *e, uint64_t off, uint64_t len)
+/* Write-protect (on) or release (off, waking its waiters) image bytes
+ * [off, off+len), split per region. A VMM that has exited makes the ioctl
+ * fail with ESRCH/ENOENT: there is nothing left to wake, so a release
+ * remembers that instead of failing; a protect fails. */
+static int wp_image(struct engine *e, uint64_t off, uint64_t len, bool on)
 {
 	int ret = 0;
 
@@ -248,7 +249,9 @@ static int unprotect(struct engine *e, uint64_t off, uint64_t len)
 		if (!reg)
 			return -EINVAL;
 		n = MIN(len, reg->offset + reg->size - off);
-		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, false, false);
+		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, on, false);
+		if (on && r < 0)
+			return log_error_errno(r, "cannot write-protect guest memory");
 		if ((r == -ESRCH || r == -ENOENT) && !atomic_exchange(&e->vmm_gone, true))
 			log_info("the VMM's memory is gone; un-protecting is moot");
 		else if (r < 0 && r != -ESRCH && r != -ENOENT)
@@ -259,37 +262,13 @@ static int unprotect(struct engine *e, uint64_t off, uint64_t len)
 	return ret;
 }
 
+static int unprotect(struct engine *e, uint64_t off, uint64_t len)
+{
+	return wp_image(e, off, len, false);
+}
+
 static int unprotect_all(struct engine *e) { return unprotect(e, 0, e->total); }
-
-/* Protect image bytes [off, off+len), split per region. */
-static int protect_image(struct engine *e, uint64_t off, uint64_t len)
-{
-	while (len > 0) {
-		const struct uffd_region *reg = region_of_offset(e, off);
-		uint64_t n;
-		int r;
-
-		if (!reg)
-			return -EINVAL;
-		n = MIN(len, reg->offset + reg->size - off);
-		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, true, false);
-		if (r < 0)
-			return log_error_errno(r, "cannot write-protect guest memory");
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
-static int protect_all(struct engine *e)
-{
-	for (size_t i = 0; i < e->n_regions; i++) {
-		int r = uffd_wp_range(e->uffd, e->regions[i].base, e->regions[i].size, true, false);
-		if (r < 0)
-			return log_error_errno(r, "cannot write-protect region %zu", i);
-	}
-	return 0;
-}
+static int protect_all(struct engine *e) { return wp_image(e, 0, e->total, true); }
 
 /* Claim the pending pages of [first, first+n) (one bitmap word) and copy them.
  * Returns the number of pages this call copied, or the session's failure. */
@@ -662,7 +641,7 @@ static int rearm_recorded(struct engine *e)
 			int r;
 
 			run = x == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~x);
-			r = protect_image(e, off, run * PAGE);
+			r = wp_image(e, off, run * PAGE, true);
 			if (r < 0)
 				return r;
 			m &= run == 64 ? 0 : ~(((1ULL << run) - 1) << s);
