@@ -39,10 +39,11 @@ on_exit kill_strays
 
 is_mounted() { grep -q " $MNT fuse" /proc/self/mounts; }
 
-# mount_forkfs [EXTRA -o OPTIONS]
+# mount_forkfs [EXTRA -o OPTIONS]; the VMM binary is $MOUNT_VMM (default $MINIVM).
+MOUNT_VMM=$MINIVM
 mount_forkfs() {
 	local extra=${1:+,$1}
-	"$FORKFS" -f -o "store=$STORE,vmm=$MINIVM$extra" "$MNT" >>"$FLOG" 2>&1 &
+	"$FORKFS" -f -o "store=$STORE,vmm=$MOUNT_VMM$extra" "$MNT" >>"$FLOG" 2>&1 &
 	FORKFS_PID=$!
 	if ! wait_for 10 is_mounted; then
 		cat "$FLOG" | sed 's/^/# /'
@@ -113,4 +114,66 @@ dump_logs() {
 		diag "---- $f"
 		tail -20 "$f" | sed 's/^/# /'
 	done
+}
+
+# ---- helpers of the reliability tests ----
+
+# vmm_pid SANDBOX: the pid of the VMM forkfs last launched for SANDBOX (store log).
+vmm_pid() {
+	sed -n 's/.*launched VMM .*, pid \([0-9]*\),.*/\1/p' "$STORE/sandboxes/$1/log" 2>/dev/null |
+		tail -1
+}
+# vmm_sock SANDBOX: the API socket of that VMM (it outlives a killed forkfs).
+vmm_sock() {
+	sed -n 's/.*launched VMM .*, API socket \(.*\)$/\1/p' "$STORE/sandboxes/$1/log" 2>/dev/null |
+		tail -1
+}
+# is_alive PID: running and not a zombie.
+is_alive() {
+	local st
+	st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+is_gone() { ! is_alive "$1"; }
+
+# Firecracker API over a socket with curl (bounded): api_call SOCK METHOD PATH [BODY]
+api_call() {
+	local sock=$1 method=$2 path=$3
+	shift 3
+	curl -sS --max-time 5 --unix-socket "$sock" -H 'Content-Type: application/json' \
+		-X "$method" "http://localhost$path" ${1:+-d "$1"}
+}
+# api_state SOCK: "Running", "Paused", "Not started" (empty if no answer).
+api_state() { api_call "$1" GET / | sed -n 's/.*"state":"\([A-Za-z ]*\)".*/\1/p'; }
+
+# boot_external SOCK LOG MIB VCPUS [MINIVM-OPTIONS...]: a minivm forkfs did not
+# launch, booted through its API; sets EXT_PID and kills it at exit.
+boot_external() {
+	local sock=$1 log=$2 mib=$3 vcpus=$4
+	shift 4
+	"$MINIVM" --api-sock "$sock" "$@" >"$log" 2>&1 &
+	EXT_PID=$!
+	on_exit "kill -9 $EXT_PID"
+	wait_for 10 test -S "$sock" || return 1
+	api_call "$sock" PUT /boot-source "{\"kernel_image_path\":\"$GUEST_IMG\"}" &&
+		api_call "$sock" PUT /machine-config "{\"vcpu_count\":$vcpus,\"mem_size_mib\":$mib}" &&
+		api_call "$sock" PUT /actions '{"action_type":"InstanceStart"}' &&
+		[ "$(api_state "$sock")" = Running ]
+}
+
+# restore_verifies NAME SRC-SANDBOX TAG VCPUS: a new sandbox restored from the
+# branch prints "guest: verify ok" for every vCPU (and no FAIL) within 30 s.
+restore_verifies() {
+	start_sandbox "$1" "{\"restore\":{\"branch\":\"$2/$3\"}}" || return 1
+	wait_for 30 has_verified "$1" "$4" || { diag "$1: $(verified_vcpus "$1") vCPUs verified"; return 1; }
+	! grep -q 'verify FAIL' "$MNT/$1/log"
+}
+
+# no_dir_left SANDBOX TAG: neither the mount nor the store has the branch.
+no_dir_left() { [ ! -e "$MNT/$1/branches/$2" ] && [ ! -e "$STORE/sandboxes/$1/branches/$2" ]; }
+
+# log_has SANDBOX PATTERN: the sandbox's store log has a line matching PATTERN.
+log_has() {
+	grep -q -- "$2" "$STORE/sandboxes/$1/log" 2>/dev/null ||
+		{ diag "no '$2' in the log of $1"; return 1; }
 }
