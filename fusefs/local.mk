@@ -18,6 +18,7 @@ TESTS += $(FORKFS_MOUNT_TESTS)
 dist_man_MANS += man/forkfs.8
 
 # Reliability tests (SPEC §8): kills, a full store, VMM errors, concurrency, unmount.
-FORKFS_RELIABILITY_TESTS = tests/mount/reliability-vmm-kill.sh
+FORKFS_RELIABILITY_TESTS = tests/mount/reliability-vmm-kill.sh \
+	tests/mount/reliability-forkfs-kill.sh
 dist_check_SCRIPTS += $(FORKFS_RELIABILITY_TESTS)
 TESTS += $(FORKFS_RELIABILITY_TESTS)

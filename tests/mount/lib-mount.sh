@@ -140,7 +140,7 @@ is_gone() { ! is_alive "$1"; }
 api_call() {
 	local sock=$1 method=$2 path=$3
 	shift 3
-	curl -sS --max-time 5 --unix-socket "$sock" -H 'Content-Type: application/json' \
+	curl -sS --fail-with-body --max-time 5 --unix-socket "$sock" -H 'Content-Type: application/json' \
 		-X "$method" "http://localhost$path" ${1:+-d "$1"}
 }
 # api_state SOCK: "Running", "Paused", "Not started" (empty if no answer).
