@@ -134,7 +134,7 @@ bool name_is_valid(const char *name)
 {
 	size_t i, n = name ? strlen(name) : 0;
 
-	if (n < 1 || n > 64)
+	if (n < 1 || n > NAME_LEN_MAX)
 		return false;
 	for (i = 0; i < n; i++) {
 		char c = name[i];

@@ -29,6 +29,7 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* SANDBOX and TAG names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+#define NAME_LEN_MAX 64
 bool name_is_valid(const char *name);
 
 /* Parse a decimal/hex unsigned integer fully; -EINVAL on junk, -ERANGE on overflow. */

@@ -19,10 +19,12 @@
 #include <time.h>
 #include <uv.h>
 
+#include "common/util.h"
 #include "core/branch.h"
+#include "fusefs/sbconfig.h"
 
-#define FORKFS_CONFIG_MAX (1024 * 1024)	/* config.json bound: EFBIG beyond */
-#define FORKFS_NAME_MAX 64
+#define FORKFS_CONFIG_MAX CONFIG_MAX_BYTES
+#define FORKFS_NAME_MAX NAME_LEN_MAX
 
 enum node_type {
 	NODE_ROOT,

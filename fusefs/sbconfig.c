@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * sbconfig.c — config.json: the three forms, strictly validated.
  *
- * The document is untrusted: it is bounded (FORKFS_CONFIG_MAX), must be one
+ * The document is untrusted: it is bounded (CONFIG_MAX_BYTES), must be one
  * JSON object with nothing after it, and every key must be known. The boot
  * form only accepts Firecracker config-file resources from a fixed table, so
  * a user cannot make forkfs send a request to an arbitrary API path; array
@@ -39,6 +39,11 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	/* Keys in the message are the user's bytes: the reason goes to the log as
+	 * one line, so no control character may pass. */
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -EINVAL;
 }
 
@@ -138,12 +143,12 @@ static int check_restore(struct config *c, json_object *r, char *err, size_t err
 		if (!slash)
 			return fail(err, errlen, "\"restore.branch\" must be \"SANDBOX/TAG\"");
 		n = (size_t)(slash - branch);
-		if (n > FORKFS_NAME_MAX)
+		if (n > NAME_LEN_MAX)
 			return fail(err, errlen, "\"restore.branch\": bad sandbox name");
 		memcpy(c->branch_sandbox, branch, n);
 		c->branch_sandbox[n] = 0;
 		snprintf(c->branch_tag, sizeof(c->branch_tag), "%s", slash + 1);
-		if (!name_is_valid(c->branch_sandbox) || strlen(slash + 1) > FORKFS_NAME_MAX ||
+		if (!name_is_valid(c->branch_sandbox) || strlen(slash + 1) > NAME_LEN_MAX ||
 		    !name_is_valid(c->branch_tag))
 			return fail(err, errlen, "\"restore.branch\": bad sandbox or tag name");
 		return 0;
@@ -177,8 +182,8 @@ static int parse_json(const char *text, size_t len, json_object **ret, char *err
 	enum json_tokener_error je;
 	size_t used;
 
-	if (len > FORKFS_CONFIG_MAX) {
-		snprintf(err, errlen, "config.json larger than %d bytes", FORKFS_CONFIG_MAX);
+	if (len > CONFIG_MAX_BYTES) {
+		snprintf(err, errlen, "config.json larger than %d bytes", CONFIG_MAX_BYTES);
 		return -EFBIG;
 	}
 	tok = json_tokener_new();

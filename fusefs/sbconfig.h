@@ -11,7 +11,9 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
-#include "fusefs/forkfs.h"
+#include "common/util.h"
+
+#define CONFIG_MAX_BYTES (1024 * 1024)	/* config.json bound: EFBIG beyond */
 
 enum config_kind { CONFIG_BOOT, CONFIG_RESTORE, CONFIG_ATTACH };
 
@@ -19,8 +21,8 @@ struct config {
 	enum config_kind kind;
 	json_object *root;		/* the whole document (boot: the resources) */
 	/* restore */
-	char branch_sandbox[FORKFS_NAME_MAX + 1];
-	char branch_tag[FORKFS_NAME_MAX + 1];
+	char branch_sandbox[NAME_LEN_MAX + 1];
+	char branch_tag[NAME_LEN_MAX + 1];
 	const char *snapshot_path;	/* points into root */
 	const char *mem_file_path;
 	/* attach */

@@ -1,0 +1,11 @@
+# tests/ — shared test helpers, and tests that span components.
+EXTRA_DIST += tests/tap.h
+
+# The config.json parser is fuzzed as an ordinary test through the standalone
+# driver of tests/fuzz/fuzz-main.c (built-in seeds, random mutations).
+check_PROGRAMS += tests/fuzz/fuzz-config.t
+TESTS += tests/fuzz/fuzz-config.t
+tests_fuzz_fuzz_config_t_SOURCES = tests/fuzz/fuzz-config.c tests/fuzz/fuzz-main.c \
+	tests/fuzz/fuzz.h fusefs/sbconfig.c fusefs/sbconfig.h
+tests_fuzz_fuzz_config_t_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+tests_fuzz_fuzz_config_t_LDADD = common/libcommon.la $(JSONC_LIBS)
