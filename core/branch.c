@@ -423,6 +423,11 @@ static void branch_finish(struct branch *b, int result, const char *why)
 	}
 	st = b->st;
 	pthread_mutex_unlock(&b->lock);
+	/* A failed image is never read again (reads fail with EIO): give its
+	 * blocks back first. On a full store (ENOSPC) that is what lets the
+	 * failure, and the sandbox log line about it, be written at all. */
+	if (result < 0 && b->mem_fd >= 0 && ftruncate(b->mem_fd, 0) < 0)
+		log_warning("%s: cannot free memory.bin: %m", b->dir);
 	if (branch_save_state(b, &st) < 0)
 		log_warning("%s: could not persist branch state", b->dir);
 }
