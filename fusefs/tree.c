@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,17 +41,14 @@ const char *sb_state_to_string(enum sb_state s)
 	return s < _SB_STATE_MAX ? sb_state_names[s] : "?";
 }
 
-void sb_log(struct sandbox *sb, const char *fmt, ...)
+/* One timestamped line into a sandbox log fd, and stderr. Any thread. */
+static void log_line(int fd, const char *sb_name, const char *msg)
 {
-	char msg[1024], line[1200];
+	char line[1200];
 	struct timespec ts;
 	struct tm tm;
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03ld forkfs: %s\n",
@@ -58,10 +56,140 @@ void sb_log(struct sandbox *sb, const char *fmt, ...)
 		     tm.tm_sec, ts.tv_nsec / 1000000, msg);
 	if (n > (int)sizeof(line))
 		n = sizeof(line);
-	if (sb->log_fd >= 0 && write(sb->log_fd, line, (size_t)n) < 0) {
+	if (fd >= 0 && write(fd, line, (size_t)n) < 0) {
 		/* The store is full or gone: stderr below still has it. */
 	}
-	log_info("%s: %s", sb->name, msg);
+	log_info("%s: %s", sb_name, msg);
+}
+
+void sb_log(struct sandbox *sb, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_line(sb->log_fd, sb->name, msg);
+}
+
+/* ---- the end of a background copy, in the sandbox log ----
+ *
+ * A live copy ends on an engine thread (core's notify callback), possibly
+ * after the branch entry is gone, so the callback touches no tree object.
+ * Each copying branch gets a "watch" in a registry under watch_lock, found by
+ * a unique id (the callback's userdata) or by its entry (the loop side): it
+ * holds its own dup of the log fd, the names and a branch reference. Whoever
+ * takes the watch out of the registry (the callback at the end of the copy,
+ * take_done if the copy ended before the callback was set, or the entry being
+ * freed) is the only one using it, so the line is written exactly once and
+ * never after the entry is gone.
+ */
+struct watch {
+	uint64_t id;
+	const void *owner;	/* the struct sbranch, compared only */
+	struct branch *b;	/* a reference */
+	int log_fd;
+	char sb_name[FORKFS_NAME_MAX + 1];
+	char tag[FORKFS_NAME_MAX + 1];
+	struct watch *next;
+};
+
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct watch *watches;		/* protected by watch_lock */
+static uint64_t watch_next_id = 1;	/* protected by watch_lock */
+
+static struct watch *watch_take(uint64_t id, const void *owner)
+{
+	struct watch *w = NULL;
+
+	pthread_mutex_lock(&watch_lock);
+	for (struct watch **p = &watches; *p; p = &(*p)->next)
+		if ((id && (*p)->id == id) || (owner && (*p)->owner == owner)) {
+			w = *p;
+			*p = w->next;
+			break;
+		}
+	pthread_mutex_unlock(&watch_lock);
+	return w;
+}
+
+static void watch_put_back(struct watch *w)
+{
+	pthread_mutex_lock(&watch_lock);
+	w->next = watches;
+	watches = w;
+	pthread_mutex_unlock(&watch_lock);
+}
+
+static void watch_free(struct watch *w)
+{
+	if (!w)
+		return;
+	branch_unref(w->b);
+	safe_close(w->log_fd);
+	free(w);
+}
+
+/* Log the end of the copy; false while it still runs. */
+static bool watch_report(struct watch *w)
+{
+	struct branch_status st;
+	char msg[BRANCH_ERR_MAX + 160];
+
+	branch_get_status(w->b, &st);
+	if (st.state == BRANCH_COPYING)
+		return false;
+	if (st.state == BRANCH_READY)
+		snprintf(msg, sizeof(msg),
+			 "branch %s ready: %llu bytes in %llu ms, %llu pages copied first for the guest",
+			 w->tag, (unsigned long long)st.bytes_total,
+			 (unsigned long long)st.elapsed_ms, (unsigned long long)st.pages_faulted);
+	else
+		snprintf(msg, sizeof(msg), "branch %s failed: %s", w->tag, st.error);
+	log_line(w->log_fd, w->sb_name, msg);
+	return true;
+}
+
+/* Take the watch (if it is still there) and report; put it back while copying. */
+static void watch_check(uint64_t id, const void *owner)
+{
+	struct watch *w = watch_take(id, owner);
+
+	if (!w)
+		return;
+	if (watch_report(w))
+		watch_free(w);
+	else
+		watch_put_back(w);
+}
+
+/* core's notify: on an engine thread, when the branch's state changed. */
+static void watch_notify(void *userdata)
+{
+	watch_check((uint64_t)(uintptr_t)userdata, NULL);
+}
+
+/* On the loop, for a branch just taken and still copying. */
+static void watch_start(struct sandbox *sb, struct sbranch *br)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return;	/* only a log line is lost */
+	w->owner = br;
+	w->b = branch_ref(br->b);
+	w->log_fd = sb->log_fd >= 0 ? fcntl(sb->log_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	snprintf(w->sb_name, sizeof(w->sb_name), "%s", sb->name);
+	snprintf(w->tag, sizeof(w->tag), "%s", br->tag);
+	pthread_mutex_lock(&watch_lock);
+	w->id = watch_next_id++;
+	w->next = watches;
+	watches = w;
+	pthread_mutex_unlock(&watch_lock);
+	branch_set_notify(br->b, watch_notify, (void *)(uintptr_t)w->id);
+	/* The copy may have ended before the callback was set. */
+	watch_check(w->id, NULL);
 }
 
 struct sandbox *sandbox_ref(struct sandbox *sb)
@@ -95,6 +223,7 @@ struct sbranch *sbranch_unref(struct sbranch *br)
 {
 	if (!br || --br->refs > 0)
 		return NULL;
+	watch_free(watch_take(0, br));
 	branch_unref(br->b);
 	sandbox_unref(br->sb);
 	free(br->dir);
@@ -515,6 +644,8 @@ static void take_done(uv_work_t *w, int status)
 		branch_get_status(br->b, &st);
 		sb_log(sb, "branch %s taken: mode %s, pause %llu us", br->tag,
 		       branch_mode_to_string(st.mode), (unsigned long long)st.pause_us);
+		if (st.state == BRANCH_COPYING)
+			watch_start(sb, br);
 		e.ino = node_ino(fs, br->nodes[BRN_DIR]);
 		e.generation = br->nodes[BRN_DIR]->generation;
 		fill_attr(fs, br->nodes[BRN_DIR], &e.attr);
