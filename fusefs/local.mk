@@ -3,7 +3,8 @@
 bin_PROGRAMS += fusefs/forkfs
 fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c fusefs/inode.c \
 	fusefs/tree.c fusefs/ops.c fusefs/sandbox.c fusefs/supervisor.c \
-	fusefs/sbconfig.h fusefs/sbconfig.c
+	fusefs/sbconfig.h fusefs/sbconfig.c fusefs/spawner.h fusefs/spawner.c \
+	fusefs/seccomp.h fusefs/seccomp.c
 fusefs_forkfs_CFLAGS = $(AM_CFLAGS) $(FUSE_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
 fusefs_forkfs_LDADD = core/libcore.la fc/libfc.la uffd/libuffd.la common/libcommon.la \
 	$(FUSE_LIBS) $(UV_LIBS) $(JSONC_LIBS) $(SECCOMP_LIBS)
@@ -19,6 +20,6 @@ dist_man_MANS += man/forkfs.8
 
 # Reliability tests (SPEC §8): kills, a full store, VMM errors, concurrency, unmount.
 FORKFS_RELIABILITY_TESTS = tests/mount/reliability-vmm-kill.sh \
-	tests/mount/reliability-forkfs-kill.sh
+	tests/mount/reliability-forkfs-kill.sh tests/mount/reliability-enospc.sh
 dist_check_SCRIPTS += $(FORKFS_RELIABILITY_TESTS)
 TESTS += $(FORKFS_RELIABILITY_TESTS)

@@ -32,6 +32,7 @@ check "kill -9 of the VMM during the copy of b1" kill_during_copy m1 b1
 check "the VMM is gone" wait_for 5 is_gone "$pid"
 check "b1 finishes within 30 s" wait_for 30 is_done m1 b1
 check "b1 is ready (forkfs still held the memfd)" is_ready m1 b1
+check "the log says b1 is ready" log_has m1 "branch b1 ready:"
 diag "b1: $(status_key m1 b1 error) pages_faulted $(status_key m1 b1 pages_faulted)"
 check "sandbox m1 becomes failed" wait_for 5 sh -c "[ \"\$(cat '$MNT/m1/state')\" = failed ]"
 check "the log says the VMM died of SIGKILL" log_has m1 "VMM pid $pid exited on signal 9"
@@ -60,6 +61,7 @@ diag "b1 finished after $(($(date +%s) - t0)) s: $(status_state a1 b1): $(status
 check "b1 is failed" [ "$(status_state a1 b1)" = failed ]
 check "b1's error says the VMM's memory is gone" \
 	sh -c "grep -q 'error: .*VMM exited' '$MNT/a1/branches/b1/status'"
+check "the log says why b1 failed" log_has a1 "branch b1 failed: the VMM exited"
 check "reading b1's memory.bin fails with EIO" expect_fail "Input/output error" \
 	cat "$MNT/a1/branches/b1/memory.bin"
 check "sandbox a1 becomes failed" wait_for 5 sh -c "[ \"\$(cat '$MNT/a1/state')\" = failed ]"
