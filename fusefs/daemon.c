@@ -18,14 +18,18 @@
 #define LOG_PREFIX ""
 #include "common/log.h"
 #include "fusefs/forkfs.h"
+#include "fusefs/spawner.h"
 
 /* Requests handled per readable event before the loop looks at other work. */
 #define FUSE_BATCH 64
 
 static const int shutdown_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
+/* The last step of the shutdown: nothing is left to wait for, so close the
+ * handles that would keep the loop alive (signals, the spawner socket). */
 static void close_signals(struct forkfs *fs)
 {
+	supervisor_unwatch(fs);
 	for (size_t i = 0; i < ARRAY_SIZE(shutdown_signals); i++)
 		if (!uv_is_closing((uv_handle_t *)&fs->signals[i]))
 			uv_close((uv_handle_t *)&fs->signals[i], NULL);

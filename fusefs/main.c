@@ -2,7 +2,13 @@
  * main.c — forkfs's command line and start-up order:
  *
  *   options -> store (rebuild the tree) -> run directory -> FUSE session and
- *   mount -> daemonize (unless -f) -> libuv loop -> unmount and clean up.
+ *   mount -> daemonize (unless -f) -> fork the spawner (still one thread) ->
+ *   libuv loop set-up -> seccomp filter (-o seccomp=) -> run the loop ->
+ *   unmount and clean up.
+ *
+ * The spawner (spawner.c) is forked before the filter is loaded because
+ * children inherit seccomp filters: the VMMs it launches must not run under
+ * forkfs's. It is forked after daemonizing so that forkfs is its parent.
  *
  * forkfs's own -o options are taken out with fuse_opt_parse(); the rest
  * (allow_other, max_read, ...) go to fuse_session_new() untouched.
@@ -20,6 +26,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fusefs/forkfs.h"
+#include "fusefs/seccomp.h"
+#include "fusefs/spawner.h"
 
 #define DEFAULT_STORE "/var/lib/forkfs"
 
@@ -28,6 +36,7 @@ struct options {
 	char *vmm;
 	char *mode;
 	char *branch_mode;
+	char *seccomp;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -36,6 +45,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("vmm=%s", vmm),
 	OPT("mode=%s", mode),
 	OPT("branch_mode=%s", branch_mode),
+	OPT("seccomp=%s", seccomp),
 	FUSE_OPT_END,
 };
 
@@ -49,7 +59,9 @@ static void usage(const char *prog)
 	       "    -o vmm=PATH            VMM binary (default: $FORKFS_MINIVM, else firecracker\n"
 	       "                           from PATH, else " BINDIR "/forkfs-minivm)\n"
 	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
-	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n\n",
+	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
+	       "    -o seccomp=kill|log|off  system call allow-list once set up (default kill:\n"
+	       "                           a call outside it kills forkfs; log: only log it)\n\n",
 	       prog);
 }
 
@@ -92,9 +104,10 @@ static int pick_vmm(struct forkfs *fs, const char *opt)
 	return 0;
 }
 
-static int parse_options(struct forkfs *fs, struct options *o)
+static int parse_options(struct forkfs *fs, struct options *o, enum forkfs_seccomp *ret_seccomp)
 {
 	uint64_t m;
+	int r;
 
 	if (!o->mode || !strcmp(o->mode, "auto"))
 		fs->mode = BRANCH_MODE_AUTO;
@@ -113,6 +126,10 @@ static int parse_options(struct forkfs *fs, struct options *o)
 			return log_error_errno(EINVAL, "-o branch_mode= takes an octal mode within 0666 that includes 0400");
 		fs->branch_mode = (mode_t)m;
 	}
+	r = forkfs_seccomp_from_string(o->seccomp ? o->seccomp : "kill");
+	if (r < 0)
+		return log_error_errno(EINVAL, "-o seccomp= takes kill, log or off");
+	*ret_seccomp = (enum forkfs_seccomp)r;
 	return 0;
 }
 
@@ -171,6 +188,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct options o = { 0 };
 	static struct forkfs fs;
+	enum forkfs_seccomp seccomp_mode = FORKFS_SECCOMP_KILL;
 	int r, ret = 1;
 
 	log_set_ident("forkfs");
@@ -204,7 +222,7 @@ int main(int argc, char *argv[])
 	fs.gid = getgid();
 	fs.root.type = NODE_ROOT;
 	fs.root.linked = true;
-	if (parse_options(&fs, &o) < 0 || pick_vmm(&fs, o.vmm) < 0 ||
+	if (parse_options(&fs, &o, &seccomp_mode) < 0 || pick_vmm(&fs, o.vmm) < 0 ||
 	    setup_store(&fs, o.store) < 0 || setup_run_dir(&fs) < 0)
 		goto out_args;
 	if (tree_load_store(&fs) < 0)
@@ -219,18 +237,30 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_daemonize(cmd.foreground) != 0)
 		goto out_unmount;
+	if (supervisor_fork_spawner() < 0)
+		goto out_unmount;
 	r = uv_loop_init(&fs.loop);
 	if (r < 0) {
 		log_error("uv_loop_init: %s", uv_strerror(r));
-		goto out_unmount;
+		goto out_spawner;
 	}
+	if (supervisor_watch(&fs) < 0 || forkfs_seccomp_install(seccomp_mode) < 0)
+		goto out_loop;
 	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, fs.store,
 		 fs.vmm_path, fs.run_dir);
 	if (forkfs_run(&fs) == 0)
 		ret = 0;
+out_loop:
+	supervisor_unwatch(&fs);	/* already done unless forkfs_run failed early */
+	uv_run(&fs.loop, UV_RUN_NOWAIT);
 	r = uv_loop_close(&fs.loop);
 	if (r < 0)
 		log_warning("uv_loop_close: %s", uv_strerror(r));
+	/* As a user libfuse would fork fusermount3, which the filter refuses. */
+	if (geteuid() != 0 && seccomp_mode != FORKFS_SECCOMP_OFF)
+		supervisor_unmount(cmd.mountpoint);
+out_spawner:
+	supervisor_end_spawner();
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_session:
@@ -244,5 +274,6 @@ out_args:
 	free(o.vmm);
 	free(o.mode);
 	free(o.branch_mode);
+	free(o.seccomp);
 	return ret;
 }

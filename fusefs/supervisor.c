@@ -2,25 +2,39 @@
  * supervisor.c — VMM processes forkfs launches: spawn, output into the
  * sandbox log, exit notice, stop (SIGTERM, then SIGKILL after a timeout).
  *
- * Everything here runs on the loop thread. A VMM is spawned with libuv in its
- * own session (so a terminal's ^C does not hit it and it survives forkfs
- * dying, SPEC §5), stdin from /dev/null and stdout/stderr on pipes that the
- * loop reads line by line into the log. The struct vmm_proc outlives the
- * process until its three handles are closed; the sandbox forgets it at exit.
+ * Everything here runs on the loop thread. A VMM is launched by the spawner
+ * process (spawner.c, forked before the seccomp filter was loaded, so the VMM
+ * does not inherit it) in its own session (so a terminal's ^C does not hit it
+ * and it survives forkfs dying, SPEC §5), stdin from /dev/null and
+ * stdout/stderr on pipes that the loop reads line by line into the log.
+ *
+ * The spawner hands back a pidfd. Its readability says the process exited;
+ * the spawner, which is the parent and reaps it, sends the wait status, and
+ * the exit is handled once both have arrived (or after STATUS_WAIT_MS if the
+ * spawner has gone). Signals go through the pidfd. The struct vmm_proc
+ * outlives the process until its handles are closed; the sandbox forgets it
+ * at exit.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define LOG_PREFIX ""
 #include "common/log.h"
 #include "fusefs/forkfs.h"
+#include "fusefs/spawner.h"
 
 #define STOP_TIMEOUT_MS 3000
 #define LINE_MAX_BYTES 1024
+#define UNMOUNT_WAIT_MS 10000
+#define STATUS_WAIT_MS 1000	/* pidfd said "exited"; the spawner's wait status is due */
 
 struct linebuf {
 	char buf[LINE_MAX_BYTES];
@@ -28,15 +42,30 @@ struct linebuf {
 };
 
 struct vmm_proc {
-	uv_process_t proc;
+	uv_poll_t pidfd_poll;	/* readable once the process has exited */
 	uv_pipe_t out, err;
-	uv_timer_t kill_timer;
+	uv_timer_t timer;	/* SIGKILL after a stop timeout; then the wait for the status */
 	struct linebuf out_lb, err_lb;
 	struct sandbox *sb;	/* a reference, dropped when the handles are closed */
+	struct vmm_proc *next;	/* in the list of processes awaiting their exit notice */
+	pid_t pid;
+	int pidfd;
+	int wstatus;
 	unsigned open_handles;
-	bool exited;
+	bool dead;		/* the pidfd said so */
+	bool have_status;	/* the spawner reaped it and sent the wait status */
+	bool exited;		/* the exit is handled: the sandbox has forgotten us */
 	bool stop_requested;
 };
+
+/* The spawner (see spawner.c) and the processes it launched for us. */
+static struct {
+	int fd;
+	pid_t pid;
+	uv_poll_t poll;
+	bool watching;
+	struct vmm_proc *procs;
+} spawner = { .fd = -1 };
 
 bool vmm_proc_alive(struct vmm_proc *p)
 {
@@ -45,7 +74,14 @@ bool vmm_proc_alive(struct vmm_proc *p)
 
 pid_t vmm_proc_pid(struct vmm_proc *p)
 {
-	return p->proc.pid;
+	return p->pid;
+}
+
+/* Signal through the pidfd: never a recycled pid. */
+static void send_signal(struct vmm_proc *p, int sig)
+{
+	if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
+		sb_log(p->sb, "cannot signal VMM pid %d: %s", (int)p->pid, strerror(errno));
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -54,6 +90,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 	if (--p->open_handles > 0)
 		return;
+	safe_close(p->pidfd);	/* a uv_poll_t does not own its fd */
 	forkfs_job_end(p->sb->fs);
 	sandbox_unref(p->sb);
 	free(p);
@@ -126,23 +163,38 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
-static void on_exit_cb(uv_process_t *h, int64_t status, int signo)
+/* The process is gone and its wait status is known (or will never be): tell
+ * the sandbox, close the pidfd and the timer; the pipes close at their EOF. */
+static void finish(struct vmm_proc *p)
 {
-	struct vmm_proc *p = h->data;
 	struct sandbox *sb = p->sb;
-	bool clean = p->stop_requested || (status == 0 && signo == 0);
+	bool clean;
 
+	if (p->exited)
+		return;
 	p->exited = true;
-	uv_timer_stop(&p->kill_timer);
-	if (signo)
-		sb_log(sb, "VMM pid %d exited on signal %d%s", (int)h->pid, signo,
+	for (struct vmm_proc **pp = &spawner.procs; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	uv_timer_stop(&p->timer);
+	if (!p->have_status) {
+		clean = p->stop_requested;
+		sb_log(sb, "VMM pid %d exited (status unknown: the spawner is gone)%s", (int)p->pid,
 		       p->stop_requested ? " (stop)" : "");
-	else
-		sb_log(sb, "VMM pid %d exited with status %lld%s", (int)h->pid, (long long)status,
+	} else if (WIFSIGNALED(p->wstatus)) {
+		clean = p->stop_requested;
+		sb_log(sb, "VMM pid %d exited on signal %d%s", (int)p->pid, WTERMSIG(p->wstatus),
 		       p->stop_requested ? " (stop)" : "");
+	} else {
+		clean = p->stop_requested || WEXITSTATUS(p->wstatus) == 0;
+		sb_log(sb, "VMM pid %d exited with status %d%s", (int)p->pid,
+		       WEXITSTATUS(p->wstatus), p->stop_requested ? " (stop)" : "");
+	}
 	/* The pipes stay open until EOF so that the VMM's last words reach the log. */
-	close_handle((uv_handle_t *)&p->proc);
-	close_handle((uv_handle_t *)&p->kill_timer);
+	close_handle((uv_handle_t *)&p->pidfd_poll);
+	close_handle((uv_handle_t *)&p->timer);
 
 	if (sb->proc == p) {
 		void (*done)(struct sandbox *, void *) = sb->stop_done;
@@ -173,15 +225,52 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int signo)
 	}
 }
 
+static void on_finish_timer(uv_timer_t *t)
+{
+	finish(t->data);
+}
+
+/* The spawner reaped pid. Only data changes here (this may run inside
+ * vmm_proc_spawn); finish() runs from the timer on the next loop turn. */
+static void on_exit_notice(pid_t pid, int wstatus, void *userdata)
+{
+	for (struct vmm_proc *p = spawner.procs; p; p = p->next) {
+		if (p->pid != pid)
+			continue;
+		p->wstatus = wstatus;
+		p->have_status = true;
+		if (p->dead)
+			uv_timer_start(&p->timer, on_finish_timer, 0, 0);
+		return;
+	}
+}
+
+/* The pidfd is readable: the process has exited. The spawner's notice with
+ * the wait status follows within microseconds; wait a little for it. */
+static void on_pidfd(uv_poll_t *h, int status, int events)
+{
+	struct vmm_proc *p = h->data;
+
+	if (p->dead)
+		return;
+	p->dead = true;
+	uv_poll_stop(h);
+	uv_timer_stop(&p->timer);
+	if (p->have_status || spawner.fd < 0)
+		finish(p);
+	else
+		uv_timer_start(&p->timer, on_finish_timer, STATUS_WAIT_MS, 0);
+}
+
 static void on_kill_timer(uv_timer_t *t)
 {
 	struct vmm_proc *p = t->data;
 
-	if (p->exited)
+	if (p->dead)
 		return;
-	sb_log(p->sb, "VMM pid %d ignored SIGTERM for %d ms: SIGKILL", (int)p->proc.pid,
+	sb_log(p->sb, "VMM pid %d ignored SIGTERM for %d ms: SIGKILL", (int)p->pid,
 	       STOP_TIMEOUT_MS);
-	uv_process_kill(&p->proc, SIGKILL);
+	send_signal(p, SIGKILL);
 }
 
 void vmm_proc_terminate(struct vmm_proc *p)
@@ -189,59 +278,169 @@ void vmm_proc_terminate(struct vmm_proc *p)
 	if (!p || p->exited)
 		return;
 	p->stop_requested = true;
-	uv_process_kill(&p->proc, SIGTERM);
-	uv_timer_start(&p->kill_timer, on_kill_timer, STOP_TIMEOUT_MS, 0);
+	if (p->dead)
+		return;
+	send_signal(p, SIGTERM);
+	uv_timer_start(&p->timer, on_kill_timer, STOP_TIMEOUT_MS, 0);
+}
+
+/* Make a pipe for one of the VMM's output streams: the read end goes into
+ * the libuv pipe, the write end is returned for the spawner. */
+static int output_pipe(uv_pipe_t *pipe, int *ret_write)
+{
+	int fds[2], r;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	r = uv_pipe_open(pipe, fds[0]);
+	if (r < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return r;
+	}
+	*ret_write = fds[1];
+	return 0;
 }
 
 int vmm_proc_spawn(struct sandbox *sb, const char *api_socket)
 {
 	struct forkfs *fs = sb->fs;
 	char *args[] = { fs->vmm_path, (char *)"--api-sock", (char *)api_socket, NULL };
-	uv_stdio_container_t stdio[3];
-	uv_process_options_t opts = { 0 };
+	int out_w = -1, err_w = -1, r;
 	struct vmm_proc *p;
-	int r;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->sb = sandbox_ref(sb);
+	p->pidfd = -1;
 	uv_pipe_init(&fs->loop, &p->out, 0);
 	uv_pipe_init(&fs->loop, &p->err, 0);
-	uv_timer_init(&fs->loop, &p->kill_timer);
-	p->out.data = p->err.data = p->kill_timer.data = p->proc.data = p;
+	uv_timer_init(&fs->loop, &p->timer);
+	p->out.data = p->err.data = p->timer.data = p->pidfd_poll.data = p;
 	p->open_handles = 3;
 	forkfs_job_begin(fs);
 
-	stdio[0].flags = UV_IGNORE;
-	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[1].data.stream = (uv_stream_t *)&p->out;
-	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[2].data.stream = (uv_stream_t *)&p->err;
-	opts.file = fs->vmm_path;
-	opts.args = args;
-	opts.exit_cb = on_exit_cb;
-	opts.stdio = stdio;
-	opts.stdio_count = 3;
-	opts.flags = UV_PROCESS_DETACHED;
-
-	r = uv_spawn(&fs->loop, &p->proc, &opts);
+	r = output_pipe(&p->out, &out_w);
+	if (r >= 0)
+		r = output_pipe(&p->err, &err_w);
+	if (r >= 0)
+		r = spawner_launch(spawner.fd, args, out_w, err_w, on_exit_notice, NULL, &p->pid,
+				   &p->pidfd);
+	safe_close(out_w);
+	safe_close(err_w);
+	if (r >= 0) {
+		r = uv_poll_init(&fs->loop, &p->pidfd_poll, p->pidfd);
+		if (r < 0) {
+			sb_log(sb, "cannot watch VMM pid %d: %s; killing it", (int)p->pid,
+			       uv_strerror(r));
+			syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+			p->pidfd = safe_close(p->pidfd);
+		}
+	}
 	if (r < 0) {
-		sb_log(sb, "cannot launch VMM %s: %s", fs->vmm_path, uv_strerror(r));
-		/* uv_spawn failed: the process handle still needs closing. */
+		if (r == -ECONNRESET)
+			sb_log(sb, "cannot launch VMM %s: the spawner process is gone",
+			       fs->vmm_path);
+		else
+			sb_log(sb, "cannot launch VMM %s: %s", fs->vmm_path, strerror(-r));
 		p->exited = true;
-		p->open_handles = 4;
-		close_handle((uv_handle_t *)&p->proc);
-		close_handle((uv_handle_t *)&p->kill_timer);
+		close_handle((uv_handle_t *)&p->timer);
 		close_handle((uv_handle_t *)&p->out);
 		close_handle((uv_handle_t *)&p->err);
 		return r;
 	}
-	p->open_handles = 4;
+	p->open_handles = 4;	/* the pidfd's poll handle owns the pidfd from here */
+	p->next = spawner.procs;
+	spawner.procs = p;
+	uv_poll_start(&p->pidfd_poll, UV_READABLE, on_pidfd);
 	uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
 	uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
 	sb->proc = p;
-	sb_log(sb, "launched VMM %s, pid %d, API socket %s", fs->vmm_path, (int)p->proc.pid,
+	sb_log(sb, "launched VMM %s, pid %d, API socket %s", fs->vmm_path, (int)p->pid,
 	       api_socket);
+	return 0;
+}
+
+/* ---- the spawner's lifetime ---- */
+
+int supervisor_fork_spawner(void)
+{
+	return spawner_fork(&spawner.fd, &spawner.pid);
+}
+
+static void end_spawner(void)
+{
+	int st;
+
+	spawner.fd = safe_close(spawner.fd);
+	if (spawner.pid > 0) {
+		/* It exits at EOF; daemonized forkfs may not be its parent (ECHILD). */
+		while (waitpid(spawner.pid, &st, 0) < 0 && errno == EINTR)
+			;
+		spawner.pid = 0;
+	}
+}
+
+static void on_spawner_readable(uv_poll_t *h, int status, int events)
+{
+	int r = status < 0 ? -EIO : spawner_dispatch(spawner.fd, on_exit_notice, NULL);
+
+	if (r >= 0)
+		return;
+	log_error_errno(r == -ECONNRESET ? 0 : r, "the VMM spawner process is gone%s",
+			r == -ECONNRESET ? "" : " (socket error)");
+	supervisor_unwatch(h->data);
+	end_spawner();
+	/* Nobody will send the exit status of the processes still waiting for it. */
+	for (struct vmm_proc *p = spawner.procs; p; p = p->next)
+		if (p->dead)
+			uv_timer_start(&p->timer, on_finish_timer, 0, 0);
+}
+
+int supervisor_watch(struct forkfs *fs)
+{
+	int r = uv_poll_init(&fs->loop, &spawner.poll, spawner.fd);
+
+	if (r < 0)
+		return log_error_errno(r, "cannot watch the spawner");
+	spawner.poll.data = fs;
+	spawner.watching = true;
+	uv_poll_start(&spawner.poll, UV_READABLE, on_spawner_readable);
+	return 0;
+}
+
+void supervisor_unwatch(struct forkfs *fs)
+{
+	if (!spawner.watching)
+		return;
+	spawner.watching = false;
+	uv_poll_stop(&spawner.poll);
+	uv_close((uv_handle_t *)&spawner.poll, NULL);
+}
+
+void supervisor_end_spawner(void)
+{
+	end_spawner();
+}
+
+int supervisor_unmount(const char *mountpoint)
+{
+	char *argv[] = { (char *)"fusermount3", (char *)"-u", (char *)"-q", (char *)"-z",
+			 (char *)"--", (char *)mountpoint, NULL };
+	struct pollfd pfd = { .events = POLLIN };
+	pid_t pid;
+	int r;
+
+	r = spawner_launch(spawner.fd, argv, STDERR_FILENO, STDERR_FILENO, on_exit_notice, NULL,
+			   &pid, &pfd.fd);
+	if (r < 0)
+		return log_error_errno(r, "cannot run fusermount3 -u %s", mountpoint);
+	do
+		r = poll(&pfd, 1, UNMOUNT_WAIT_MS);
+	while (r < 0 && errno == EINTR);
+	close(pfd.fd);
+	if (r == 0)
+		return log_error_errno(ETIMEDOUT, "fusermount3 -u %s", mountpoint);
 	return 0;
 }

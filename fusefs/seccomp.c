@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT
+ * seccomp.c — the system calls the forkfs daemon may make once it is set up.
+ *
+ * Written as tables, in the manner of chrony's sys_linux.c: one group of
+ * calls per line, each group saying who needs it. main() loads the filter
+ * after the mount, the store scan and the fork of the spawner, before the
+ * loop runs: the loop thread, libuv's worker threads (created lazily, later)
+ * and the engine's copy and fault threads all run under it. TSYNC puts it on
+ * any thread that would already exist.
+ *
+ * Never allowed: execve (VMMs are launched by the spawner, forked before the
+ * filter, so they do not inherit it), mount (the mount is done), ptrace,
+ * module and key calls, and fork: clone is allowed only with CLONE_THREAD
+ * (without, it fails with EPERM), and clone3, whose flags a filter cannot
+ * read, fails with ENOSYS so that glibc falls back to clone. ioctl is allowed
+ * only for the requests below.
+ *
+ * Unmounting as root is umount2 (libfuse's fuse_kern_unmount), listed; as a
+ * user libfuse forks fusermount3, so main() has the spawner run it first
+ * (supervisor_unmount()); libfuse's own fork then fails softly with EPERM.
+ */
+#include <errno.h>
+#include <linux/sched.h>
+#include <seccomp.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define LOG_PREFIX "seccomp: "
+#include "common/log.h"
+#include "fusefs/seccomp.h"
+
+static const int allowed[] = {
+	/* The loop: epoll, timers, uv_async's eventfd, uv_signal's pipe, the
+	 * spawner socket and the VMMs' output pipes and pidfds. */
+	SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait),
+	SCMP_SYS(epoll_pwait2), SCMP_SYS(eventfd2), SCMP_SYS(pipe2), SCMP_SYS(poll),
+	SCMP_SYS(ppoll), SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
+	SCMP_SYS(close), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup3),
+
+	/* /dev/fuse: requests in, replies out (writev; splice when the kernel
+	 * and libfuse agree on it). Unmount at the end as root. */
+	SCMP_SYS(splice), SCMP_SYS(vmsplice), SCMP_SYS(umount2),
+
+	/* The store: sandbox and branch directories, config.json, logs,
+	 * vmstate and memory.bin files, the run directory and its sockets. */
+	SCMP_SYS(openat), SCMP_SYS(open), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(stat),
+	SCMP_SYS(lstat), SCMP_SYS(statx), SCMP_SYS(statfs), SCMP_SYS(fstatfs), SCMP_SYS(lseek),
+	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
+	SCMP_SYS(preadv2), SCMP_SYS(pwritev2), SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+	SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(sync_file_range), SCMP_SYS(fadvise64),
+	SCMP_SYS(copy_file_range), SCMP_SYS(sendfile), SCMP_SYS(getdents64), SCMP_SYS(mkdir),
+	SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
+	SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(fchmod),
+	SCMP_SYS(chmod), SCMP_SYS(fchmodat), SCMP_SYS(readlink), SCMP_SYS(readlinkat),
+	SCMP_SYS(access), SCMP_SYS(faccessat), SCMP_SYS(faccessat2), SCMP_SYS(umask),
+	SCMP_SYS(getcwd),
+
+	/* The Firecracker API client and the uffd hand-over socket: connect to
+	 * the VMM, listen for its uffd (SCM_RIGHTS), check its SO_PEERCRED. */
+	SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept4),
+	SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),
+	SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname),
+	SCMP_SYS(getpeername), SCMP_SYS(shutdown),
+
+	/* Guest memory: the restore memfd, mapping a VMM's memfd, reading
+	 * anonymous guest memory; the heap. */
+	SCMP_SYS(memfd_create), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect),
+	SCMP_SYS(madvise), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(process_vm_readv),
+
+	/* Launched VMMs: signal through the pidfd, reap the spawner at the end. */
+	SCMP_SYS(pidfd_send_signal), SCMP_SYS(wait4), SCMP_SYS(waitid),
+
+	/* Threads (libuv's pool, the engine's copy and fault threads; clone is
+	 * restricted below): creation, names, futexes, signals, exit. The copy
+	 * thread lowers its own priority. */
+	SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(futex), SCMP_SYS(sched_yield),
+	SCMP_SYS(sched_getaffinity), SCMP_SYS(setpriority), SCMP_SYS(gettid), SCMP_SYS(getpid),
+	SCMP_SYS(getppid), SCMP_SYS(tgkill), SCMP_SYS(tkill), SCMP_SYS(rt_sigprocmask),
+	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigreturn), SCMP_SYS(sigaltstack), SCMP_SYS(prctl),
+	SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(restart_syscall), SCMP_SYS(prlimit64),
+	SCMP_SYS(getrlimit),
+
+	/* Time, identity and randomness (glibc, log lines, status figures). */
+	SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres), SCMP_SYS(clock_nanosleep),
+	SCMP_SYS(nanosleep), SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(getrandom),
+	SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
+	SCMP_SYS(uname), SCMP_SYS(sysinfo),
+};
+
+/* ioctl, by exact request or by the request's type byte (bits 8..15). */
+static const struct {
+	unsigned long mask, value;
+} ioctls[] = {
+	{ 0xffffffff, FIONBIO },	/* libuv: uv__nonblock */
+	{ 0xffffffff, FIOCLEX },	/* libuv: uv__cloexec */
+	{ 0xffffffff, TCGETS },		/* isatty() from stdio */
+	{ 0xff00, 0xAA00 },		/* UFFDIO_*: write-protect, wake, unregister */
+};
+
+int forkfs_seccomp_from_string(const char *s)
+{
+	static const char *const names[] = {
+		[FORKFS_SECCOMP_OFF] = "off", [FORKFS_SECCOMP_LOG] = "log",
+		[FORKFS_SECCOMP_KILL] = "kill",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(s, names[i]))
+			return (int)i;
+	return -EINVAL;
+}
+
+static int add_rules(scmp_filter_ctx ctx, uint32_t fork_action)
+{
+	int r;
+
+	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
+		/* A call this architecture lacks (open, stat ... on arm64) is fine. */
+		if (r < 0 && r != -EFAULT && r != -EINVAL)
+			return r;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(ioctls); i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_MASKED_EQ, ioctls[i].mask, ioctls[i].value));
+		if (r < 0)
+			return r;
+	}
+	/* kill(pid, 0) only: is the VMM we wait for still there? Signals go
+	 * through pidfds. */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A1(SCMP_CMP_EQ, 0));
+	if (r < 0)
+		return r;
+	/* Threads, never processes. The flags are clone's first argument on
+	 * x86-64 and arm64 alike. */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+			     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+	if (r < 0)
+		return r;
+	if (fork_action != SCMP_ACT_LOG) {	/* a rule may not repeat the default action */
+		r = seccomp_rule_add(ctx, fork_action, SCMP_SYS(clone), 1,
+				     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
+		if (r < 0)
+			return r;
+	}
+	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+}
+
+int forkfs_seccomp_install(enum forkfs_seccomp mode)
+{
+	scmp_filter_ctx ctx;
+	int r;
+
+	if (mode == FORKFS_SECCOMP_OFF) {
+		log_info("off (-o seccomp=off)");
+		return 0;
+	}
+	ctx = seccomp_init(mode == FORKFS_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS);
+	if (!ctx)
+		return log_error_errno(ENOMEM, "seccomp_init");
+	r = add_rules(ctx, mode == FORKFS_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(EPERM));
+	if (r >= 0)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (r >= 0)
+		r = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (r < 0)
+		return log_error_errno(r, "cannot build or load the filter");
+	if (mode == FORKFS_SECCOMP_LOG)
+		log_info("log mode: calls outside the allow-list are logged to the audit log");
+	return 0;
+}

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT
+ * spawner.c — the process that launches VMMs for forkfs, and the daemon's side
+ * of its protocol.
+ *
+ * forkfs confines itself with seccomp once it is set up, and children inherit
+ * seccomp filters. So before the filter is loaded (and before any thread
+ * exists, so fork() is safe) forkfs forks this small helper, which keeps no
+ * fd but its end of a SOCK_SEQPACKET socketpair and serves two messages:
+ *
+ *   daemon -> spawner  launch: the argv strings, each NUL-terminated, one after
+ *                      the other; SCM_RIGHTS carries the stdout and stderr fds.
+ *   spawner -> daemon  struct spawn_msg STARTED: pid, or -errno in value (the
+ *                      exec's errno if exec failed); SCM_RIGHTS carries a
+ *                      pidfd of the child on success.
+ *                      struct spawn_msg EXITED: pid and wait status, sent when
+ *                      the spawner reaps a child (it is their parent, so it
+ *                      reaps them all: no zombies are left).
+ *
+ * A pidfd is opened by the spawner before it could ever reap that child, so
+ * it always names the right process; the daemon polls it for the exit and
+ * signals through it. The spawner exits when the daemon's end is closed; its
+ * children, the VMMs, keep running (SPEC §5) and are re-parented.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOG_PREFIX "spawner: "
+#include "common/log.h"
+#include "common/util.h"
+#include "fusefs/spawner.h"
+
+#define SPAWN_REQ_MAX 8192	/* bytes of argv strings in one request */
+#define SPAWN_ARGS_MAX 64
+#define SPAWN_ANSWER_MS 10000	/* fork+exec of one VMM, even on a loaded machine */
+#define SPAWNER_FD 3		/* the spawner's socket, once it has tidied its fds */
+
+enum { SPAWN_MSG_STARTED = 1, SPAWN_MSG_EXITED = 2 };
+
+struct spawn_msg {
+	int32_t type;
+	int32_t pid;
+	int32_t value;	/* STARTED: 0 or -errno; EXITED: wait status */
+};
+
+/* ---- fd passing ---- */
+
+static ssize_t send_with_fds(int sock, const void *data, size_t len, const int *fds, size_t nfds)
+{
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (nfds) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+/* One message and up to two fds (CLOEXEC); unused fd slots are -1. Returns
+ * the byte count (0 at EOF) or -errno; a truncated message is -EMSGSIZE. */
+static ssize_t recv_with_fds(int sock, void *data, size_t len, int fds[2], int flags)
+{
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = sizeof(u.buf) };
+	size_t k = 0;
+	ssize_t n;
+
+	fds[0] = fds[1] = -1;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (k < 2)
+				fds[k++] = fd;
+			else
+				close(fd);
+		}
+	}
+	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		fds[0] = safe_close(fds[0]);
+		fds[1] = safe_close(fds[1]);
+		return -EMSGSIZE;
+	}
+	return n;
+}
+
+/* ---- the spawner process ---- */
+
+static void reset_signals(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigset_t none;
+
+	for (int s = 1; s < NSIG; s++)
+		sigaction(s, &sa, NULL);	/* fails harmlessly for SIGKILL, SIGSTOP, 32, 33 */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Mark (or close) every fd from "from" up. */
+static void fds_from(int from, bool close_them)
+{
+	long max;
+
+	if (close_range(from, ~0U, close_them ? 0 : CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	max = sysconf(_SC_OPEN_MAX);
+	for (int fd = from; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		if (close_them)
+			close(fd);
+		else
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* Fork and exec; the child's exec errno comes back through a CLOEXEC pipe
+ * (no data = exec succeeded), as libuv's process.c does. */
+static int launch(char *const argv[], int out_fd, int err_fd, pid_t *ret_pid, int *ret_pidfd)
+{
+	int ep[2], e = 0, pidfd;
+	pid_t pid;
+	ssize_t n;
+
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		close(ep[0]);
+		close(ep[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		setsid();
+		reset_signals();
+		if (null < 0 || dup2(null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) {
+			e = errno;
+		} else {
+			fds_from(3, false);	/* ep[1] stays open until exec */
+			execvp(argv[0], argv);
+			e = errno;
+		}
+		if (write(ep[1], &e, sizeof(e)) < 0) {
+			/* the spawner sees EOF and takes it for success; nothing better to do */
+		}
+		_exit(127);
+	}
+	close(ep[1]);
+	do
+		n = read(ep[0], &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	close(ep[0]);
+	if (n == sizeof(e)) {
+		waitpid(pid, NULL, 0);
+		return -(e ? e : EIO);
+	}
+	/* Not reaped yet (SIGCHLD waits in the signalfd), so the pid is the child's. */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		e = errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -e;
+	}
+	*ret_pid = pid;
+	*ret_pidfd = pidfd;
+	return 0;
+}
+
+/* One launch request. Returns 1 to go on, 0 at EOF, -errno to give up. */
+static int serve_request(int sock)
+{
+	char buf[SPAWN_REQ_MAX + 1];
+	char *argv[SPAWN_ARGS_MAX + 1];
+	struct spawn_msg m = { .type = SPAWN_MSG_STARTED };
+	int fds[2], pidfd = -1;
+	size_t argc = 0;
+	ssize_t n;
+
+	n = recv_with_fds(sock, buf, SPAWN_REQ_MAX, fds, 0);
+	if (n == 0)
+		return 0;
+	if (n == -EAGAIN)
+		return 1;
+	if (n < 0 && n != -EMSGSIZE)
+		return (int)n;
+	if (n < 0)
+		m.value = -E2BIG;
+	else if (fds[0] < 0 || fds[1] < 0 || buf[n - 1] != '\0')
+		m.value = -EINVAL;
+	for (char *s = buf; m.value == 0 && s < buf + n; s += strlen(s) + 1) {
+		if (argc == SPAWN_ARGS_MAX)
+			m.value = -E2BIG;
+		else
+			argv[argc++] = s;
+	}
+	argv[argc] = NULL;
+	if (m.value == 0)
+		m.value = launch(argv, fds[0], fds[1], &m.pid, &pidfd);
+	safe_close(fds[0]);
+	safe_close(fds[1]);
+	n = send_with_fds(sock, &m, sizeof(m), &pidfd, pidfd >= 0 ? 1 : 0);
+	safe_close(pidfd);
+	return n < 0 ? (int)n : 1;
+}
+
+/* Reap every child that has exited and tell the daemon. */
+static void reap(int sock)
+{
+	struct spawn_msg m = { .type = SPAWN_MSG_EXITED };
+	int st;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		m.pid = pid;
+		m.value = st;
+		send_with_fds(sock, &m, sizeof(m), NULL, 0);	/* daemon gone: EOF ends us */
+	}
+}
+
+static _noreturn_ void spawner_main(int sock)
+{
+	struct signalfd_siginfo si;
+	sigset_t chld;
+	int sfd;
+
+	prctl(PR_SET_NAME, "forkfs-spawner");
+	setsid();	/* a terminal's ^C is for the daemon, which stops the VMMs */
+	reset_signals();
+	signal(SIGPIPE, SIG_IGN);
+	if (sock != SPAWNER_FD) {
+		if (dup3(sock, SPAWNER_FD, O_CLOEXEC) < 0)
+			_exit(1);
+		sock = SPAWNER_FD;
+	}
+	fds_from(SPAWNER_FD + 1, true);	/* /dev/fuse, the store, the log fds ... */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		log_error_errno(errno, "signalfd");
+		_exit(1);
+	}
+	for (;;) {
+		struct pollfd p[2] = { { .fd = sock, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		int r;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error_errno(errno, "poll");
+			break;
+		}
+		if (p[1].revents) {
+			while (read(sfd, &si, sizeof(si)) > 0)
+				;
+			reap(sock);
+		}
+		if (p[0].revents & POLLIN) {
+			r = serve_request(sock);
+			if (r <= 0) {
+				if (r < 0)
+					log_error_errno(r, "socket");
+				break;
+			}
+		} else if (p[0].revents & (POLLHUP | POLLERR)) {
+			break;
+		}
+	}
+	_exit(0);
+}
+
+int spawner_fork(int *ret_fd, pid_t *ret_pid)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return log_error_errno(errno, "socketpair");
+	pid = fork();
+	if (pid < 0) {
+		int r = log_error_errno(errno, "fork");
+
+		close(sv[0]);
+		close(sv[1]);
+		return r;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		spawner_main(sv[1]);
+	}
+	close(sv[1]);
+	*ret_fd = sv[0];
+	*ret_pid = pid;
+	return 0;
+}
+
+/* ---- the daemon's side ---- */
+
+/* One message from the spawner. Returns 1 for a message, 0 at EOF, -errno. */
+static int read_msg(int fd, struct spawn_msg *m, int *pidfd)
+{
+	int fds[2];
+	ssize_t n = recv_with_fds(fd, m, sizeof(*m), fds, MSG_DONTWAIT);
+
+	safe_close(fds[1]);
+	*pidfd = fds[0];
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return 0;
+	if (n != sizeof(*m) || (m->type != SPAWN_MSG_STARTED && m->type != SPAWN_MSG_EXITED)) {
+		*pidfd = safe_close(*pidfd);
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+int spawner_dispatch(int fd, spawner_exit_fn on_exit, void *userdata)
+{
+	for (;;) {
+		struct spawn_msg m;
+		int pidfd, r = read_msg(fd, &m, &pidfd);
+
+		if (r == -EAGAIN)
+			return 0;
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0)
+			return r;
+		if (m.type == SPAWN_MSG_EXITED)
+			on_exit(m.pid, m.value, userdata);
+		else	/* an answer nobody waits for: cannot happen, requests are synchronous */
+			safe_close(pidfd);
+	}
+}
+
+int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_exit_fn on_exit,
+		   void *userdata, pid_t *ret_pid, int *ret_pidfd)
+{
+	char buf[SPAWN_REQ_MAX];
+	uint64_t deadline = now_usec() + SPAWN_ANSWER_MS * USEC_PER_MSEC;
+	int fds[2] = { out_fd, err_fd };
+	size_t len = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -ECONNRESET;
+	for (size_t i = 0; argv[i]; i++) {
+		size_t l = strlen(argv[i]) + 1;
+
+		if (i == SPAWN_ARGS_MAX || len + l > sizeof(buf))
+			return -E2BIG;
+		memcpy(buf + len, argv[i], l);
+		len += l;
+	}
+	n = send_with_fds(fd, buf, len, fds, 2);
+	if (n < 0)
+		return n == -EPIPE ? -ECONNRESET : (int)n;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = now_usec();
+		struct spawn_msg m;
+		int pidfd, r;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, (int)((deadline - now) / USEC_PER_MSEC) + 1);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r <= 0)
+			continue;
+		r = read_msg(fd, &m, &pidfd);
+		if (r == -EAGAIN)
+			continue;
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0)
+			return r;
+		if (m.type == SPAWN_MSG_EXITED) {
+			on_exit(m.pid, m.value, userdata);
+			continue;
+		}
+		if (m.value < 0 || m.pid <= 0 || pidfd < 0) {
+			safe_close(pidfd);
+			return m.value < 0 ? m.value : -EBADMSG;
+		}
+		*ret_pid = m.pid;
+		*ret_pidfd = pidfd;
+		return 0;
+	}
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT
+ * spawner.h — the launcher process forkfs forks at start-up, before its
+ * seccomp filter is loaded, so that the VMMs it starts do not inherit the
+ * filter (children inherit seccomp filters; minivm installs its own).
+ *
+ * spawner.c holds both ends of the protocol; supervisor.c owns the one
+ * spawner of the daemon and exposes the start-up and shutdown hooks below.
+ */
+#pragma once
+
+#include <sys/types.h>
+
+struct forkfs;
+
+/* Called for each "pid exited with wait status" notice from the spawner. */
+typedef void (*spawner_exit_fn)(pid_t pid, int wstatus, void *userdata);
+
+/* Fork the spawner. Call it while the process has one thread and before the
+ * filter is loaded. *ret_fd: the daemon's end of the socketpair (CLOEXEC,
+ * SOCK_SEQPACKET). The spawner closes every other fd it inherited and exits
+ * when the daemon's end is closed; the VMMs it launched keep running. */
+int spawner_fork(int *ret_fd, pid_t *ret_pid);
+
+/* Launch argv[0] (PATH searched, as execvp) in a new session with stdin on
+ * /dev/null and stdout/stderr on out_fd/err_fd, no other fd, default signal
+ * dispositions and an empty signal mask. Waits (up to a few seconds) for the
+ * answer; exit notices read meanwhile go to on_exit. Returns 0 with the pid
+ * and a pidfd (CLOEXEC) for it, or -errno (the exec's errno if it failed). */
+int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_exit_fn on_exit,
+		   void *userdata, pid_t *ret_pid, int *ret_pidfd);
+
+/* Read the notices that are waiting (the fd may be non-blocking) and hand
+ * them to on_exit. 0, or -ECONNRESET once the spawner is gone. */
+int spawner_dispatch(int fd, spawner_exit_fn on_exit, void *userdata);
+
+/* supervisor.c: the daemon's spawner. */
+int supervisor_fork_spawner(void);		/* main(), single-threaded, pre-filter */
+int supervisor_watch(struct forkfs *fs);	/* after uv_loop_init */
+void supervisor_unwatch(struct forkfs *fs);	/* at shutdown, when no job is left */
+void supervisor_end_spawner(void);		/* after the loop: close and reap it */
+/* Have the spawner run "fusermount3 -u -z MOUNTPOINT" and wait for it: the
+ * unmount path of a user (not root) under the filter. 0 or -errno. */
+int supervisor_unmount(const char *mountpoint);
