@@ -12,7 +12,8 @@ fusefs_forkfs_LDADD = core/libcore.la fc/libfc.la uffd/libuffd.la common/libcomm
 
 # Mount tests: a real forkfs on a real FUSE mount with real minivm guests.
 FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
-	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh
+	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh \
+	tests/mount/seccomp.sh
 dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
 EXTRA_DIST += tests/mount/lib-mount.sh
 TESTS += $(FORKFS_MOUNT_TESTS)
