@@ -635,7 +635,8 @@ static void take_done(uv_work_t *w, int status)
 		sbranch_list_remove(sb, br);
 		if (rmdir(br->dir) < 0 && errno != ENOENT)
 			rm_rf(br->dir);
-		fuse_reply_err(j->req, -r);
+		/* The VMM refused a call (fc's EREMOTEIO): EIO, as forkfs(8) says. */
+		fuse_reply_err(j->req, r == -EREMOTEIO ? EIO : -r);
 		sbranch_unref(br);	/* the list's reference */
 	} else {
 		struct fuse_entry_param e = { 0 };
