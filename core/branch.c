@@ -62,6 +62,7 @@ struct vmm {
 	unsigned readers;	/* readers inside engine_demand, protected by lock */
 	unsigned handshakes;
 	atomic_bool dead;
+	bool detached;		/* protected by lock: release the engine when idle */
 };
 
 struct branch {
@@ -138,6 +139,75 @@ struct vmm *vmm_unref(struct vmm *v)
 }
 
 void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
+
+struct engine_release_job {
+	struct vmm *v;		/* a reference */
+	struct engine *e;
+};
+
+static void *engine_release_main(void *userdata)
+{
+	struct engine_release_job *j = userdata;
+
+	/* A reader that entered while the copy ran may still be inside
+	 * engine_demand(): it leaves quickly now that the session is over. */
+	pthread_mutex_lock(&j->v->lock);
+	while (j->v->readers > 0)
+		pthread_cond_wait(&j->v->readers_gone, &j->v->lock);
+	pthread_mutex_unlock(&j->v->lock);
+	engine_free(j->e);
+	vmm_unref(j->v);
+	free(j);
+	return NULL;
+}
+
+/* Free v's former engine, which no copy uses any more, off the calling
+ * thread: the copy's own thread cannot join itself in engine_free(). */
+static void engine_release(struct vmm *v, struct engine *e)
+{
+	struct engine_release_job *j;
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (!e)
+		return;
+	j = malloc(sizeof(*j));
+	if (!j)
+		goto keep;
+	j->v = vmm_ref(v);
+	j->e = e;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &attr, engine_release_main, j);
+	pthread_attr_destroy(&attr);
+	if (r == 0)
+		return;
+	vmm_unref(v);
+	free(j);
+keep:
+	/* Put it back: freed with the vmm, only the registration lingers. */
+	log_warning("cannot release the write-protect uffd now");
+	pthread_mutex_lock(&v->lock);
+	if (!v->engine)
+		v->engine = e;
+	else
+		log_warning("a write-protect uffd is leaked");	/* a new engine meanwhile */
+	pthread_mutex_unlock(&v->lock);
+}
+
+void vmm_detach(struct vmm *v)
+{
+	struct engine *e = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	v->detached = true;
+	if (!v->active)
+		e = TAKE_PTR(v->engine);
+	pthread_mutex_unlock(&v->lock);
+	engine_release(v, e);
+}
+
 struct fc_client *vmm_client(struct vmm *v) { return v->fc; }
 
 /* ---- branch objects and the persisted state ------------------------------- */
@@ -269,16 +339,17 @@ void branch_get_status(struct branch *b, struct branch_status *ret)
 		if (b->st.mode == BRANCH_LIVE && b->vmm)
 			e = b->vmm->engine;
 	}
-	pthread_mutex_unlock(&b->lock);
 	if (e) {
-		/* The engine outlives the session: it is freed only with the vmm,
-		 * which this branch holds a reference on while copying. */
+		/* Under b->lock: the engine lives at least until the copy's end
+		 * is published (branch_finish takes b->lock), even when the vmm
+		 * is detached and lets go of it then. Only atomic loads. */
 		engine_get_progress(e, &p);
 		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
 			ret->bytes_copied = p.bytes_copied;
 			ret->pages_faulted = p.pages_faulted;
 		}
 	}
+	pthread_mutex_unlock(&b->lock);
 }
 
 uint64_t branch_memory_size(struct branch *b)
@@ -436,6 +507,7 @@ static void branch_copy_done(void *userdata, int result)
 {
 	struct branch *b = userdata;
 	struct vmm *v = b->vmm;
+	struct engine *detached_engine = NULL;
 	struct engine_progress p;
 	const char *why = NULL;
 
@@ -462,7 +534,11 @@ static void branch_copy_done(void *userdata, int result)
 	branch_finish(b, result, why);
 	if (v->active == b)
 		v->active = NULL;
+	/* Readers and cancellers only use the engine while v->active == b. */
+	if (v->detached && !v->active)
+		detached_engine = TAKE_PTR(v->engine);
 	pthread_mutex_unlock(&v->lock);
+	engine_release(v, detached_engine);
 	branch_notify(b);
 	branch_unref(b);	/* the reference the copy held */
 }

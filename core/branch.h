@@ -42,6 +42,12 @@ struct vmm *vmm_ref(struct vmm *v);
 struct vmm *vmm_unref(struct vmm *v);
 /* The VMM process is gone: fail nothing by itself, but stop using its socket. */
 void vmm_set_dead(struct vmm *v);
+/* The caller stops driving this VMM but leaves it running (attach: "stop",
+ * unmount). The write-protect uffd is released as soon as no copy runs (now,
+ * or when the running copy ends), so that the VMM's registration ends and it
+ * can be branched again, by this forkfs or another, while branches taken
+ * through v (which keep references on it) live on. */
+void vmm_detach(struct vmm *v);
 /* The fc client, for callers that drive the VMM (start, pause, resume). Callers
  * must not use it concurrently with branch_take() on the same vmm. */
 struct fc_client *vmm_client(struct vmm *v);

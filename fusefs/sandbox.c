@@ -494,6 +494,9 @@ static int cmd_pause(struct sandbox *sb, fuse_req_t req, size_t size, bool pause
 int sandbox_stop(struct sandbox *sb, void (*done)(struct sandbox *, void *), void *userdata)
 {
 	if (sb->attached && sb->vmm) {
+		/* Let go of the WP uffd too: branches keep the vmm alive, and its
+		 * registration would keep the VM from being branched again. */
+		vmm_detach(sb->vmm);
 		sb->vmm = vmm_unref(sb->vmm);
 		sb->attached = false;
 		sb->state = SB_STOPPED;
