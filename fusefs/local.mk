@@ -15,12 +15,13 @@ FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
 	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh \
 	tests/mount/seccomp.sh
 dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
-EXTRA_DIST += tests/mount/lib-mount.sh
+EXTRA_DIST += tests/mount/lib-mount.sh tests/mount/fault-proxy.pl
 TESTS += $(FORKFS_MOUNT_TESTS)
 dist_man_MANS += man/forkfs.8
 
 # Reliability tests (SPEC §8): kills, a full store, VMM errors, concurrency, unmount.
 FORKFS_RELIABILITY_TESTS = tests/mount/reliability-vmm-kill.sh \
-	tests/mount/reliability-forkfs-kill.sh tests/mount/reliability-enospc.sh
+	tests/mount/reliability-forkfs-kill.sh tests/mount/reliability-enospc.sh \
+	tests/mount/reliability-vmm-error.sh
 dist_check_SCRIPTS += $(FORKFS_RELIABILITY_TESTS)
 TESTS += $(FORKFS_RELIABILITY_TESTS)
