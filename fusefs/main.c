@@ -60,8 +60,8 @@ static void usage(const char *prog)
 	       "                           from PATH, else " BINDIR "/forkfs-minivm)\n"
 	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
 	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
-	       "    -o seccomp=kill|log|off  system call allow-list once set up (default kill:\n"
-	       "                           a call outside it kills forkfs; log: only log it)\n\n",
+	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
+	       "                           a call outside it kills forkfs), log or off\n\n",
 	       prog);
 }
 
