@@ -22,6 +22,7 @@ dist_man_MANS += man/forkfs.8
 # Reliability tests (SPEC §8): kills, a full store, VMM errors, concurrency, unmount.
 FORKFS_RELIABILITY_TESTS = tests/mount/reliability-vmm-kill.sh \
 	tests/mount/reliability-forkfs-kill.sh tests/mount/reliability-enospc.sh \
-	tests/mount/reliability-vmm-error.sh
+	tests/mount/reliability-vmm-error.sh tests/mount/reliability-concurrency.sh \
+	tests/mount/reliability-unmount.sh
 dist_check_SCRIPTS += $(FORKFS_RELIABILITY_TESTS)
 TESTS += $(FORKFS_RELIABILITY_TESTS)
