@@ -276,7 +276,7 @@ static void test_chain_and_cancel(void)
 	       "chain: the grandchild verifies");
 
 	r = branch_take(vb, dir3, BRANCH_MODE_LIVE, &br3, err, sizeof(err));
-	if (tap_ok(r == 0, "cancel: branch taken")) {
+	if (tap_ok(r == 0, "cancel: branch taken (%s)", r ? err : "ok")) {
 		bool was_copying;
 
 		branch_get_status(br3, &st);
