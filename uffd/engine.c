@@ -462,9 +462,11 @@ static void session_finish(struct engine *e, int r)
 	userdata = e->userdata;
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
+	release_dest(e);
+	/* Last: the callback may drop the last reference to the engine's owner,
+	 * and so free the engine from this very thread (see join_bulk()). */
 	if (cb)
 		cb(userdata, r);
-	release_dest(e);
 }
 
 static int bulk_copy(struct engine *e, void *buf)
@@ -523,7 +525,15 @@ static void join_bulk(struct engine *e)
 	pthread_t t;
 
 	pthread_mutex_lock(&e->lock);
-	if (!e->bulk_joinable || pthread_equal(e->bulk_thread, pthread_self())) {
+	if (!e->bulk_joinable) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	if (pthread_equal(e->bulk_thread, pthread_self())) {
+		/* engine_free() from the done callback: this thread touches the
+		 * engine no more, and cannot join itself. */
+		e->bulk_joinable = false;
+		pthread_detach(e->bulk_thread);
 		pthread_mutex_unlock(&e->lock);
 		return;
 	}
