@@ -44,6 +44,7 @@
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define VMSTATE_TIMEOUT_MS 10000
 #define STATE_FILE "branch.state"
+#define MAX_MEM_MIB (16ULL << 20)	/* 16 TiB: anything larger is a confused VMM */
 
 struct vmm {
 	atomic_int refs;
@@ -63,6 +64,7 @@ struct vmm {
 	unsigned handshakes;
 	atomic_bool dead;
 	bool detached;		/* protected by lock: release the engine when idle */
+	bool taking;		/* protected by lock: a branch_take() runs */
 };
 
 struct branch {
@@ -202,7 +204,7 @@ void vmm_detach(struct vmm *v)
 
 	pthread_mutex_lock(&v->lock);
 	v->detached = true;
-	if (!v->active)
+	if (!v->active && !v->taking)
 		e = TAKE_PTR(v->engine);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, e);
@@ -429,9 +431,22 @@ int branch_load(const char *dir, struct branch **ret)
 
 /* ---- reading memory.bin ---------------------------------------------------- */
 
+/* The vmm a copying branch holds, or NULL once its copy has ended. */
+static struct vmm *branch_copy_vmm(struct branch *b)
+{
+	struct vmm *v;
+
+	pthread_mutex_lock(&b->lock);
+	v = vmm_ref(b->vmm);
+	pthread_mutex_unlock(&b->lock);
+	return v;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct vmm *, vmm_unref);
+
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 {
-	struct vmm *v = b->vmm;
+	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
 	enum branch_state state;
 	uint64_t total;
 	int r = 0;
@@ -535,17 +550,24 @@ static void branch_copy_done(void *userdata, int result)
 	if (v->active == b)
 		v->active = NULL;
 	/* Readers and cancellers only use the engine while v->active == b. */
-	if (v->detached && !v->active)
+	if (v->detached && !v->active && !v->taking)
 		detached_engine = TAKE_PTR(v->engine);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, detached_engine);
 	branch_notify(b);
+	/* The copy's hold on the VMM ends with it: a stopped VMM's memory,
+	 * uffd and fault thread must not outlive it for as long as its
+	 * branches exist. This may free the engine from its own copy thread. */
+	pthread_mutex_lock(&b->lock);
+	v = TAKE_PTR(b->vmm);
+	pthread_mutex_unlock(&b->lock);
+	vmm_unref(v);
 	branch_unref(b);	/* the reference the copy held */
 }
 
 int branch_cancel(struct branch *b)
 {
-	struct vmm *v = b->vmm;
+	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
 	bool ours;
 	int r = 0;
 
@@ -610,6 +632,7 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 	struct uffd_handshake hs = { .uffd = -1 };
 	_cleanup_close_ int lfd = -1;
 	struct memsrc src = { .fd = -1 };
+	struct engine *e;
 	char sock[PATH_MAX];
 	pid_t pid;
 	int r;
@@ -631,9 +654,16 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 	unlink(sock);
 	if (r < 0)
 		return errf(err, errlen, r, "receiving the write-protect uffd: %s", strerror(-r));
-	pid = v->pid > 0 ? v->pid : hs.pid;
-	if (v->pid <= 0)
-		v->pid = hs.pid;
+	/* The fd must come from the VMM itself, not from whoever else could
+	 * reach the socket: its memory is what gets protected and copied. */
+	if (v->pid > 0 && hs.pid != v->pid) {
+		safe_close(hs.uffd);
+		return errf(err, errlen, -EPERM,
+			    "the write-protect uffd came from pid %d, not from the VMM (pid %d)",
+			    (int)hs.pid, (int)v->pid);
+	}
+	pid = hs.pid;
+	v->pid = hs.pid;
 	if (v->memfd >= 0) {
 		src.kind = MEMSRC_FD;
 		src.fd = fcntl(v->memfd, F_DUPFD_CLOEXEC, 3);
@@ -648,9 +678,12 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 		return errf(err, errlen, r, "opening guest memory of pid %d: %s", (int)pid,
 			    strerror(-r));
 	}
-	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &v->engine);
+	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &e);
 	if (r < 0)
 		return errf(err, errlen, r, "setting up the copy engine: %s", strerror(-r));
+	pthread_mutex_lock(&v->lock);
+	v->engine = e;
+	pthread_mutex_unlock(&v->lock);
 	return 0;
 }
 
@@ -705,7 +738,7 @@ static int enter_pause(struct pause_window *w, char *err, size_t errlen)
 static int take_full(struct branch *b, struct pause_window *w, char *err, size_t errlen)
 {
 	char vmstate[PATH_MAX], mem[PATH_MAX];
-	unsigned timeout = 60000 + (unsigned)(b->st.bytes_total / MIB) * 20;
+	unsigned timeout = (unsigned)MIN(60000 + b->st.bytes_total / MIB * 20, (uint64_t)UINT_MAX);
 	int r;
 
 	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
@@ -724,6 +757,9 @@ static int take_full(struct branch *b, struct pause_window *w, char *err, size_t
 	b->mem_fd = open(mem, O_RDONLY | O_CLOEXEC);
 	if (b->mem_fd < 0)
 		return errf(err, errlen, -errno, "opening %s: %m", mem);
+	/* "ready" is persisted next: the image must be on disk before it. */
+	if (fsync(b->mem_fd) < 0)
+		return errf(err, errlen, -errno, "fsync of %s: %m", mem);
 	b->st.state = BRANCH_READY;
 	b->st.bytes_copied = b->st.bytes_total;
 	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
@@ -775,15 +811,40 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		engine_disarm(v->engine);
 		return r;
 	}
-	/* From here the copy owns a reference and reports through branch_copy_done(). */
+	/* From here the copy holds the branch and the vmm, and reports through
+	 * branch_copy_done(). */
+	pthread_mutex_lock(&v->lock);
 	v->active = branch_ref(b);
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_lock(&b->lock);
+	b->vmm = vmm_ref(v);
+	pthread_mutex_unlock(&b->lock);
 	r = engine_start_copy(v->engine, branch_copy_done, b);
 	if (r < 0) {
+		pthread_mutex_lock(&v->lock);
 		v->active = NULL;
+		pthread_mutex_unlock(&v->lock);
+		pthread_mutex_lock(&b->lock);
+		vmm_unref(TAKE_PTR(b->vmm));
+		pthread_mutex_unlock(&b->lock);
 		branch_unref(b);
 		engine_disarm(v->engine);
 		return errf(err, errlen, r, "starting the copy: %s", strerror(-r));
 	}
+	return 0;
+}
+
+/* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
+static int fsync_file(const char *dir, const char *name, char *err, size_t errlen)
+{
+	_cleanup_close_ int fd = -1;
+	char path[PATH_MAX];
+
+	if (path_in(path, sizeof(path), dir, name) < 0)
+		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return errf(err, errlen, -errno, "fsync of %s: %m", path);
 	return 0;
 }
 
@@ -824,6 +885,7 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 		char *err, size_t errlen)
 {
 	struct pause_window w = { .v = v };
+	struct engine *detached_engine = NULL;
 	struct fc_instance_info info;
 	struct fc_machine_config mc;
 	struct branch *b;
@@ -836,14 +898,22 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 		return errf(err, errlen, -ENOMEM, "out of memory");
 	b->start_usec = now_usec();
 
+	/* Reserve the vmm, then work without its lock: the FUSE loop takes it
+	 * (cancel, detach) and must never wait for a slow or hung VMM. */
 	pthread_mutex_lock(&v->lock);
-	if (v->active) {
-		r = errf(err, errlen, -EBUSY, "another branch of this VM is still copying (%s)",
-			 v->active->dir);
-		goto out_unlock;
+	if (v->active || v->taking) {
+		r = errf(err, errlen, -EBUSY, "another branch of this VM is %s (%s)",
+			 v->taking ? "being taken" : "still copying",
+			 v->active ? v->active->dir : "");
+		pthread_mutex_unlock(&v->lock);
+		branch_unref(b);
+		return r;
 	}
 	while (v->readers > 0)
 		pthread_cond_wait(&v->readers_gone, &v->lock);
+	v->taking = true;
+	pthread_mutex_unlock(&v->lock);
+
 	r = fc_get_instance_info(v->fc, &info);
 	if (r < 0) {
 		r = fc_errf(v, err, errlen, r, "GET /");
@@ -860,6 +930,11 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 		r = fc_errf(v, err, errlen, r, "GET /machine-config");
 		goto out_unlock;
 	}
+	if (mc.mem_size_mib == 0 || mc.mem_size_mib > MAX_MEM_MIB) {
+		r = errf(err, errlen, -EPROTO, "the VMM reports an implausible memory size (%" PRIu64
+			 " MiB)", mc.mem_size_mib);
+		goto out_unlock;
+	}
 	b->st.bytes_total = mc.mem_size_mib * MIB;
 	r = resolve_mode(v, mode, &b->st.mode, err, errlen);
 	if (r < 0)
@@ -870,15 +945,21 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 		r = errf(err, errlen, r, "writing %s/%s: %s", dir, STATE_FILE, strerror(-r));
 		goto out_unlock;
 	}
-	b->vmm = vmm_ref(v);
 	if (b->st.mode == BRANCH_LIVE)
 		r = take_live(b, &w, err, errlen);
 	else
 		r = take_full(b, &w, err, errlen);
+	if (r == 0)
+		r = fsync_file(dir, "vmstate", err, errlen);
 	if (r == 0 && b->st.state == BRANCH_READY)
 		r = branch_save_state(b, &b->st);
 out_unlock:
+	pthread_mutex_lock(&v->lock);
+	v->taking = false;
+	if (v->detached && !v->active)
+		detached_engine = TAKE_PTR(v->engine);
 	pthread_mutex_unlock(&v->lock);
+	engine_release(v, detached_engine);
 	if (r < 0) {
 		remove_branch_files(dir);
 		branch_unref(b);

@@ -10,6 +10,7 @@
  * the VM running and no files behind; a restored VM (memfd handed over by the
  * test, as forkfs does) branches again; cancel mid-copy keeps the guest running.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -42,6 +43,44 @@ static int wait_final(struct branch *b, struct branch_status *st, int timeout_s)
 			return -ETIMEDOUT;
 		usleep(10000);
 	}
+}
+
+/* Threads of this process whose name starts with prefix. */
+static int count_threads(const char *prefix)
+{
+	char path[64], comm[32];
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/task");
+	int n = 0;
+
+	while (dir && (d = readdir(dir))) {
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", d->d_name);
+		f = fopen(path, "re");
+		if (f && fgets(comm, sizeof(comm), f) && strncmp(comm, prefix, strlen(prefix)) == 0)
+			n++;
+		if (f)
+			fclose(f);
+	}
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+static bool maps_have(const char *needle)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+	bool found = false;
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
 }
 
 static bool file_exists(const char *dir, const char *name)
@@ -186,6 +225,21 @@ static void run_case(const struct branch_case *tc)
 		tap_ok(fd >= 0 && pread_full(fd, final, sizeof(final), probe_off) == n &&
 			       memcmp(probe, final, sizeof(probe)) == 0,
 		       "%s: the read during the copy equals the final image", tc->name);
+	}
+	/* The owner lets go of the VMM (as forkfs does when it stops): the
+	 * ready branch must not keep the engine, its uffd and its view of guest
+	 * memory alive. */
+	v = vmm_unref(v);
+	{
+		/* The copy's own hold ends just after "ready" is published. */
+		uint64_t end = now_usec() + 2 * USEC_PER_SEC;
+		bool held;
+
+		while ((held = count_threads("forkfs-fault") > 0 || maps_have("forkfs-minivm-guest")) &&
+		       now_usec() < end)
+			usleep(10000);
+		tap_ok(!held, "%s: a ready branch holds no engine once the VMM is let go",
+		       tc->name);
 	}
 	snprintf(rname, sizeof(rname), "%s-restored", tc->name);
 	tap_ok(restore_and_verify(rname, dir, tc->vcpus, tc->want_mode == BRANCH_FULL, &b, NULL),
