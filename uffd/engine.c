@@ -270,7 +270,8 @@ static int unprotect(struct engine *e, uint64_t off, uint64_t len)
 static int unprotect_all(struct engine *e) { return unprotect(e, 0, e->total); }
 static int protect_all(struct engine *e) { return wp_image(e, 0, e->total, true); }
 
-/* Claim the pending pages of [first, first+n) (one bitmap word) and copy them.
+/* Claim the pending pages of [first, first+n) (within one bitmap word and one
+ * region: see region_segment()) and copy them.
  * Returns the number of pages this call copied, or the session's failure. */
 static int copy_segment(struct engine *e, size_t first, unsigned n, void *buf, size_t buflen)
 {
@@ -319,17 +320,32 @@ static int wait_copied(struct engine *e, size_t first, size_t n)
 	return r;
 }
 
+/* Pages from p (< end <= npages) up to whichever comes first: the end of
+ * p's bitmap word, of p's region, or end. Region boundaries need not be
+ * word aligned: a segment never crosses one, so copy_segment's runs do not. */
+static unsigned region_segment(const struct engine *e, size_t p, size_t end)
+{
+	const struct uffd_region *reg = region_of_offset(e, p * PAGE);
+	unsigned n = pagestate_segment(p, end);
+
+	if (reg)
+		n = (unsigned)MIN((uint64_t)n, (reg->offset + reg->size) / PAGE - p);
+	return n;
+}
+
 /* Copy what is pending in [first, first+n) and wait for the rest. */
 static int copy_range(struct engine *e, size_t first, size_t n, void *buf, size_t buflen,
 		      _Atomic uint64_t *counter)
 {
 	size_t end = first + n;
+	unsigned seg;
 
-	for (size_t p = first; p < end; p += pagestate_segment(p, end)) {
+	for (size_t p = first; p < end; p += seg) {
 		int r = session_ended(e);
 
+		seg = region_segment(e, p, end);
 		if (r == 0)
-			r = copy_segment(e, p, pagestate_segment(p, end), buf, buflen);
+			r = copy_segment(e, p, seg, buf, buflen);
 		if (r < 0)
 			return r;
 		if (counter)

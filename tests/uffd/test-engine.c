@@ -6,7 +6,8 @@
  * shadow) while paused, arms the engine, resumes and copies. The finished
  * image must equal the shadow byte for byte, and no page may stay protected.
  * One scenario arms before the pause (forkd's order) and must find mismatches:
- * that proves the comparison can fail.
+ * that proves the comparison can fail. Region boundaries need not fall on a
+ * 64-page bitmap word: reads and copies across them must work.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -324,6 +325,64 @@ static void arm_needs_prepare_for_anon(void)
 	safe_close(fd);
 }
 
+/* Two regions of 10 pages: the boundary (page 10) is inside a bitmap word. A
+ * demand for pages 8-11 spans it; then the whole image is copied. */
+static void unaligned_regions(bool anon)
+{
+	const char *kind = anon ? "anon" : "memfd";
+	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	static uint8_t shadow[20 * 4096], buf[4 * 4096];
+	struct engine *e = NULL;
+	struct memsrc src;
+	const char *why = "";
+	struct guest g;
+	char name[32];
+	long bad;
+	int dest = -1, r;
+
+	r = guest_new(&g, anon, 2, 10 * PAGE, &why);
+	if (r < 0) {
+		tap_ok(false, "%s unaligned regions: set-up: %s: %s", kind, why, strerror(-r));
+		goto out;
+	}
+	guest_open_virgin(&g);
+	for (uint64_t p = 0; p < 20; p++)
+		memset(guest_addr(&g, p * PAGE), (int)(p + 1), PAGE);
+	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src) == 0);
+	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+	TAP_CHECK(r == 0);
+	if (r < 0)
+		goto out;
+	snprintf(name, sizeof(name), "unaligned-%s", kind);
+	dest = open_dest(tmpdir, name);
+	TAP_CHECK(dest >= 0 && engine_prepare(e) == 0 && engine_arm(e, dest) == 0);
+	guest_snapshot(&g, shadow);
+	/* Guest writes after arm: copied first by the fault thread. */
+	memset(guest_addr(&g, 2 * PAGE), 0xee, 16);
+	memset(guest_addr(&g, 17 * PAGE), 0xee, 16);
+
+	r = engine_demand(e, 8 * PAGE, 4 * PAGE);
+	tap_ok(r == 0, "%s unaligned regions: demand of pages 8-11 across the boundary: %s", kind,
+	       strerror(-r));
+	TAP_CHECK(pread_full(dest, buf, sizeof(buf), 8 * PAGE) == (ssize_t)sizeof(buf));
+	tap_ok(r == 0 && memcmp(buf, shadow + 8 * PAGE, sizeof(buf)) == 0,
+	       "%s unaligned regions: pages 8-11 hold the armed content", kind);
+	memset(guest_addr(&g, 9 * PAGE), 0xee, 16);
+	memset(guest_addr(&g, 10 * PAGE), 0xee, 16);
+
+	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	TAP_CHECK(wait_done(&done, 30));
+	tap_ok(done.result == 0, "%s unaligned regions: copy complete (%d)", kind, done.result);
+	bad = image_mismatches(dest, shadow, g.total);
+	tap_ok(bad == 0, "%s unaligned regions: image equals the armed memory: %ld pages differ",
+	       kind, bad);
+	TAP_CHECK(guest_count_wp(&g) == 0);
+out:
+	e = engine_free(e);
+	guest_free(&g);
+	safe_close(dest);
+}
+
 static void cleanup(void)
 {
 	char cmd[256];
@@ -344,6 +403,10 @@ int main(void)
 		{ "anon-no-prearm", .anon = true, .n_regions = 1, .size = 64 * MiB,
 		  .no_prearm = true },
 		{ "anon-2regions", .anon = true, .n_regions = 2, .size = 32 * MiB },
+		/* 1034-page regions: the boundary falls inside a bitmap word. */
+		{ "memfd-unaligned", .n_regions = 2, .size = 4 * MiB + 10 * PAGE, .readers = 2 },
+		{ "anon-unaligned", .anon = true, .n_regions = 2, .size = 4 * MiB + 10 * PAGE,
+		  .readers = 2 },
 		{ "memfd-readers", .n_regions = 2, .size = 64 * MiB, .readers = 2 },
 		{ "anon-readers", .anon = true, .n_regions = 1, .size = 64 * MiB, .readers = 2 },
 		{ "memfd-cancel", .n_regions = 1, .size = 256 * MiB, .cancel = true },
@@ -368,6 +431,8 @@ int main(void)
 	kernel_semantics(false);
 	refuses_non_wp_uffd();
 	arm_needs_prepare_for_anon();
+	unaligned_regions(false);
+	unaligned_regions(true);
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		run(&scenarios[i]);
 
