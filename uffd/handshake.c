@@ -6,18 +6,21 @@
  * so everything may already be queued on the pending connection when we accept.
  *
  * Everything received is untrusted: the message must fit the 4096-byte buffer,
- * carry exactly one fd, and describe a dense, page-aligned, cumulative region
- * table; anything else is rejected and every received fd is closed.
+ * carry exactly one fd, which must be a userfaultfd, and describe a dense,
+ * page-aligned, cumulative region table; anything else is rejected and every
+ * received fd is closed.
  */
 #define LOG_PREFIX "uffd: "
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -252,6 +255,28 @@ static int recv_one(int conn, char *buf, size_t size, size_t *ret_len, int *fds,
 	return 0;
 }
 
+/* Is fd a userfaultfd? Its /proc/self/fd link names the anonymous inode; a
+ * file, pipe or socket reads otherwise (a file's link is an absolute path). */
+static int check_uffd(int fd)
+{
+	char path[32], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return log_error_errno(-errno, "handshake: cannot inspect the received fd");
+	target[n] = '\0';
+	if (strcmp(target, "anon_inode:[userfaultfd]") == 0)
+		return 0;
+	/* The link may name a file the VMM chose: keep its bytes out of the log. */
+	for (char *c = target; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	return log_error_errno(-EBADF, "handshake: the received fd is not a userfaultfd (%s%s)",
+			       target, (size_t)n == sizeof(target) - 1 ? "..." : "");
+}
+
 int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uffd_handshake *ret)
 {
 	uint64_t deadline = now_usec() + (uint64_t)MAX(timeout_ms, 0) * USEC_PER_MSEC;
@@ -282,6 +307,8 @@ int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uf
 	if (r >= 0)
 		r = uffd_parse_regions(buf, len, expect_total, ret->regions, UFFD_MAX_REGIONS,
 				       &ret->n_regions);
+	if (r >= 0)
+		r = check_uffd(fds[0]);
 	if (r < 0) {
 		close_fds(fds, nfds);
 		return r;

@@ -32,8 +32,9 @@ struct uffd_handshake {
 int uffd_listen(const char *path, int *ret_fd);
 /* Accept one connection within timeout_ms, recvmsg, validate. expect_total is
  * the guest memory size (0 = do not check). Rejects truncation, fd counts other
- * than one, and any region table that is not page aligned, cumulative and
- * complete. Closes any received fd on failure. */
+ * than one, any region table that is not page aligned, cumulative and
+ * complete, and an fd that is not a userfaultfd (-EBADF). Closes any received
+ * fd on failure. The caller checks ret->pid against the VMM it launched. */
 int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uffd_handshake *ret);
 /* Parse and validate the JSON region array (fuzzed entry point). */
 int uffd_parse_regions(const char *json, size_t len, uint64_t expect_total,

@@ -155,23 +155,42 @@ static void socket_cases(void)
 	struct uffd_handshake hs;
 	struct stat st;
 	char big[6000];
-	int lfd = -1, fd, before, r;
+	int lfd = -1, fd, uffd = -1, pipefd[2] = { -1, -1 }, before, r;
 
 	TAP_CHECK(uffd_listen(sock_path, &lfd) == 0);
 	TAP_CHECK(stat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0600);
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	/* As the forkd fork does: data and fd queued, sender gone, then we accept. */
-	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 1) == 0);
-	memset(&hs, 0, sizeof(hs));
-	r = uffd_receive(lfd, 1073741824, 2000, &hs);
-	tap_ok(r == 0 && hs.n_regions == 1 && hs.regions[0].size == 1073741824 &&
-	       hs.regions[0].base == 139896748507136ULL && hs.pid == getpid() && hs.uffd >= 0,
-	       "receive: one region, one fd, pid from SO_PEERCRED (%d)", r);
-	if (r == 0)
-		safe_close(hs.uffd);
+	if (uffd_open(&uffd) < 0)
+		tap_diag("SKIP receiving a userfaultfd: cannot create one");
+	else {
+		TAP_CHECK(send_handshake(good_json, strlen(good_json), uffd, 1) == 0);
+		memset(&hs, 0, sizeof(hs));
+		r = uffd_receive(lfd, 1073741824, 2000, &hs);
+		tap_ok(r == 0 && hs.n_regions == 1 && hs.regions[0].size == 1073741824 &&
+		       hs.regions[0].base == 139896748507136ULL && hs.pid == getpid() &&
+		       hs.uffd >= 0, "receive: one region, one fd, pid from SO_PEERCRED (%d)", r);
+		if (r == 0)
+			safe_close(hs.uffd);
+		uffd = safe_close(uffd);
+	}
 
 	before = count_fds();
+	/* A well-formed message whose fd is not a userfaultfd. */
+	TAP_CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+	TAP_CHECK(send_handshake(good_json, strlen(good_json), pipefd[0], 1) == 0);
+	r = uffd_receive(lfd, 0, 2000, &hs);
+	tap_ok(r == -EBADF, "receive refuses a pipe instead of a userfaultfd (%d)", r);
+	if (r == 0)
+		safe_close(hs.uffd);
+	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 1) == 0);
+	r = uffd_receive(lfd, 0, 2000, &hs);
+	tap_ok(r == -EBADF, "receive refuses /dev/null instead of a userfaultfd (%d)", r);
+	if (r == 0)
+		safe_close(hs.uffd);
+	safe_close(pipefd[0]);
+	safe_close(pipefd[1]);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 0) == 0);
 	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EBADMSG);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 2) == 0);
