@@ -366,6 +366,10 @@ int fc_request(struct fc_client *c, const char *method, const char *path, const 
 	if (r < 0) {
 		finish(c, r);
 	} else {
+		/* The private loop only runs during calls: its cached clock is as
+		 * old as the last call. Without this, a call made after an idle
+		 * period longer than the timeout times out at once. */
+		uv_update_time(&c->loop);
 		uv_timer_start(&c->timer, on_timeout, k.timeout_ms, 0);
 		r = uv_poll_start(&c->poll,
 				  k.sent < k.req_len ? UV_WRITABLE | UV_READABLE : UV_READABLE,

@@ -9,3 +9,8 @@ tests_fuzz_fuzz_config_t_SOURCES = tests/fuzz/fuzz-config.c tests/fuzz/fuzz-main
 	tests/fuzz/fuzz.h fusefs/sbconfig.c fusefs/sbconfig.h
 tests_fuzz_fuzz_config_t_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_fuzz_fuzz_config_t_LDADD = common/libcommon.la $(JSONC_LIBS)
+
+check_PROGRAMS += tests/fc/fc-idle.t
+TESTS += tests/fc/fc-idle.t
+tests_fc_fc_idle_t_SOURCES = tests/fc/fc-idle.c tests/core/minivm-proc.c tests/core/minivm-proc.h
+tests_fc_fc_idle_t_LDADD = fc/libfc.la
