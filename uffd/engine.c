@@ -38,6 +38,10 @@
  * waiter gives up, faults are only released, and whoever finishes the session
  * (bulk thread, or engine_cancel/disarm before start_copy) un-protects every
  * region before publishing the final state. The guest is never left blocked.
+ * Nor is it when the fault thread itself hits a fatal error: it fails the
+ * session (EIO), un-protects everything and marks the engine broken first, so
+ * engine_prepare()/engine_arm() refuse from then on; an arm racing with that
+ * finds the mark after protecting and undoes itself.
  *
  * Locking. e->lock protects state, users, dest_fd, the bulk thread handle and
  * done_cb; e->cond signals "users dropped", "pages COPIED" and "session ended".
@@ -86,6 +90,7 @@ struct engine {
 	bool fault_thread_started;
 	int wake_fd;			/* eventfd: tells the fault thread to stop */
 	atomic_bool stop;
+	atomic_bool broken;		/* the fault thread died: no session may start */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -405,6 +410,23 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 	unprotect(e, off, PAGE);
 }
 
+/* Nobody serves write-protect faults any more: fail the session, mark the
+ * engine broken (before un-protecting: see engine_arm), release every page. */
+static void fault_thread_failed(struct engine *e, int r, const char *what)
+{
+	int s;
+
+	log_error_errno(r, "fault thread: %s; guest writes can no longer be served, "
+			"un-protecting guest memory; this sandbox cannot branch any more", what);
+	atomic_store(&e->broken, true);
+	pthread_mutex_lock(&e->lock);
+	s = atomic_load(&e->state);
+	pthread_mutex_unlock(&e->lock);
+	if (state_active(s))
+		session_fail(e, -EIO, "the fault thread stopped");
+	unprotect_all(e);
+}
+
 static void *fault_main(void *userdata)
 {
 	struct engine *e = userdata;
@@ -416,20 +438,25 @@ static void *fault_main(void *userdata)
 		int n;
 
 		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			log_error_errno(-errno, "fault thread: poll");
+			fault_thread_failed(e, -errno, "poll");
 			break;
 		}
 		if (p[1].revents) {
 			uint64_t v;
 			(void)!read(e->wake_fd, &v, sizeof(v));
 		}
-		if (!(p[0].revents & POLLIN))
+		if (!(p[0].revents & POLLIN)) {
+			if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+				fault_thread_failed(e, -EIO, "the userfaultfd reports an error");
+				break;
+			}
 			continue;
+		}
 		n = uffd_read_msgs(e->uffd, msgs, ARRAY_SIZE(msgs));
 		if (n < 0) {
-			log_error_errno(n, "fault thread: reading the uffd");
+			fault_thread_failed(e, n, "reading the userfaultfd");
 			break;
 		}
 		for (int i = 0; i < n; i++)
@@ -576,6 +603,14 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char
 
 /* ---- the API ---- */
 
+static int check_broken(struct engine *e, const char *what)
+{
+	if (!atomic_load(&e->broken))
+		return 0;
+	return log_error_errno(-EIO, "%s: the fault thread has stopped; this sandbox cannot "
+			       "branch any more", what);
+}
+
 /* Leave the pre-armed phase without arming: release every page. */
 static void drop_prearm(struct engine *e)
 {
@@ -600,8 +635,11 @@ int engine_prepare(struct engine *e)
 {
 	void *buf;
 	bool prearm;
-	int s;
+	int s, r;
 
+	r = check_broken(e, "prepare");
+	if (r < 0)
+		return r;
 	/* The last session's thread may still be closing its image: wait here,
 	 * before the pause, not in engine_arm(). */
 	join_bulk(e);
@@ -620,8 +658,8 @@ int engine_prepare(struct engine *e)
 			return log_error_errno(-ENOMEM, "prepare");
 		for (size_t i = 0; i < e->n_regions; i++)
 			for (uint64_t o = 0; o < e->regions[i].size; o += CHUNK_MAX) {
-				int r = read_process(e->src.pid, e->regions[i].base + o, buf,
-						     MIN(CHUNK_MAX, e->regions[i].size - o));
+				r = read_process(e->src.pid, e->regions[i].base + o, buf,
+						 MIN(CHUNK_MAX, e->regions[i].size - o));
 				if (r < 0) {
 					free(buf);
 					return log_error_errno(r, "cannot populate guest memory");
@@ -645,7 +683,9 @@ int engine_prepare(struct engine *e)
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (prearm) {
-		int r = protect_all(e);
+		r = protect_all(e);
+		if (r == 0)
+			r = check_broken(e, "prepare");	/* it died meanwhile */
 		if (r < 0) {
 			drop_prearm(e);
 			return r;
@@ -681,6 +721,9 @@ int engine_arm(struct engine *e, int dest_fd)
 	bool prearmed;
 	int fd, r;
 
+	r = check_broken(e, "arm");
+	if (r < 0)
+		return r;
 	join_bulk(e);
 	pthread_mutex_lock(&e->lock);
 	if (state_active(atomic_load(&e->state))) {
@@ -720,6 +763,10 @@ int engine_arm(struct engine *e, int dest_fd)
 	pthread_mutex_unlock(&e->lock);
 
 	r = prearmed ? rearm_recorded(e) : protect_all(e);
+	if (r == 0)
+		/* The fault thread died meanwhile: it may have released everything
+		 * before we protected, so nobody would serve the faults. */
+		r = check_broken(e, "arm");
 	if (r < 0)
 		engine_disarm(e);
 	return r;

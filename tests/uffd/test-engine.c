@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -383,6 +384,101 @@ out:
 	safe_close(dest);
 }
 
+struct page_writer {
+	volatile uint8_t *page;
+	atomic_bool done;
+};
+
+static void *write_page(void *arg)
+{
+	struct page_writer *w = arg;
+
+	*w->page = 1;
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+/* The fault thread hits a fatal error: poll() fails once RLIMIT_NOFILE is
+ * below its two fds. The guest must not stay blocked: the session fails with
+ * EIO, every page is released, and the engine refuses any further session. */
+static void fault_thread_dies(void)
+{
+	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct memsrc src;
+	struct engine *e = NULL;
+	struct engine_progress pr = {};
+	struct rlimit old, low;
+	const char *why = "";
+	struct guest g;
+	pthread_t t;
+	struct page_writer w = {};
+	bool started = false;
+	uint64_t deadline;
+	long wp;
+	int dest = -1, fd = -1, r;
+
+	r = guest_new(&g, false, 1, 64 * PAGE, &why);
+	if (r < 0) {
+		tap_ok(false, "fault thread dies: set-up: %s: %s", why, strerror(-r));
+		goto out;
+	}
+	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src) == 0);
+	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+	TAP_CHECK(r == 0);
+	if (r < 0)
+		goto out;
+	dest = open_dest(tmpdir, "fault-dies");
+	TAP_CHECK(dest >= 0 && engine_prepare(e) == 0 && engine_arm(e, dest) == 0);
+	TAP_CHECK(guest_count_wp(&g) == 64);
+
+	TAP_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	low = old;
+	low.rlim_cur = 1;
+	TAP_CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	/* This write wakes the fault thread, which serves it; its next poll() fails. */
+	*(volatile uint8_t *)guest_addr(&g, 0) = 1;
+	deadline = now_usec() + 3 * USEC_PER_SEC;
+	while ((r = engine_demand(e, 2 * PAGE, PAGE)) == 0 && now_usec() < deadline)
+		usleep(1000);
+	TAP_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	tap_ok(r == -EIO, "fault thread dies: the session fails with EIO (%d)", r);
+	/* Released by the fault thread itself: no copy thread runs yet. */
+	deadline = now_usec() + 3 * USEC_PER_SEC;
+	while ((wp = guest_count_wp(&g)) != 0 && now_usec() < deadline)
+		usleep(1000);
+	tap_ok(wp == 0, "fault thread dies: every page released (%ld protected)", wp);
+
+	/* A guest write to a page that was protected completes. */
+	w.page = guest_addr(&g, PAGE);
+	started = pthread_create(&t, NULL, write_page, &w) == 0;
+	TAP_CHECK(started);
+	deadline = now_usec() + 3 * USEC_PER_SEC;
+	while (!atomic_load(&w.done) && now_usec() < deadline)
+		usleep(1000);
+	tap_ok(atomic_load(&w.done), "fault thread dies: the guest is not left blocked");
+
+	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	TAP_CHECK(wait_done(&done, 10));
+	engine_get_progress(e, &pr);
+	tap_ok(done.result == -EIO && pr.state == ENGINE_FAILED && pr.error == -EIO,
+	       "fault thread dies: the copy ends failed with EIO (%d, %s)", done.result,
+	       engine_state_to_string(pr.state));
+
+	fd = open_dest(tmpdir, "fault-dies-2");
+	r = engine_prepare(e);
+	tap_ok(r == -EIO, "fault thread dies: engine_prepare refuses (%d)", r);
+	r = engine_arm(e, fd);
+	tap_ok(r == -EIO, "fault thread dies: engine_arm refuses (%d)", r);
+	e = engine_free(e);	/* closing the uffd releases a still blocked writer */
+	if (started)
+		pthread_join(t, NULL);
+out:
+	engine_free(e);
+	guest_free(&g);
+	safe_close(dest);
+	safe_close(fd);
+}
+
 static void cleanup(void)
 {
 	char cmd[256];
@@ -433,6 +529,7 @@ int main(void)
 	arm_needs_prepare_for_anon();
 	unaligned_regions(false);
 	unaligned_regions(true);
+	fault_thread_dies();
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		run(&scenarios[i]);
 
