@@ -51,7 +51,9 @@ void fc_response_clear(struct fc_response *r);
  * malformed or oversized input. */
 ssize_t fc_parse_response(const char *buf, size_t len, struct fc_response *ret);
 /* Extract the error text of an error body: {"fault_message":"..."} or the
- * non-JSON {"error": "...\n..."} form. Returns a malloc'd string or NULL. */
+ * non-JSON {"error": "...\n..."} form, with every control character (< 0x20,
+ * 0x7f) replaced by '?' (so is fc_client_last_error()'s text): it goes to logs.
+ * Returns a malloc'd string or NULL. */
 char *fc_error_text(const char *body, size_t len);
 
 /* Raw call. Returns 0 when any HTTP response arrived (check resp->status).

@@ -74,6 +74,8 @@ int fc__set_error(struct fc_client *c, int r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
 	va_end(ap);
+	/* It may quote the VMM (its fault text, a raw body) and goes to logs. */
+	fc__replace_control(c->last_error);
 	return r;
 }
 

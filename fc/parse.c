@@ -27,6 +27,7 @@
 #include <json-c/json.h>
 #include "common/macro.h"
 #include "fc/fc.h"
+#include "fc/internal.h"
 
 void fc_response_clear(struct fc_response *r)
 {
@@ -320,6 +321,14 @@ static char *json_text(const char *body, size_t len)
 	return s;
 }
 
+char *fc__replace_control(char *s)
+{
+	for (char *p = s; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return s;
+}
+
 char *fc_error_text(const char *body, size_t len)
 {
 	char *s;
@@ -327,11 +336,10 @@ char *fc_error_text(const char *body, size_t len)
 	if (!body || len == 0)
 		return NULL;
 	s = json_text(body, len);
-	if (s)
-		return s;
 	/* Not valid JSON (or json-c refused it): scan for the two known keys. */
-	s = scan_key(body, len, "fault_message");
-	if (s)
-		return s;
-	return first_line(scan_key(body, len, "error"));
+	if (!s)
+		s = scan_key(body, len, "fault_message");
+	if (!s)
+		s = first_line(scan_key(body, len, "error"));
+	return fc__replace_control(s);
 }

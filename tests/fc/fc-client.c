@@ -552,6 +552,66 @@ static void test_peer(enum peer_mode mode)
 	}
 }
 
+/* A VMM that tries to forge log lines through its error texts: a fault_message
+ * with a newline, a carriage return and an escape, then a non-JSON body that
+ * the client quotes raw. The kept text must hold no control character. */
+static void *forger_main(void *p)
+{
+	static const char *const answers[] = {
+		"HTTP/1.1 400 \r\nContent-Type: application/json\r\nContent-Length: 56\r\n\r\n"
+		"{\"fault_message\":\"no\\nforkfs: branch ok\\r\\u001b[2Kdone\"}",
+		"HTTP/1.1 500 \r\nContent-Length: 12\r\n\r\n<a>\n\x1b[2K\rb\x7f\x01",
+	};
+	int lfd = *(int *)p, fd = -1;
+	char buf[4096];
+
+	for (size_t i = 0; i < ARRAY_SIZE(answers); i++) {
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
+		if (fd < 0)
+			fd = poll(&pfd, 1, 3000) > 0 ? accept4(lfd, NULL, NULL, SOCK_CLOEXEC) : -1;
+		if (fd < 0 || read(fd, buf, sizeof(buf)) <= 0 ||
+		    write(fd, answers[i], strlen(answers[i])) < 0)
+			break;
+	}
+	safe_close(fd);
+	return NULL;
+}
+
+static bool printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static void test_forged_error(void)
+{
+	_cleanup_(fc_client_freep) struct fc_client *c = NULL;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	const char *e;
+	pthread_t t;
+	int r;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/forger.sock", tmpd);
+	if (!TAP_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		       listen(fd, 4) == 0))
+		return;
+	pthread_create(&t, NULL, forger_main, &fd);
+	TAP_CHECK(fc_client_new(sa.sun_path, &c) == 0);
+	r = fc_pause(c);
+	e = fc_client_last_error(c);
+	tap_ok(r == -EREMOTEIO && printable(e) && strcmp(e, "no?forkfs: branch ok??[2Kdone") == 0,
+	       "a fault_message's control characters are not kept (%d)", r);
+	r = fc_resume(c);
+	e = fc_client_last_error(c);
+	tap_ok(r == -EREMOTEIO && printable(e) && strstr(e, "HTTP status 500: <a>??[2K?b??"),
+	       "nor those of a raw error body (%d)", r);
+	pthread_join(t, NULL);
+}
+
 static void test_no_vmm(void)
 {
 	_cleanup_(fc_client_freep) struct fc_client *c = NULL;
@@ -600,6 +660,7 @@ int main(void)
 	test_broken_answer();
 	test_peer(PEER_SHUT_RD);
 	test_peer(PEER_DROP);
+	test_forged_error();
 	if (!TAP_CHECK(vmm_start("vmm-a", NULL, &a) == 0) ||
 	    !TAP_CHECK(fc_client_new(a.sock, &c) == 0))
 		return tap_done();

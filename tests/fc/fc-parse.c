@@ -81,6 +81,10 @@ static void test_error_texts(void)
 				 "All previous unanswered requests will be dropped.\" }";
 	static const char esc[] = "{\"fault_message\":\"a \\\"quoted\\\" \\\\ path\\/x\"}";
 	static const char broken[] = "{\"fault_message\":\"raw\nnewline\", \"x\": }";
+	static const char forged[] =
+		"{\"fault_message\":\"bad\\nuffd: branch ok\\r\\n\\u001b[31mred\\u007f\"}";
+	static const char forged_raw[] = "{\"fault_message\":\"a\rb\\nc\x01\x7f\", \"x\": }";
+	static const char forged_mh[] = "{ \"error\": \"x\\ty\\rz\n2nd line\" }";
 	char *t;
 
 	t = fc_error_text(S(mh));
@@ -90,7 +94,18 @@ static void test_error_texts(void)
 	TAP_CHECK(t && strcmp(t, "a \"quoted\" \\ path/x") == 0);
 	free(t);
 	t = fc_error_text(S(broken)); /* not JSON: the scanner still finds it */
-	TAP_CHECK(t && strcmp(t, "raw\nnewline") == 0);
+	TAP_CHECK(t && strcmp(t, "raw?newline") == 0);
+	free(t);
+	/* The VMM's text goes to logs: no line of its own making, no terminal escape. */
+	t = fc_error_text(S(forged));
+	tap_ok(t && strcmp(t, "bad?uffd: branch ok???[31mred?") == 0,
+	       "control characters of a fault_message become '?'");
+	free(t);
+	t = fc_error_text(S(forged_raw)); /* not JSON: the scanner's own unescaping */
+	tap_ok(t && strcmp(t, "a?b?c??") == 0, "also when scanned");
+	free(t);
+	t = fc_error_text(S(forged_mh)); /* micro_http form: the first line, then replaced */
+	TAP_CHECK(t && strcmp(t, "x?y?z") == 0);
 	free(t);
 	TAP_CHECK(fc_error_text(S("{\"something\":\"else\"}")) == NULL);
 	TAP_CHECK(fc_error_text(S("{\"fault_message\":\"unterminated")) == NULL);
