@@ -28,8 +28,10 @@
  * Pre-arming (the default; engine_set_prearm): engine_prepare() write-protects
  * every region before the pause, so that the pause does not grow with memory
  * size. While pre-armed a fault copies nothing: the page is recorded in
- * e->rearm and released. engine_arm() switches to ARMED and then protects
- * again only the recorded pages. The record-and-release and the switch both
+ * e->rearm and released. engine_prepare() then re-protects the recorded
+ * pages in a couple of rounds (taking them out of the set under the lock),
+ * and engine_arm() switches to ARMED and protects again only the pages
+ * recorded since. The record-and-release and the switch both
  * happen under e->lock, so a fault is handled entirely before the switch
  * (recorded, then re-armed) or entirely after it (copied, then released);
  * a page recorded after arm's scan, or released after its re-arm, is impossible.
@@ -77,6 +79,7 @@
 #define CHUNK_MAX (4ULL << 20)
 #define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE)
 #define FAULT_BATCH 64
+#define PREARM_ROUNDS 2
 
 struct engine {
 	int uffd;
@@ -631,6 +634,38 @@ void engine_set_prearm(struct engine *e, bool on)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* Protect again every page released while pre-armed. With take (before the
+ * pause, still pre-armed) the recorded pages are taken out of the set; from
+ * engine_arm() (after the switch to ARMED, when nothing is added to the set
+ * any more) they are left there. */
+static int rearm_recorded(struct engine *e, bool take)
+{
+	for (size_t w = 0; w < e->ps.nwords; w++) {
+		uint64_t m = atomic_load(&e->rearm[w]);
+
+		if (m && take) {
+			/* Still pre-armed: the fault thread records and releases a
+			 * page under the lock, so taking the word under it never
+			 * splits a record from its release. */
+			pthread_mutex_lock(&e->lock);
+			m = atomic_exchange(&e->rearm[w], 0);
+			pthread_mutex_unlock(&e->lock);
+		}
+		while (m) {
+			unsigned s = (unsigned)__builtin_ctzll(m), run;
+			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE;
+			int r;
+
+			run = x == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~x);
+			r = wp_image(e, off, run * PAGE, true);
+			if (r < 0)
+				return r;
+			m &= run == 64 ? 0 : ~(((1ULL << run) - 1) << s);
+		}
+	}
+	return 0;
+}
+
 int engine_prepare(struct engine *e)
 {
 	void *buf;
@@ -683,7 +718,13 @@ int engine_prepare(struct engine *e)
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (prearm) {
+		/* Protecting everything takes a while on a large guest, and every
+		 * page written meanwhile must be protected again inside the pause.
+		 * Re-protect those now, twice (like pre-copy rounds), so the pause
+		 * only re-arms what the guest wrote during the last short round. */
 		r = protect_all(e);
+		for (int round = 0; r == 0 && round < PREARM_ROUNDS; round++)
+			r = rearm_recorded(e, true);
 		if (r == 0)
 			r = check_broken(e, "prepare");	/* it died meanwhile */
 		if (r < 0) {
@@ -694,27 +735,6 @@ int engine_prepare(struct engine *e)
 	return 0;
 }
 
-/* Protect again every page released while pre-armed. Runs after the switch
- * to ARMED, so nothing is added to the set meanwhile. */
-static int rearm_recorded(struct engine *e)
-{
-	for (size_t w = 0; w < e->ps.nwords; w++) {
-		uint64_t m = atomic_load(&e->rearm[w]);
-
-		while (m) {
-			unsigned s = (unsigned)__builtin_ctzll(m), run;
-			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE;
-			int r;
-
-			run = x == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~x);
-			r = wp_image(e, off, run * PAGE, true);
-			if (r < 0)
-				return r;
-			m &= run == 64 ? 0 : ~(((1ULL << run) - 1) << s);
-		}
-	}
-	return 0;
-}
 
 int engine_arm(struct engine *e, int dest_fd)
 {
@@ -762,7 +782,7 @@ int engine_arm(struct engine *e, int dest_fd)
 	e->prearmed = false;
 	pthread_mutex_unlock(&e->lock);
 
-	r = prearmed ? rearm_recorded(e) : protect_all(e);
+	r = prearmed ? rearm_recorded(e, false) : protect_all(e);
 	if (r == 0)
 		/* The fault thread died meanwhile: it may have released everything
 		 * before we protected, so nobody would serve the faults. */
