@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #include "common/util.h"
-#include "core/branch.h"
+#include "branch/branch.h"
 #include "fusefs/sbconfig.h"
 
 #define FORKFS_CONFIG_MAX CONFIG_MAX_BYTES

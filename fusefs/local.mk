@@ -6,7 +6,7 @@ fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c fusefs/ino
 	fusefs/sbconfig.h fusefs/sbconfig.c fusefs/spawner.h fusefs/spawner.c \
 	fusefs/seccomp.h fusefs/seccomp.c
 fusefs_forkfs_CFLAGS = $(AM_CFLAGS) $(FUSE_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
-fusefs_forkfs_LDADD = core/libcore.la fc/libfc.la uffd/libuffd.la common/libcommon.la \
+fusefs_forkfs_LDADD = branch/libbranch.la fc/libfc.la uffd/libuffd.la common/libcommon.la \
 	$(FUSE_LIBS) $(UV_LIBS) $(JSONC_LIBS) $(SECCOMP_LIBS)
 
 

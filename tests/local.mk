@@ -12,5 +12,5 @@ tests_fuzz_fuzz_config_t_LDADD = common/libcommon.la $(JSONC_LIBS)
 
 check_PROGRAMS += tests/fc/fc-idle.t
 TESTS += tests/fc/fc-idle.t
-tests_fc_fc_idle_t_SOURCES = tests/fc/fc-idle.c tests/core/minivm-proc.c tests/core/minivm-proc.h
+tests_fc_fc_idle_t_SOURCES = tests/fc/fc-idle.c tests/branch/minivm-proc.c tests/branch/minivm-proc.h
 tests_fc_fc_idle_t_LDADD = fc/libfc.la

@@ -23,8 +23,8 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
-#include "core/branch.h"
-#include "tests/core/minivm-proc.h"
+#include "branch/branch.h"
+#include "tests/branch/minivm-proc.h"
 
 #define MIB (1024ULL * 1024ULL)
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "fc/fc.h"
-#include "tests/core/minivm-proc.h"
+#include "tests/branch/minivm-proc.h"
 #include "tests/tap.h"
 
 int main(void)

@@ -22,9 +22,9 @@
 #include <unistd.h>
 #include "common/macro.h"
 #include "common/util.h"
-#include "core/branch.h"
+#include "branch/branch.h"
 #include "fc/fc.h"
-#include "tests/core/minivm-proc.h"
+#include "tests/branch/minivm-proc.h"
 #include "tests/tap.h"
 
 #define MIB (1024ULL * 1024ULL)

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "common/util.h"
-#include "core/branch.h"
+#include "branch/branch.h"
 #include "tests/tap.h"
 
 static char tmpdir[] = "/tmp/forkfs-status.XXXXXX";

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include "common/util.h"
 #include "fc/fc.h"
-#include "tests/core/minivm-proc.h"
+#include "tests/branch/minivm-proc.h"
 #include "tests/tap.h"
 
 static bool can_connect(const char *path)

@@ -35,7 +35,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
-#include "core/branch.h"
+#include "branch/branch.h"
 #include "fc/fc.h"
 #include "uffd/engine.h"
 #include "uffd/handshake.h"
