@@ -173,7 +173,9 @@ restore_verifies() {
 no_dir_left() { [ ! -e "$MNT/$1/branches/$2" ] && [ ! -e "$STORE/sandboxes/$1/branches/$2" ]; }
 
 # log_has SANDBOX PATTERN: the sandbox's store log has a line matching PATTERN.
+# Lines about a background copy's end are written from the loop just after
+# status changes, so give the line a moment to appear.
 log_has() {
-	grep -q -- "$2" "$STORE/sandboxes/$1/log" 2>/dev/null ||
+	wait_for 5 grep -q -- "$2" "$STORE/sandboxes/$1/log" 2>/dev/null ||
 		{ diag "no '$2' in the log of $1"; return 1; }
 }
