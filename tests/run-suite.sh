@@ -8,9 +8,14 @@ BUILD_DIR=${BUILD_DIR:-$src/build}
 export BUILD_DIR
 "$src/contrib/build.sh"
 cd "$BUILD_DIR"
-if ! make -j2 check; then
+rc=0
+make -j2 check || rc=$?
+if [ "$rc" -ne 0 ]; then
 	for f in $(find . -name '*.log' -newer Makefile); do
 		grep -q '^not ok\|^ERROR\|^FAIL' "$f" 2>/dev/null && { echo "=== $f"; tail -n 60 "$f"; }
 	done
-	exit 1
 fi
+# One closing line with the counts of automake's harness (test-suite.log).
+count() { n=$(sed -n "s/^# $1: *//p" test-suite.log 2>/dev/null | head -n1); echo "${n:-0}"; }
+echo "tests: $(count PASS) passed, $(( $(count FAIL) + $(count ERROR) + $(count XPASS) )) failed, $(count SKIP) skipped"
+exit "$rc"
