@@ -21,6 +21,18 @@ uint64_t now_nsec(void)
 
 uint64_t now_usec(void) { return now_nsec() / NSEC_PER_USEC; }
 
+void format_timestamp(char buf[TIMESTAMP_MAX])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, TIMESTAMP_MAX, "%04d-%02d-%02d %02d:%02d:%02d.%03ld", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 ts.tv_nsec / 1000000);
+}
+
 ssize_t read_full(int fd, void *buf, size_t len)
 {
 	size_t done = 0;

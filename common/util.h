@@ -16,6 +16,9 @@
 
 uint64_t now_usec(void);	/* CLOCK_MONOTONIC in µs */
 uint64_t now_nsec(void);	/* CLOCK_MONOTONIC in ns */
+/* Local wall-clock time as "YYYY-MM-DD HH:MM:SS.mmm" (log lines). */
+#define TIMESTAMP_MAX 32
+void format_timestamp(char buf[TIMESTAMP_MAX]);
 
 /* Loop over short reads/writes and EINTR. pread_full returns bytes read (short only at EOF). */
 ssize_t read_full(int fd, void *buf, size_t len);

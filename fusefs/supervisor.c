@@ -105,16 +105,11 @@ static void close_handle(uv_handle_t *h)
 /* VMM output: one log line per output line, timestamped by sb_log's format. */
 static void emit_line(struct vmm_proc *p, const char *s, size_t n)
 {
-	char line[LINE_MAX_BYTES + 96];
-	struct timespec ts;
-	struct tm tm;
+	char line[LINE_MAX_BYTES + 96], stamp[TIMESTAMP_MAX];
 	int k;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	k = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03ld vmm: %.*s\n",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		     tm.tm_sec, ts.tv_nsec / 1000000, (int)n, s);
+	format_timestamp(stamp);
+	k = snprintf(line, sizeof(line), "%s vmm: %.*s\n", stamp, (int)n, s);
 	if (k > (int)sizeof(line))
 		k = sizeof(line);
 	if (write(p->sb->log_fd, line, (size_t)k) < 0) {

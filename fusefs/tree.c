@@ -44,16 +44,11 @@ const char *sb_state_to_string(enum sb_state s)
 /* One timestamped line into a sandbox log fd, and stderr. Any thread. */
 static void log_line(int fd, const char *sb_name, const char *msg)
 {
-	char line[1200];
-	struct timespec ts;
-	struct tm tm;
+	char line[1200], stamp[TIMESTAMP_MAX];
 	int n;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03ld forkfs: %s\n",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		     tm.tm_sec, ts.tv_nsec / 1000000, msg);
+	format_timestamp(stamp);
+	n = snprintf(line, sizeof(line), "%s forkfs: %s\n", stamp, msg);
 	if (n > (int)sizeof(line))
 		n = sizeof(line);
 	if (fd >= 0 && write(fd, line, (size_t)n) < 0) {
