@@ -11,7 +11,8 @@
  *   2. loop: launch the VMM on a private API socket (not for attach);
  *   3. worker: wait for the socket, configure (boot: PUT every resource, then
  *      InstanceStart; restore: PUT /snapshot/load with the memfd's
- *      /proc/<forkfs pid>/fd/<n> path, shared, resume_vm), then vmm_new().
+ *      /proc/<forkfs pid>/fd/<n> path, shared, resume_vm — or, on a stock
+ *      VMM, the image file mapped privately), then vmm_new().
  *
  * While a command runs, sb->busy names it and other commands get EBUSY.
  * A command the state does not allow gets EINVAL. Both leave a log line.
@@ -199,13 +200,31 @@ static int configure_boot(struct start_job *j, struct fc_client *c)
 	return r < 0 ? api_fail(j, c, r, "InstanceStart") : 0;
 }
 
+/* A forkd VMM maps forkfs's memfd shared (so live branches of the restored VM
+ * work, and each restore has its own memory). Stock Firecracker refuses the
+ * "shared" key: it gets the image file itself, mapped privately (its writes
+ * never reach the file), and the memfd is dropped. The probe has no side
+ * effects before boot (fc_probe_caps). */
 static int configure_restore(struct start_job *j, struct fc_client *c)
 {
-	char backend[64];
+	char backend[sizeof(j->mem_path)];
+	struct fc_caps caps;
+	bool shared;
 	int r;
 
-	snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->memfd);
-	r = fc_snapshot_load(c, j->snapshot_path, backend, true, true, LOAD_TIMEOUT_MS);
+	r = fc_probe_caps(c, &caps);
+	if (r < 0)
+		return api_fail(j, c, r, "probing the VMM");
+	shared = caps.uffd_wp && caps.vmstate_only;
+	if (shared) {
+		snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->memfd);
+	} else {
+		snprintf(backend, sizeof(backend), "%s", j->mem_path);
+		j->memfd = safe_close(j->memfd);
+		sb_log(j->sb, "restore: the VMM lacks the forkd extensions; mapping %s privately",
+		       j->mem_path);
+	}
+	r = fc_snapshot_load(c, j->snapshot_path, backend, shared, true, LOAD_TIMEOUT_MS);
 	return r < 0 ? api_fail(j, c, r, "PUT /snapshot/load") : 0;
 }
 
