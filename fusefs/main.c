@@ -199,7 +199,12 @@ int main(int argc, char *argv[])
 		return 2;
 	if (cmd.show_help) {
 		usage(argv[0]);
-		fuse_cmdline_help();
+		/* Not fuse_cmdline_help(): its -s/clone_fd/max_threads options are
+		 * for libfuse's own loops, and forkfs runs one libuv loop. */
+		printf("    -h   --help            print help\n"
+		       "    -V   --version         print version\n"
+		       "    -d   -o debug          enable debug output (implies -f)\n"
+		       "    -f                     foreground operation\n");
 		fuse_lowlevel_help();
 		ret = 0;
 		goto out_args;
