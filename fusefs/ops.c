@@ -172,6 +172,25 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 	}
 }
 
+/* Directories, and a branch's files once its copy has ended, do not change:
+ * the kernel may cache their attributes (a read of memory.bin through the page
+ * cache then costs no GETATTR). Everything else is never cached: status,
+ * state and log change at any time, and memory.bin's st_blocks grows while it
+ * copies. */
+static double attr_timeout(struct node *n)
+{
+	struct branch_status st;
+
+	if (node_is_dir(n))
+		return ENTRY_TIMEOUT;
+	if ((n->type == NODE_BR_MEMORY || n->type == NODE_BR_VMSTATE) && n->br && n->br->b) {
+		branch_get_status(n->br->b, &st);
+		if (st.state != BRANCH_COPYING)
+			return ENTRY_TIMEOUT;
+	}
+	return 0;
+}
+
 static void reply_entry(struct forkfs *fs, fuse_req_t req, struct node *n)
 {
 	struct fuse_entry_param e = { 0 };
@@ -179,7 +198,7 @@ static void reply_entry(struct forkfs *fs, fuse_req_t req, struct node *n)
 	e.ino = node_ino(fs, n);
 	e.generation = n->generation;
 	fill_attr(fs, n, &e.attr);
-	e.attr_timeout = node_is_dir(n) ? ENTRY_TIMEOUT : 0;
+	e.attr_timeout = attr_timeout(n);
 	e.entry_timeout = ENTRY_TIMEOUT;
 	if (fuse_reply_entry(req, &e) == 0)
 		n->nlookup++;
@@ -270,7 +289,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 
 	fill_attr(fs, n, &st);
-	fuse_reply_attr(req, &st, node_is_dir(n) ? ENTRY_TIMEOUT : 0);
+	fuse_reply_attr(req, &st, attr_timeout(n));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
