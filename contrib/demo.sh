@@ -6,7 +6,6 @@
 #   branch and show the restored guest checking its own memory, unmount.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
-"$src/contrib/setup-deps.sh"
 BUILD_DIR=${BUILD_DIR:-$src/build}
 export BUILD_DIR
 "$src/contrib/build.sh"

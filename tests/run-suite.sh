@@ -3,7 +3,6 @@
 # Run as root on Debian 12: sudo ./tests/run-suite.sh
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
-"$src/contrib/setup-deps.sh"
 BUILD_DIR=${BUILD_DIR:-$src/build}
 export BUILD_DIR
 "$src/contrib/build.sh"
