@@ -155,6 +155,9 @@ const char *sb_state_to_string(enum sb_state s);
 int sandbox_set_config(struct sandbox *sb, const char *text, size_t len);
 /* Timestamped line into the sandbox's log (and stderr). Any thread. */
 void sb_log(struct sandbox *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The errno a failed operation answers with (positive): the ones forkfs(8)
+ * documents pass, anything else (a VMM's refusal, a dropped connection) is EIO. */
+int forkfs_errno(int r);
 
 /* sandbox.c: ctl commands; each replies to req itself (maybe later). */
 void sandbox_ctl(struct sandbox *sb, fuse_req_t req, const char *cmd, size_t size);

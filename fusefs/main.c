@@ -193,6 +193,9 @@ int main(int argc, char *argv[])
 
 	log_set_ident("forkfs");
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
+	/* libuv >= 1.45 would batch epoll_ctl through io_uring, which the
+	 * seccomp allow-list does not admit; epoll is what it was written for. */
+	setenv("UV_USE_IO_URING", "0", 1);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (fuse_opt_parse(&args, &o, option_spec, NULL) < 0 || fuse_parse_cmdline(&args, &cmd) < 0)

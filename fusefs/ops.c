@@ -783,8 +783,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->dirty = false;	/* judged once; a later write re-arms it */
-	if (sb_started(n->sb)) {
-		sb_log(n->sb, "config.json not saved: the sandbox was started meanwhile");
+	if (!n->sb->linked) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (sb_started(n->sb) || n->sb->busy) {
+		sb_log(n->sb, "config.json not saved: %s", n->sb->busy ? "a command is in progress"
+									: "the sandbox was started meanwhile");
 		fuse_reply_err(req, EBUSY);
 		return;
 	}

@@ -291,7 +291,7 @@ static void start_finish(struct start_job *j)
 			vmm_proc_terminate(sb->proc);
 		else if (sb->run_dir && rmdir(sb->run_dir) == 0)
 			sb->run_dir = (free(sb->run_dir), NULL);
-		fuse_reply_err(j->req, r == -ECHILD || r == -EREMOTEIO ? EIO : -r);
+		fuse_reply_err(j->req, forkfs_errno(r));
 	} else {
 		sb->vmm = TAKE_PTR(j->vmm);
 		sb->attached = j->cfg->kind == CONFIG_ATTACH;
@@ -467,7 +467,7 @@ static void pause_done(uv_work_t *w, int status)
 	sb->busy = NULL;
 	if (j->r < 0) {
 		sb_log(sb, "%s failed: %s", j->pause ? "pause" : "resume", j->err);
-		fuse_reply_err(j->req, j->r == -EREMOTEIO ? EIO : -j->r);
+		fuse_reply_err(j->req, forkfs_errno(j->r));
 	} else {
 		if (sb->state == SB_RUNNING || sb->state == SB_PAUSED)
 			sb->state = j->pause ? SB_PAUSED : SB_RUNNING;
@@ -601,6 +601,10 @@ void sandbox_ctl(struct sandbox *sb, fuse_req_t req, const char *data, size_t si
 	}
 	if (sb->fs->shutting_down) {
 		fuse_reply_err(req, ESHUTDOWN);
+		return;
+	}
+	if (!sb->linked) {	/* written through an fd opened before rmdir */
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	if (sb->busy) {

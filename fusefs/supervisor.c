@@ -200,7 +200,9 @@ static void finish(struct vmm_proc *p)
 			vmm_set_dead(sb->vmm);
 			sb->vmm = vmm_unref(sb->vmm);
 		}
-		if (sb->state == SB_RUNNING || sb->state == SB_PAUSED || p->stop_requested)
+		/* A start that failed terminated its VMM itself: it stays failed. */
+		if (sb->state == SB_RUNNING || sb->state == SB_PAUSED ||
+		    (p->stop_requested && sb->state != SB_FAILED))
 			sb->state = clean ? SB_STOPPED : SB_FAILED;
 		sb->stop_done = NULL;
 		sb->stop_userdata = NULL;

@@ -57,6 +57,18 @@ static void log_line(int fd, const char *sb_name, const char *msg)
 	log_info("%s: %s", sb_name, msg);
 }
 
+int forkfs_errno(int r)
+{
+	switch (-r) {
+	case EINVAL: case EEXIST: case EBUSY: case ENOTEMPTY: case ENOENT: case EFBIG:
+	case EACCES: case EPERM: case EIO: case ETIMEDOUT: case ENOTSUP: case ENOSPC:
+	case ENOMEM: case ESHUTDOWN:
+		return -r;
+	default:
+		return EIO;
+	}
+}
+
 void sb_log(struct sandbox *sb, const char *fmt, ...)
 {
 	char msg[1024];
@@ -547,8 +559,9 @@ static void sandbox_remove(struct forkfs *fs, struct sandbox *sb)
 		struct node *n = sb->nodes[i];
 
 		sb->nodes[i] = NULL;
-		node_unlink(n);	/* may drop the last reference: sb is gone after the loop */
+		node_unlink(n);
 	}
+	sandbox_unref(sb);	/* the list's reference: sb may be gone from here */
 }
 
 static void rmdir_after_stop(struct sandbox *sb, void *userdata)
@@ -630,8 +643,7 @@ static void take_done(uv_work_t *w, int status)
 		sbranch_list_remove(sb, br);
 		if (rmdir(br->dir) < 0 && errno != ENOENT)
 			rm_rf(br->dir);
-		/* The VMM refused a call (fc's EREMOTEIO): EIO, as forkfs(8) says. */
-		fuse_reply_err(j->req, r == -EREMOTEIO ? EIO : -r);
+		fuse_reply_err(j->req, forkfs_errno(r));
 		sbranch_unref(br);	/* the list's reference */
 	} else {
 		struct fuse_entry_param e = { 0 };
@@ -642,6 +654,12 @@ static void take_done(uv_work_t *w, int status)
 		       branch_mode_to_string(st.mode), (unsigned long long)st.pause_us);
 		if (st.state == BRANCH_COPYING)
 			watch_start(sb, br);
+		/* Shutdown began while this branch was being taken, and its cancel
+		 * pass skipped it: cancel it now, as every other copy was. */
+		if (st.state == BRANCH_COPYING && fs->shutting_down) {
+			sb_log(sb, "shutdown: cancelling the copy of branch %s", br->tag);
+			branch_cancel(br->b);
+		}
 		e.ino = node_ino(fs, br->nodes[BRN_DIR]);
 		e.generation = br->nodes[BRN_DIR]->generation;
 		fill_attr(fs, br->nodes[BRN_DIR], &e.attr);
