@@ -133,6 +133,21 @@ static int parse_options(struct forkfs *fs, struct options *o, enum forkfs_secco
 	return 0;
 }
 
+/* A store inside the mount point would have forkfs wait on its own requests. */
+static int check_store_outside(const char *store, const char *mountpoint)
+{
+	_cleanup_free_ char *mnt = realpath(mountpoint, NULL);
+	size_t n;
+
+	if (!mnt)
+		return log_error_errno(errno, "mount point %s", mountpoint);
+	n = strlen(mnt);
+	if (strncmp(store, mnt, n) == 0 && (store[n] == '/' || store[n] == 0 || n == 1))
+		return log_error_errno(EINVAL, "the store %s must not be inside the mount point %s",
+				       store, mnt);
+	return 0;
+}
+
 static int setup_store(struct forkfs *fs, const char *store)
 {
 	const char *s = store ? store : DEFAULT_STORE;
@@ -231,7 +246,8 @@ int main(int argc, char *argv[])
 	fs.root.type = NODE_ROOT;
 	fs.root.linked = true;
 	if (parse_options(&fs, &o, &seccomp_mode) < 0 || pick_vmm(&fs, o.vmm) < 0 ||
-	    setup_store(&fs, o.store) < 0 || setup_run_dir(&fs) < 0)
+	    setup_store(&fs, o.store) < 0 || check_store_outside(fs.store, cmd.mountpoint) < 0 ||
+	    setup_run_dir(&fs) < 0)
 		goto out_args;
 	if (tree_load_store(&fs) < 0)
 		goto out_run;

@@ -371,6 +371,17 @@ static void sbranch_unlink_nodes(struct sbranch *br)
 	}
 }
 
+/* A directory entry is a directory: d_type, or fstatat() on filesystems that
+ * leave it DT_UNKNOWN (the store may be on any filesystem). */
+static bool entry_is_dir(DIR *d, const struct dirent *de)
+{
+	struct stat st;
+
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_DIR;
+	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* Remove a directory tree of the store made by us: files and sub-directories. */
 static int rm_rf(const char *path)
 {
@@ -390,7 +401,7 @@ static int rm_rf(const char *path)
 			r = -ENOMEM;
 			continue;
 		}
-		if (de->d_type == DT_DIR)
+		if (entry_is_dir(d, de))
 			r = rm_rf(p) ?: r;
 		else if (unlink(p) < 0)
 			r = -errno;
@@ -441,7 +452,7 @@ static void load_branches(struct forkfs *fs, struct sandbox *sb)
 		struct sbranch *br;
 		int r;
 
-		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+		if (de->d_name[0] == '.' || !entry_is_dir(d, de))
 			continue;
 		if (!name_is_valid(de->d_name)) {
 			sb_log(sb, "store: ignoring branch directory with an invalid name");
@@ -484,7 +495,7 @@ int tree_load_store(struct forkfs *fs)
 		char *text = NULL;
 		size_t len = 0;
 
-		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+		if (de->d_name[0] == '.' || !entry_is_dir(d, de))
 			continue;
 		if (!name_is_valid(de->d_name)) {
 			log_warning("store: ignoring %s/%s: invalid name", fs->sandboxes_dir, de->d_name);

@@ -47,6 +47,15 @@ sleep 0.5
 check "... and still failed once the VMM is gone" [ "$(cat "$MNT/bad/state")" = failed ]
 check "the log says why" log_has bad "start failed: PUT /boot-source"
 
+# ---- a store inside the mount point is refused at start-up ----
+mkdir -p "$TMPD/m2"
+if timeout 10 "$FORKFS" -f -o "store=$TMPD/m2/store,vmm=$MINIVM" "$TMPD/m2" 2>"$TMPD/m2.err"; then
+	not_ok "a store inside the mount point is refused"
+	fusermount3 -u -z "$TMPD/m2"
+else
+	check "a store inside the mount point is refused" grep -q "must not be inside" "$TMPD/m2.err"
+fi
+
 t0=$(date +%s)
 check "unmount exits 0" unmount_forkfs
 check "... promptly" [ $(( $(date +%s) - t0 )) -le 10 ]
