@@ -389,6 +389,13 @@ static int cmd_start(struct sandbox *sb, fuse_req_t req, size_t size)
 		sb_log(sb, "start refused: config.json is empty");
 		return -EINVAL;
 	}
+	if (sb->proc) {
+		/* The VMM of a failed start is still exiting; it would unlink the
+		 * API socket of the new one, which lives in the same run directory. */
+		sb_log(sb, "start refused: the previous VMM (pid %d) is still exiting",
+		       (int)vmm_proc_pid(sb->proc));
+		return -EBUSY;
+	}
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
