@@ -358,6 +358,25 @@ static int read_msg(int fd, struct spawn_msg *m, int *pidfd)
 	return 1;
 }
 
+/* Answers arrive in request order. A launch that gave up waiting leaves its
+ * answer in flight: the next STARTED is that one, whose VMM nobody
+ * supervises, so it is killed rather than taken for the next launch's. */
+static unsigned stale_answers;
+
+static bool drop_stale_answer(const struct spawn_msg *m, int pidfd)
+{
+	if (m->type != SPAWN_MSG_STARTED || stale_answers == 0)
+		return false;
+	stale_answers--;
+	if (pidfd >= 0) {
+		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		log_warning("killed VMM pid %d: it started after its launch had timed out",
+			    (int)m->pid);
+	}
+	safe_close(pidfd);
+	return true;
+}
+
 int spawner_dispatch(int fd, spawner_exit_fn on_exit, void *userdata)
 {
 	for (;;) {
@@ -372,8 +391,8 @@ int spawner_dispatch(int fd, spawner_exit_fn on_exit, void *userdata)
 			return r;
 		if (m.type == SPAWN_MSG_EXITED)
 			on_exit(m.pid, m.value, userdata);
-		else	/* an answer nobody waits for: cannot happen, requests are synchronous */
-			safe_close(pidfd);
+		else if (!drop_stale_answer(&m, pidfd))
+			safe_close(pidfd);	/* nobody waits for it: cannot happen */
 	}
 }
 
@@ -405,8 +424,10 @@ int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_e
 		struct spawn_msg m;
 		int pidfd, r;
 
-		if (now >= deadline)
+		if (now >= deadline) {
+			stale_answers++;
 			return -ETIMEDOUT;
+		}
 		r = poll(&p, 1, (int)((deadline - now) / USEC_PER_MSEC) + 1);
 		if (r < 0 && errno != EINTR)
 			return -errno;
@@ -423,6 +444,8 @@ int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_e
 			on_exit(m.pid, m.value, userdata);
 			continue;
 		}
+		if (drop_stale_answer(&m, pidfd))
+			continue;
 		if (m.value < 0 || m.pid <= 0 || pidfd < 0) {
 			safe_close(pidfd);
 			return m.value < 0 ? m.value : -EBADMSG;
