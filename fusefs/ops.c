@@ -465,6 +465,18 @@ static void op_deny_name(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, EPERM);
 }
 
+/* Links are files created by the user too: EPERM, as forkfs(8) says, not
+ * the ENOSYS an absent handler would give. */
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EPERM);
+}
+
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	fuse_reply_err(req, EPERM);
@@ -849,6 +861,8 @@ const struct fuse_lowlevel_ops forkfs_ops = {
 	.rmdir = op_rmdir,
 	.unlink = op_deny_name,
 	.mknod = op_mknod,
+	.symlink = op_symlink,
+	.link = op_link,
 	.create = op_create,
 	.rename = op_rename,
 	.open = op_open,

@@ -19,6 +19,7 @@ check "the 64-byte name is fine" mkdir "$MNT/$(printf 'b%.0s' $(seq 64))"
 check "no directory left by the bad names" [ "$(ls "$MNT" | wc -l)" -eq 1 ]
 check "no store directory left by the bad names" [ "$(ls "$STORE/sandboxes" | wc -l)" -eq 1 ]
 check "creating a file in the root is refused" expect_fail "not permitted" touch "$MNT/file"
+check "a symlink is refused with EPERM" expect_fail "not permitted" ln -s x "$MNT/link"
 
 check "mkdir sandbox" mkdir "$S"
 check "second mkdir of the sandbox is EEXIST" expect_fail "File exists" mkdir "$S"
