@@ -444,10 +444,35 @@ static struct vmm *branch_copy_vmm(struct branch *b)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vmm *, vmm_unref);
 
+/* Use the engine of b's running copy without vmm->lock (the engine's done
+ * callback takes it): counted as a reader, the engine is neither released nor
+ * given a new session until engine_leave(). NULL when b is not copying. */
+static struct engine *engine_enter(struct vmm *v, struct branch *b)
+{
+	struct engine *e = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->active == b && v->engine) {
+		e = v->engine;
+		v->readers++;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return e;
+}
+
+static void engine_leave(struct vmm *v)
+{
+	pthread_mutex_lock(&v->lock);
+	if (--v->readers == 0)
+		pthread_cond_broadcast(&v->readers_gone);
+	pthread_mutex_unlock(&v->lock);
+}
+
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
 	enum branch_state state;
+	struct engine *e;
 	uint64_t total;
 	int r = 0;
 
@@ -460,17 +485,9 @@ ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 	if (off < 0 || (uint64_t)off >= total)
 		return 0;
 	len = MIN(len, total - (uint64_t)off);
-	if (state == BRANCH_COPYING && v) {
-		pthread_mutex_lock(&v->lock);
-		if (v->active == b && v->engine) {
-			v->readers++;
-			pthread_mutex_unlock(&v->lock);
-			r = engine_demand(v->engine, (uint64_t)off, len);
-			pthread_mutex_lock(&v->lock);
-			if (--v->readers == 0)
-				pthread_cond_broadcast(&v->readers_gone);
-		}
-		pthread_mutex_unlock(&v->lock);
+	if (state == BRANCH_COPYING && v && (e = engine_enter(v, b))) {
+		r = engine_demand(e, (uint64_t)off, len);
+		engine_leave(v);
 		if (r < 0)
 			return r == -ECANCELED ? -EIO : r;
 	}
@@ -568,25 +585,13 @@ static void branch_copy_done(void *userdata, int result)
 int branch_cancel(struct branch *b)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
-	bool ours;
-	int r = 0;
+	struct engine *e;
+	int r;
 
-	if (!v)
+	if (!v || !(e = engine_enter(v, b)))
 		return 0;
-	/* Count as a reader so no new session can start on the engine, and
-	 * cancel without vmm->lock: the engine's done callback takes it. */
-	pthread_mutex_lock(&v->lock);
-	ours = v->active == b && v->engine;
-	if (ours)
-		v->readers++;
-	pthread_mutex_unlock(&v->lock);
-	if (!ours)
-		return 0;
-	r = engine_cancel(v->engine);
-	pthread_mutex_lock(&v->lock);
-	if (--v->readers == 0)
-		pthread_cond_broadcast(&v->readers_gone);
-	pthread_mutex_unlock(&v->lock);
+	r = engine_cancel(e);
+	engine_leave(v);
 	return r;
 }
 
