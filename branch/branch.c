@@ -198,14 +198,23 @@ keep:
 	pthread_mutex_unlock(&v->lock);
 }
 
+/* Under v->lock: a detached vmm's engine, once no copy or take uses it
+ * (readers and cancellers only use it while v->active is set), for
+ * engine_release(). */
+static struct engine *vmm_take_idle_engine(struct vmm *v)
+{
+	if (v->detached && !v->active && !v->taking)
+		return TAKE_PTR(v->engine);
+	return NULL;
+}
+
 void vmm_detach(struct vmm *v)
 {
 	struct engine *e = NULL;
 
 	pthread_mutex_lock(&v->lock);
 	v->detached = true;
-	if (!v->active && !v->taking)
-		e = TAKE_PTR(v->engine);
+	e = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, e);
 }
@@ -548,8 +557,7 @@ static void branch_copy_done(void *userdata, int result)
 	b->st.pages_faulted = p.pages_faulted;
 	b->st.bytes_copied = p.bytes_copied;
 	pthread_mutex_unlock(&b->lock);
-	if (result == 0 && fsync(b->mem_fd) < 0)
-		result = -errno;
+	/* A copy that succeeded was fsynced by the engine before it reported. */
 	if (result == -ECANCELED)
 		why = "cancelled";
 	else if (result == -ESRCH)
@@ -566,9 +574,7 @@ static void branch_copy_done(void *userdata, int result)
 	branch_finish(b, result, why);
 	if (v->active == b)
 		v->active = NULL;
-	/* Readers and cancellers only use the engine while v->active == b. */
-	if (v->detached && !v->active && !v->taking)
-		detached_engine = TAKE_PTR(v->engine);
+	detached_engine = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, detached_engine);
 	branch_notify(b);
@@ -961,8 +967,7 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 out_unlock:
 	pthread_mutex_lock(&v->lock);
 	v->taking = false;
-	if (v->detached && !v->active)
-		detached_engine = TAKE_PTR(v->engine);
+	detached_engine = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, detached_engine);
 	if (r < 0) {
