@@ -21,39 +21,30 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
 #define PROBE_VMSTATE_PATH "/dev/null/forkfs-probe-vmstate"
 #define PROBE_MEM_PATH "/dev/null/forkfs-probe-mem"
 
-static int add_string(struct json_object *o, const char *key, const char *value)
+/* Add v (just made, possibly NULL on allocation failure) under key; it is
+ * freed if it cannot be added. */
+static int add_value(struct json_object *o, const char *key, struct json_object *v)
 {
-	struct json_object *v = json_object_new_string(value);
-
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(o, key, v) < 0) {
+	if (!v || json_object_object_add(o, key, v) < 0) {
 		json_object_put(v);
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+static int add_string(struct json_object *o, const char *key, const char *value)
+{
+	return add_value(o, key, json_object_new_string(value));
 }
 
 static int add_bool(struct json_object *o, const char *key, bool value)
 {
-	struct json_object *v = json_object_new_boolean(value);
-
-	if (!v || json_object_object_add(o, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
+	return add_value(o, key, json_object_new_boolean(value));
 }
 
 static int add_u64(struct json_object *o, const char *key, uint64_t value)
 {
-	struct json_object *v = json_object_new_uint64(value);
-
-	if (!v || json_object_object_add(o, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
+	return add_value(o, key, json_object_new_uint64(value));
 }
 
 /* Send o with method to path, expecting a 2xx. */
