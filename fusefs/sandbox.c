@@ -159,12 +159,7 @@ static int api_fail(struct start_job *j, struct fc_client *c, int r, const char 
 
 static int put(struct fc_client *c, const char *path, json_object *o)
 {
-	struct fc_response resp = { 0 };
-	int r = fc_call(c, "PUT", path, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
-			0, &resp);
-
-	fc_response_clear(&resp);
-	return r;
+	return fc_put_json(c, path, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 }
 
 static int configure_boot(struct start_job *j, struct fc_client *c)
