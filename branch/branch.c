@@ -352,7 +352,7 @@ void branch_get_status(struct branch *b, struct branch_status *ret)
 	}
 	if (e) {
 		/* Under b->lock: the engine lives at least until the copy's end
-		 * is published (branch_finish takes b->lock), even when the vmm
+		 * is published (branch_copy_done takes b->lock), even when the vmm
 		 * is detached and lets go of it then. Only atomic loads. */
 		engine_get_progress(e, &p);
 		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
@@ -516,31 +516,32 @@ int branch_memory_fd(struct branch *b)
 
 /* ---- the copy finishing ----------------------------------------------------- */
 
-static void branch_finish(struct branch *b, int result, const char *why)
+/* The copy's final status, persisted before it is published: once anyone can
+ * see "ready" or "failed", nothing creates files in the branch directory any
+ * more, so an rmdir that follows at once empties it for good. */
+static void branch_conclude(struct branch *b, int result, const char *why,
+			    struct branch_status *st)
 {
-	struct branch_status st;
-
 	pthread_mutex_lock(&b->lock);
-	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
-	if (result == 0) {
-		b->st.state = BRANCH_READY;
-		b->st.bytes_copied = b->st.bytes_total;
-	} else {
-		b->st.state = BRANCH_FAILED;
-		if (why)
-			snprintf(b->st.error, sizeof(b->st.error), "%s", why);
-		else
-			snprintf(b->st.error, sizeof(b->st.error), "copy failed: %s",
-				 strerror(-result));
-	}
-	st = b->st;
+	*st = b->st;
 	pthread_mutex_unlock(&b->lock);
+	st->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
+	if (result == 0) {
+		st->state = BRANCH_READY;
+		st->bytes_copied = st->bytes_total;
+	} else {
+		st->state = BRANCH_FAILED;
+		if (why)
+			snprintf(st->error, sizeof(st->error), "%s", why);
+		else
+			snprintf(st->error, sizeof(st->error), "copy failed: %s", strerror(-result));
+	}
 	/* A failed image is never read again (reads fail with EIO): give its
 	 * blocks back first. On a full store (ENOSPC) that is what lets the
 	 * failure, and the sandbox log line about it, be written at all. */
 	if (result < 0 && b->mem_fd >= 0 && ftruncate(b->mem_fd, 0) < 0)
 		log_warning("%s: cannot free memory.bin: %m", b->dir);
-	if (branch_save_state(b, &st) < 0)
+	if (branch_save_state(b, st) < 0)
 		log_warning("%s: could not persist branch state", b->dir);
 }
 
@@ -550,6 +551,7 @@ static void branch_copy_done(void *userdata, int result)
 	struct vmm *v = b->vmm;
 	struct engine *detached_engine = NULL;
 	struct engine_progress p;
+	struct branch_status st;
 	const char *why = NULL;
 
 	engine_get_progress(v->engine, &p);
@@ -570,8 +572,11 @@ static void branch_copy_done(void *userdata, int result)
 		log_error_errno(result, "%s: live copy failed", b->dir);
 	/* Publish the final state and free the vmm for the next branch in one
 	 * step, so that whoever sees "ready" can branch again at once. */
+	branch_conclude(b, result, why, &st);
 	pthread_mutex_lock(&v->lock);
-	branch_finish(b, result, why);
+	pthread_mutex_lock(&b->lock);
+	b->st = st;
+	pthread_mutex_unlock(&b->lock);
 	if (v->active == b)
 		v->active = NULL;
 	detached_engine = vmm_take_idle_engine(v);
