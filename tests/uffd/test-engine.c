@@ -54,6 +54,20 @@ static void on_done(void *userdata, int result)
 	pthread_mutex_unlock(&d->m);
 }
 
+/* Until readers have copied a page first (demand), or timeout_ms. */
+static bool wait_demanded(struct engine *e, unsigned timeout_ms)
+{
+	struct engine_progress p;
+
+	for (unsigned ms = 0; ms < timeout_ms; ms++) {
+		engine_get_progress(e, &p);
+		if (p.pages_demanded > 0)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
 static bool wait_done(struct done_sync *d, unsigned secs)
 {
 	struct timespec ts;
@@ -189,14 +203,19 @@ static void run(const struct scenario *sc)
 	guest_open_virgin(&g);
 	guest_resume(&g);
 
+	/* Let faults, then demands, run while ARMED, before the bulk copy
+	 * starts. Writes come first, with no reader yet: every page is still
+	 * protected, so they must fault (readers could otherwise copy a small
+	 * guest's every page before any write reaches it). */
+	TAP_CHECK(guest_wait_writes(&g, 5000, 5000));
 	for (unsigned i = 0; i < sc->readers; i++) {
 		readers[i] = (struct reader){ .e = e, .fd = dest, .shadow = shadow,
 					      .total = g.total, .stop = &readers_stop,
 					      .seed = i + 1 };
 		pthread_create(&readers[i].t, NULL, reader_main, &readers[i]);
 	}
-	/* Let faults and demands run while ARMED, before the bulk copy starts. */
-	guest_wait_writes(&g, 5000, 5000);
+	if (sc->readers)
+		TAP_CHECK(wait_demanded(e, 5000));
 	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
 	if (sc->cancel) {
 		engine_get_progress(e, &pr);
