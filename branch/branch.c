@@ -18,10 +18,13 @@
  * if it was running before, so a failed branch never leaves the VM paused.
  *
  * Locking: vmm->lock protects vmm->engine, vmm->active, vmm->readers and
- * vmm->caps; branch->lock protects the branch's state and final figures. The
- * order is vmm->lock before branch->lock. The engine's done callback takes
- * vmm->lock then branch->lock, and is called after every page is copied, so a
- * reader inside engine_demand() never waits on it.
+ * vmm->caps; branch->lock protects the branch's state and final figures.
+ * Neither is held while taking the other. Readers of a copying branch (reads,
+ * status, cancel) use its engine through engine_enter()/engine_leave(), which
+ * count them in vmm->readers; the copy's end (branch_copy_done(), on an engine
+ * thread after every page is copied) clears vmm->active so that no reader
+ * enters any more, waits for those inside before it frees a detached VMM's
+ * engine, and publishes the final state last.
  */
 #define LOG_PREFIX "branch: "
 #include <fcntl.h>
@@ -63,6 +66,7 @@ struct vmm {
 	unsigned readers;	/* readers inside engine_demand, protected by lock */
 	unsigned handshakes;
 	atomic_bool dead;
+	_Atomic uint64_t copy_rate;	/* bytes/s cap of background copies, 0 = none */
 	bool detached;		/* protected by lock: release the engine when idle */
 	bool taking;		/* protected by lock: a branch_take() runs */
 };
@@ -140,62 +144,27 @@ struct vmm *vmm_unref(struct vmm *v)
 	return NULL;
 }
 
-void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
-
-struct engine_release_job {
-	struct vmm *v;		/* a reference */
-	struct engine *e;
-};
-
-static void *engine_release_main(void *userdata)
+void vmm_set_copy_rate(struct vmm *v, uint64_t bytes_per_sec)
 {
-	struct engine_release_job *j = userdata;
-
-	/* A reader that entered while the copy ran may still be inside
-	 * engine_demand(): it leaves quickly now that the session is over. */
-	pthread_mutex_lock(&j->v->lock);
-	while (j->v->readers > 0)
-		pthread_cond_wait(&j->v->readers_gone, &j->v->lock);
-	pthread_mutex_unlock(&j->v->lock);
-	engine_free(j->e);
-	vmm_unref(j->v);
-	free(j);
-	return NULL;
+	atomic_store(&v->copy_rate, bytes_per_sec);
 }
 
-/* Free v's former engine, which no copy uses any more, off the calling
- * thread: the copy's own thread cannot join itself in engine_free(). */
+void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
+
+/* Free v's former engine, which no copy uses any more, on the calling thread
+ * (the copy's own thread may: see join_bulk()). Closing its uffd ends the
+ * VMM's registration, so the VM can be branched again once this returns. */
 static void engine_release(struct vmm *v, struct engine *e)
 {
-	struct engine_release_job *j;
-	pthread_attr_t attr;
-	pthread_t t;
-	int r;
-
 	if (!e)
 		return;
-	j = malloc(sizeof(*j));
-	if (!j)
-		goto keep;
-	j->v = vmm_ref(v);
-	j->e = e;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	r = pthread_create(&t, &attr, engine_release_main, j);
-	pthread_attr_destroy(&attr);
-	if (r == 0)
-		return;
-	vmm_unref(v);
-	free(j);
-keep:
-	/* Put it back: freed with the vmm, only the registration lingers. */
-	log_warning("cannot release the write-protect uffd now");
+	/* A reader or status reader that entered while the copy ran may still
+	 * be inside the engine: it leaves quickly now that the session is over. */
 	pthread_mutex_lock(&v->lock);
-	if (!v->engine)
-		v->engine = e;
-	else
-		log_warning("a write-protect uffd is leaked");	/* a new engine meanwhile */
+	while (v->readers > 0)
+		pthread_cond_wait(&v->readers_gone, &v->lock);
 	pthread_mutex_unlock(&v->lock);
+	engine_free(e);
 }
 
 /* Under v->lock: a detached vmm's engine, once no copy or take uses it
@@ -338,31 +307,6 @@ size_t branch_status_format(const struct branch_status *st, char *buf, size_t si
 	return (size_t)n < size ? (size_t)n : size ? size - 1 : 0;
 }
 
-void branch_get_status(struct branch *b, struct branch_status *ret)
-{
-	struct engine_progress p;
-	struct engine *e = NULL;
-
-	pthread_mutex_lock(&b->lock);
-	*ret = b->st;
-	if (b->st.state == BRANCH_COPYING) {
-		ret->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
-		if (b->st.mode == BRANCH_LIVE && b->vmm)
-			e = b->vmm->engine;
-	}
-	if (e) {
-		/* Under b->lock: the engine lives at least until the copy's end
-		 * is published (branch_copy_done takes b->lock), even when the vmm
-		 * is detached and lets go of it then. Only atomic loads. */
-		engine_get_progress(e, &p);
-		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
-			ret->bytes_copied = p.bytes_copied;
-			ret->pages_faulted = p.pages_faulted;
-		}
-	}
-	pthread_mutex_unlock(&b->lock);
-}
-
 uint64_t branch_memory_size(struct branch *b)
 {
 	uint64_t n;
@@ -477,6 +421,29 @@ static void engine_leave(struct vmm *v)
 	pthread_mutex_unlock(&v->lock);
 }
 
+void branch_get_status(struct branch *b, struct branch_status *ret)
+{
+	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
+	struct engine_progress p;
+	struct engine *e;
+
+	pthread_mutex_lock(&b->lock);
+	*ret = b->st;
+	pthread_mutex_unlock(&b->lock);
+	if (ret->state != BRANCH_COPYING)
+		return;
+	ret->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
+	/* Counted as a reader, the engine outlives this look (engine_enter). */
+	if (ret->mode == BRANCH_LIVE && v && (e = engine_enter(v, b))) {
+		engine_get_progress(e, &p);
+		engine_leave(v);
+		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
+			ret->bytes_copied = p.bytes_copied;
+			ret->pages_faulted = p.pages_faulted;
+		}
+	}
+}
+
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
@@ -570,18 +537,19 @@ static void branch_copy_done(void *userdata, int result)
 		log_info("%s: live copy cancelled", b->dir);
 	else if (result < 0)
 		log_error_errno(result, "%s: live copy failed", b->dir);
-	/* Publish the final state and free the vmm for the next branch in one
-	 * step, so that whoever sees "ready" can branch again at once. */
+	/* Persist the final state, free the vmm for the next branch, let go of
+	 * a detached VMM's uffd, and only then publish: whoever sees "ready"
+	 * can branch again at once, through this forkfs or another. */
 	branch_conclude(b, result, why, &st);
 	pthread_mutex_lock(&v->lock);
-	pthread_mutex_lock(&b->lock);
-	b->st = st;
-	pthread_mutex_unlock(&b->lock);
 	if (v->active == b)
 		v->active = NULL;
 	detached_engine = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, detached_engine);
+	pthread_mutex_lock(&b->lock);
+	b->st = st;
+	pthread_mutex_unlock(&b->lock);
 	branch_notify(b);
 	/* The copy's hold on the VMM ends with it: a stopped VMM's memory,
 	 * uffd and fault thread must not outlive it for as long as its
@@ -835,6 +803,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	pthread_mutex_lock(&b->lock);
 	b->vmm = vmm_ref(v);
 	pthread_mutex_unlock(&b->lock);
+	engine_set_rate(v->engine, atomic_load(&v->copy_rate));
 	r = engine_start_copy(v->engine, branch_copy_done, b);
 	if (r < 0) {
 		pthread_mutex_lock(&v->lock);

@@ -40,6 +40,9 @@ struct branch;
 int vmm_new(const char *api_socket, pid_t pid, int memfd, const char *run_dir, struct vmm **ret);
 struct vmm *vmm_ref(struct vmm *v);
 struct vmm *vmm_unref(struct vmm *v);
+/* Cap the background copy of this VMM's live branches (bytes/s, 0: none; see
+ * engine_set_rate()). Applies to branches taken from then on. */
+void vmm_set_copy_rate(struct vmm *v, uint64_t bytes_per_sec);
 /* The VMM process is gone: fail nothing by itself, but stop using its socket. */
 void vmm_set_dead(struct vmm *v);
 /* The caller stops driving this VMM but leaves it running (attach: "stop",

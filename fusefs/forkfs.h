@@ -117,6 +117,7 @@ struct forkfs {
 	char *run_dir;		/* private directory for API sockets */
 	enum branch_mode_req mode;
 	mode_t branch_mode;
+	uint64_t copy_rate;		/* -o copy_rate, in bytes/s; 0 = no cap */
 	bool foreground;
 	uid_t uid;
 	gid_t gid;

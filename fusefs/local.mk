@@ -13,7 +13,8 @@ fusefs_forkfs_LDADD = branch/libbranch.la fc/libfc.la uffd/libuffd.la common/lib
 # Mount tests: a real forkfs on a real FUSE mount with real minivm guests.
 FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
 	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh \
-	tests/mount/seccomp.sh tests/mount/stock.sh tests/mount/lifecycle.sh
+	tests/mount/seccomp.sh tests/mount/stock.sh tests/mount/lifecycle.sh \
+	tests/mount/cli.sh
 dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
 EXTRA_DIST += tests/mount/lib-mount.sh tests/mount/fault-proxy.pl
 TESTS += $(FORKFS_MOUNT_TESTS)

@@ -14,6 +14,7 @@
  * (allow_other, max_read, ...) go to fuse_session_new() untouched.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ struct options {
 	char *vmm;
 	char *mode;
 	char *branch_mode;
+	char *copy_rate;
 	char *seccomp;
 };
 
@@ -45,6 +47,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("vmm=%s", vmm),
 	OPT("mode=%s", mode),
 	OPT("branch_mode=%s", branch_mode),
+	OPT("copy_rate=%s", copy_rate),
 	OPT("seccomp=%s", seccomp),
 	FUSE_OPT_END,
 };
@@ -60,6 +63,8 @@ static void usage(const char *prog)
 	       "                           from PATH, else " BINDIR "/forkfs-minivm)\n"
 	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
 	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
+	       "    -o copy_rate=MIB       cap a live branch's background copy at MIB MiB/s\n"
+	       "                           (default 0: no cap; guest writes are never held)\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
 	       "                           a call outside it kills forkfs), log or off\n\n",
 	       prog);
@@ -125,6 +130,11 @@ static int parse_options(struct forkfs *fs, struct options *o, enum forkfs_secco
 		if (*end || !*o->branch_mode || m > 0666 || !(m & 0400))
 			return log_error_errno(EINVAL, "-o branch_mode= takes an octal mode within 0666 that includes 0400");
 		fs->branch_mode = (mode_t)m;
+	}
+	if (o->copy_rate) {
+		if (parse_u64(o->copy_rate, &m) < 0 || m > (UINT64_MAX >> 20))
+			return log_error_errno(EINVAL, "-o copy_rate= takes a number of MiB/s");
+		fs->copy_rate = m << 20;
 	}
 	r = forkfs_seccomp_from_string(o->seccomp ? o->seccomp : "kill");
 	if (r < 0)
@@ -272,6 +282,9 @@ int main(int argc, char *argv[])
 		goto out_loop;
 	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, fs.store,
 		 fs.vmm_path, fs.run_dir);
+	if (fs.copy_rate)
+		log_info("live branches copy in the background at %" PRIu64 " MiB/s at most",
+			 fs.copy_rate >> 20);
 	if (forkfs_run(&fs) == 0)
 		ret = 0;
 out_loop:

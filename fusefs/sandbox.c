@@ -261,6 +261,8 @@ static void configure_run(uv_work_t *w)
 	r = vmm_new(j->api_socket, j->pid, j->memfd, j->sb->run_dir, &j->vmm);
 	if (r < 0)
 		snprintf(j->err, sizeof(j->err), "vmm_new: %s", strerror(-r));
+	else
+		vmm_set_copy_rate(j->vmm, j->sb->fs->copy_rate);
 out:
 	fc_client_free(c);
 	j->r = r;
@@ -512,13 +514,54 @@ static int cmd_pause(struct sandbox *sb, fuse_req_t req, size_t size, bool pause
 
 /* ---- stop ---- */
 
+struct detach_job {
+	uv_work_t work;
+	struct sandbox *sb;
+	struct vmm *vmm;
+	void (*done)(struct sandbox *, void *);
+	void *userdata;
+};
+
+/* Off the loop: letting go of the WP uffd joins the engine's fault thread and
+ * unmaps guest memory. Once it returns, the VM can be branched again. */
+static void detach_run(uv_work_t *w)
+{
+	struct detach_job *j = w->data;
+
+	vmm_detach(j->vmm);
+	j->vmm = vmm_unref(j->vmm);
+}
+
+static void detach_done(uv_work_t *w, int status)
+{
+	struct detach_job *j = w->data;
+	struct sandbox *sb = j->sb;
+	struct forkfs *fs = sb->fs;
+
+	sb_log(sb, "detached; the VM keeps running");
+	if (j->done)
+		j->done(sb, j->userdata);
+	sandbox_unref(sb);
+	free(j);
+	forkfs_job_end(fs);
+}
+
 int sandbox_stop(struct sandbox *sb, void (*done)(struct sandbox *, void *), void *userdata)
 {
 	if (sb->attached && sb->vmm) {
 		/* Let go of the WP uffd too: branches keep the vmm alive, and its
-		 * registration would keep the VM from being branched again. */
-		vmm_detach(sb->vmm);
-		sb->vmm = vmm_unref(sb->vmm);
+		 * registration would keep the VM from being branched again. The
+		 * sandbox is stopped at once; done runs once the uffd is let go
+		 * (or, while a copy runs, handed to the copy to let go at its end). */
+		struct detach_job *j = calloc(1, sizeof(*j));
+
+		if (!j)
+			return -ENOMEM;
+		j->work.data = j;
+		j->sb = sandbox_ref(sb);
+		j->vmm = TAKE_PTR(sb->vmm);
+		j->done = done;
+		j->userdata = userdata;
 		sb->attached = false;
 		sb->state = SB_STOPPED;
 		if (sb->run_dir) {
@@ -526,9 +569,11 @@ int sandbox_stop(struct sandbox *sb, void (*done)(struct sandbox *, void *), voi
 			free(sb->run_dir);
 			sb->run_dir = NULL;
 		}
-		sb_log(sb, "detached; the VM keeps running");
-		if (done)
-			done(sb, userdata);
+		forkfs_job_begin(sb->fs);
+		if (uv_queue_work(&sb->fs->loop, &j->work, detach_run, detach_done) < 0) {
+			detach_run(&j->work);	/* not reached in practice */
+			detach_done(&j->work, 0);
+		}
 		return 0;
 	}
 	if (!vmm_proc_alive(sb->proc))

@@ -102,6 +102,7 @@ struct engine {
 	bool prepared;			/* protected by lock */
 	bool prearm;			/* protected by lock: pre-arm in engine_prepare() */
 	bool prearmed;			/* protected by lock: WP is on, faults only recorded */
+	_Atomic uint64_t rate;		/* bulk copy cap in bytes/s, 0 = none */
 	_Atomic uint64_t *rearm;	/* pages released while prearmed: re-armed by arm */
 	int dest_fd;			/* protected by lock; stable while a user is in */
 	pthread_t bulk_thread;		/* protected by lock */
@@ -515,9 +516,34 @@ static void session_finish(struct engine *e, int r)
 		cb(userdata, r);
 }
 
+/* The rate cap (engine_set_rate): wait until the bulk copy's walked bytes are
+ * due, or the session is cancelled or fails. Faults and demands never wait. */
+static void bulk_throttle(struct engine *e, uint64_t start_usec, uint64_t walked)
+{
+	uint64_t rate = atomic_load(&e->rate), due, now;
+	struct timespec ts;
+
+	if (!rate)
+		return;
+	due = start_usec + (uint64_t)((double)walked * USEC_PER_SEC / (double)rate);
+	pthread_mutex_lock(&e->lock);
+	while ((now = now_usec()) < due && !session_ended(e)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)((due - now) / USEC_PER_SEC);
+		ts.tv_nsec += (long)((due - now) % USEC_PER_SEC) * 1000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
 static int bulk_copy(struct engine *e, void *buf)
 {
 	uint64_t chunk = CHUNK_MIN, last_faults = atomic_load(&e->fault_count);
+	uint64_t start = now_usec(), walked = 0;
 
 	for (size_t i = 0; i < e->n_regions; i++) {
 		uint64_t off = e->regions[i].offset, end = off + e->regions[i].size;
@@ -533,6 +559,8 @@ static int bulk_copy(struct engine *e, void *buf)
 				/* Our view only: keeps forkfs's RSS flat, the memfd keeps the pages. */
 				madvise((void *)(e->map + off), len, MADV_DONTNEED);
 			off += len;
+			walked += len;
+			bulk_throttle(e, start, walked);
 			faults = atomic_load(&e->fault_count);
 			chunk = faults != last_faults ? CHUNK_MIN : MIN(chunk * 2, CHUNK_MAX);
 			last_faults = faults;
@@ -625,6 +653,11 @@ static void drop_prearm(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 	if (was)
 		unprotect_all(e);
+}
+
+void engine_set_rate(struct engine *e, uint64_t bytes_per_sec)
+{
+	atomic_store(&e->rate, bytes_per_sec);
 }
 
 void engine_set_prearm(struct engine *e, bool on)
@@ -970,6 +1003,7 @@ static int map_source(struct engine *e)
 int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
 	       struct engine **ret)
 {
+	pthread_condattr_t cattr;
 	struct engine *e;
 	uint64_t total = 0;
 	int r;
@@ -985,7 +1019,10 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	src->fd = -1;
 	e->wake_fd = e->dest_fd = -1;
 	pthread_mutex_init(&e->lock, NULL);
-	pthread_cond_init(&e->cond, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->cond, &cattr);
+	pthread_condattr_destroy(&cattr);
 	atomic_store(&e->state, ENGINE_IDLE);
 
 	if (n == 0 || n > UFFD_MAX_REGIONS) {

@@ -100,3 +100,9 @@ const char *engine_state_to_string(enum engine_state s);
  * engine_arm() only re-protects the pages written since, so the pause does not
  * grow with guest memory. Off: engine_arm() protects every region. */
 void engine_set_prearm(struct engine *e, bool on);
+
+/* Cap the background (bulk) copy at bytes_per_sec (0: no cap, the default),
+ * so that a large image does not take the store's whole bandwidth. Pages the
+ * guest writes and ranges readers demand are still copied at once. Takes
+ * effect from the next chunk, also during a copy. */
+void engine_set_rate(struct engine *e, uint64_t bytes_per_sec);

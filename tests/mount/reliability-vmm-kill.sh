@@ -24,7 +24,7 @@ kill_during_copy() {
 }
 
 # ---- memfd memory: the branch completes ----
-mount_forkfs
+mount_forkfs copy_rate=64
 check "boot m1 (256 MiB, 2 vCPUs)" start_sandbox m1 "$(boot_config 256 2)"
 sleep 0.5	# let the guest stamp pages on both vCPUs
 pid=$(vmm_pid m1)
@@ -48,7 +48,7 @@ check "no VMM left running" [ -z "$(live_vmm_pids)" ]
 printf '#!/bin/sh\nexec "%s" --anon "$@"\n' "$MINIVM" >"$TMPD/anon-vmm"
 chmod +x "$TMPD/anon-vmm"
 MOUNT_VMM=$TMPD/anon-vmm
-mount_forkfs
+mount_forkfs copy_rate=64
 check "boot a1 with --anon memory (128 MiB, 2 vCPUs)" start_sandbox a1 "$(boot_config 128 2)"
 pid=$(vmm_pid a1)
 check "a1's VMM really uses anonymous memory" \

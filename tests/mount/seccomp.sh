@@ -27,10 +27,16 @@ all_threads() {
 	[ "$n" -ge "$3" ]
 }
 
-# The spawner: the child of forkfs named forkfs-spawner.
+# The spawner: the child of forkfs named forkfs-spawner. (Not awk over
+# /proc/*/stat: mawk gives up on the first process that ends meanwhile.)
 spawner_pid() {
-	awk -v pp="$FORKFS_PID" '$2 == "(forkfs-spawner)" && $4 == pp { split(FILENAME, a, "/"); print a[3] }' \
-		/proc/[0-9]*/stat 2>/dev/null
+	local f l
+	for f in /proc/[0-9]*/stat; do
+		l=$(cat "$f" 2>/dev/null) || continue
+		case "$l" in
+		*" (forkfs-spawner) "?" $FORKFS_PID "*) f=${f#/proc/}; echo "${f%/stat}" ;;
+		esac
+	done
 }
 
 # A VMM that writes down its own seccomp state as the spawner started it,

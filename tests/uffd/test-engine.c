@@ -54,14 +54,15 @@ static void on_done(void *userdata, int result)
 	pthread_mutex_unlock(&d->m);
 }
 
-/* Until readers have copied a page first (demand), or timeout_ms. */
-static bool wait_demanded(struct engine *e, unsigned timeout_ms)
+/* Until the guest's writes (demanded: readers) have copied a page first, or
+ * timeout_ms. */
+static bool wait_copied_first(struct engine *e, bool demanded, unsigned timeout_ms)
 {
 	struct engine_progress p;
 
 	for (unsigned ms = 0; ms < timeout_ms; ms++) {
 		engine_get_progress(e, &p);
-		if (p.pages_demanded > 0)
+		if ((demanded ? p.pages_demanded : p.pages_faulted) > 0)
 			return true;
 		usleep(1000);
 	}
@@ -94,6 +95,7 @@ struct scenario {
 	bool cancel;
 	bool full_store;
 	bool no_prearm;		/* engine_arm() protects everything inside the pause */
+	uint64_t rate_mib;	/* engine_set_rate(), MiB/s */
 };
 
 struct reader {
@@ -153,6 +155,7 @@ static void run(const struct scenario *sc)
 	struct guest g;
 	const char *why = "";
 	uint8_t *shadow = NULL;
+	uint64_t t_start, t_cancel = 0, t_done;
 	long wp, bad;
 	int dest = -1, r;
 
@@ -206,8 +209,9 @@ static void run(const struct scenario *sc)
 	/* Let faults, then demands, run while ARMED, before the bulk copy
 	 * starts. Writes come first, with no reader yet: every page is still
 	 * protected, so they must fault (readers could otherwise copy a small
-	 * guest's every page before any write reaches it). */
-	TAP_CHECK(guest_wait_writes(&g, 5000, 5000));
+	 * guest's every page before any write reaches it, and writes left to
+	 * run long do the same to the readers). */
+	TAP_CHECK(wait_copied_first(e, false, 5000));
 	for (unsigned i = 0; i < sc->readers; i++) {
 		readers[i] = (struct reader){ .e = e, .fd = dest, .shadow = shadow,
 					      .total = g.total, .stop = &readers_stop,
@@ -215,15 +219,35 @@ static void run(const struct scenario *sc)
 		pthread_create(&readers[i].t, NULL, reader_main, &readers[i]);
 	}
 	if (sc->readers)
-		TAP_CHECK(wait_demanded(e, 5000));
+		TAP_CHECK(wait_copied_first(e, true, 5000));
+	engine_set_rate(e, sc->rate_mib << 20);
+	t_start = now_usec();
 	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	if (sc->cancel && sc->rate_mib) {
+		/* Cancel reaches a bulk copy waiting for its next chunk's turn. */
+		usleep(200000);
+		t_cancel = now_usec();
+	}
 	if (sc->cancel) {
 		engine_get_progress(e, &pr);
 		TAP_CHECK(engine_cancel(e) == 0);
-		tap_ok(pr.bytes_copied < pr.bytes_total, "%s: cancelled mid-copy (%" PRIu64 "/%"
+		/* Throttled, the guest's faults may well have copied it all. */
+		tap_ok(sc->rate_mib || pr.bytes_copied < pr.bytes_total, "%s: cancelled mid-copy (%" PRIu64 "/%"
 		       PRIu64 " bytes)", sc->name, pr.bytes_copied, pr.bytes_total);
 	}
 	tap_ok(wait_done(&done, 60), "%s: done callback ran", sc->name);
+	t_done = now_usec();
+	if (sc->rate_mib && sc->cancel) {
+		tap_ok(t_done - t_cancel < USEC_PER_SEC, "%s: a throttled copy ends %" PRIu64
+		       " ms after cancel", sc->name, (t_done - t_cancel) / 1000);
+	} else if (sc->rate_mib) {
+		/* The bulk walk alone takes total/rate, less its last chunk. */
+		uint64_t floor_us = (g.total - (4 << 20)) * USEC_PER_SEC / (sc->rate_mib << 20);
+
+		tap_ok(t_done - t_start >= floor_us, "%s: capped at %" PRIu64 " MiB/s: %" PRIu64
+		       " MiB took %" PRIu64 " ms (at least %" PRIu64 ")", sc->name, sc->rate_mib,
+		       g.total >> 20, (t_done - t_start) / 1000, floor_us / 1000);
+	}
 	atomic_store(&readers_stop, true);
 	for (unsigned i = 0; i < sc->readers; i++)
 		pthread_join(readers[i].t, NULL);
@@ -526,6 +550,9 @@ int main(void)
 		{ "anon-readers", .anon = true, .n_regions = 1, .size = 64 * MiB, .readers = 2 },
 		{ "memfd-cancel", .n_regions = 1, .size = 256 * MiB, .cancel = true },
 		{ "anon-cancel", .anon = true, .n_regions = 1, .size = 256 * MiB, .cancel = true },
+		{ "memfd-rate", .n_regions = 1, .size = 32 * MiB, .rate_mib = 32 },
+		{ "anon-rate-cancel", .anon = true, .n_regions = 1, .size = 64 * MiB,
+		  .rate_mib = 16, .cancel = true },
 		{ "memfd-broken-order", .n_regions = 1, .size = 64 * MiB, .broken_order = true },
 		{ "anon-broken-order", .anon = true, .n_regions = 1, .size = 64 * MiB,
 		  .broken_order = true },

@@ -1,0 +1,38 @@
+#!/bin/sh
+# The command line: --help and the man page list the same -o options, --version,
+# and every bad option value is refused with a clear message before anything
+# is mounted; a good copy_rate mounts.
+. "$top_srcdir/tests/mount/lib-mount.sh"
+
+MAN=$top_srcdir/man/forkfs.8
+help_opts=$("$FORKFS" --help 2>&1 | sed -n 's/^ *-o \([a-z_]*\)=.*/\1/p' | sort -u | tr '\n' ' ')
+man_opts=$(sed -n 's/^\.It Fl o Cm \([a-z_]*\)= .*/\1/p' "$MAN" | sort -u | tr '\n' ' ')
+diag "--help: $help_opts"
+diag "forkfs.8: $man_opts"
+check "--help exits 0 and shows the usage" sh -c "'$FORKFS' --help | grep -q '^usage: .*MOUNTPOINT'"
+check "--help lists forkfs's -o options" [ -n "$help_opts" ]
+check "forkfs.8 documents exactly the options --help lists" [ "$help_opts" = "$man_opts" ]
+check "--version prints forkfs's version" sh -c "'$FORKFS' --version 2>&1 | grep -q '^forkfs [0-9]'"
+check "no mount point: a usage error" expect_fail "no mount point" "$FORKFS" -o "store=$STORE"
+
+# bad OPTION MESSAGE: refused, with the message, and nothing mounted.
+bad() {
+	expect_fail "$2" "$FORKFS" -f -o "store=$STORE,vmm=$MINIVM,$1" "$MNT" && ! is_mounted
+}
+check "-o mode=fast is refused" bad mode=fast "mode= takes auto, live or full"
+check "-o branch_mode=0200 (no owner read) is refused" bad branch_mode=0200 "branch_mode= takes"
+check "-o branch_mode=9 (not octal) is refused" bad branch_mode=9 "branch_mode= takes"
+check "-o branch_mode=04755 (beyond 0666) is refused" bad branch_mode=04755 "branch_mode= takes"
+check "-o copy_rate=fast is refused" bad copy_rate=fast "copy_rate= takes"
+check "-o copy_rate=-1 is refused" bad copy_rate=-1 "copy_rate= takes"
+check "-o seccomp=maybe is refused" bad seccomp=maybe "seccomp= takes"
+check "a store inside the mount point is refused" \
+	expect_fail "store" "$FORKFS" -f -o "store=$MNT/store,vmm=$MINIVM" "$MNT"
+
+mount_forkfs copy_rate=256,branch_mode=0440
+check "copy_rate=256,branch_mode=0440 mounts" is_mounted
+check "forkfs says the copy rate is capped" grep -q "at 256 MiB/s at most" "$FLOG"
+check "unmount exits 0" unmount_forkfs
+
+[ "$_tap_failed" -eq 0 ] || dump_logs
+done_testing
