@@ -49,6 +49,7 @@ struct node {
 	bool linked;		/* still reachable in the tree */
 	struct sandbox *sb;	/* owning sandbox (a reference), NULL for the root */
 	struct sbranch *br;	/* owning branch entry (a reference) or NULL */
+	struct node *next, **pprev;	/* fs->nodes: every node but the root */
 };
 
 enum sb_state { SB_CREATED, SB_RUNNING, SB_PAUSED, SB_STOPPED, SB_FAILED, _SB_STATE_MAX };
@@ -123,6 +124,7 @@ struct forkfs {
 	gid_t gid;
 
 	struct node root;
+	struct node *nodes;	/* every other node, for node_forget_all() */
 	struct sandbox *sandboxes;
 	unsigned next_seq;
 	uint64_t next_generation;
@@ -137,6 +139,8 @@ struct node *node_from_ino(struct forkfs *fs, fuse_ino_t ino);
 fuse_ino_t node_ino(struct forkfs *fs, struct node *n);
 void node_unlink(struct node *n);
 void node_forget(struct forkfs *fs, struct node *n, uint64_t nlookup);
+/* The mount is gone and its lookups with it: free the nodes only they kept. */
+void node_forget_all(struct forkfs *fs);
 const char *node_type_name(enum node_type t);
 
 /* tree.c */

@@ -15,7 +15,8 @@
  *     name maps to the same inode for the object's whole life.
  *   - A node lives while it is linked in the tree (the owner's reference) or
  *     the kernel still holds lookups on it (nlookup > 0). rmdir unlinks it;
- *     forget drops nlookup; whichever comes last frees it.
+ *     forget drops nlookup; whichever comes last frees it. At exit the
+ *     lookups end with the mount (node_forget_all).
  *   - Because a freed node's address may be reused for a new node, each node
  *     gets a fresh generation number from a counter that only grows, so the
  *     (ino, generation) pair of a removed object is never seen again.
@@ -54,6 +55,11 @@ struct node *node_new(struct forkfs *fs, enum node_type type, struct sandbox *sb
 	n->linked = true;
 	n->sb = sb ? sandbox_ref(sb) : NULL;
 	n->br = br ? sbranch_ref(br) : NULL;
+	n->next = fs->nodes;
+	if (n->next)
+		n->next->pprev = &n->next;
+	n->pprev = &fs->nodes;
+	fs->nodes = n;
 	return n;
 }
 
@@ -73,6 +79,9 @@ fuse_ino_t node_ino(struct forkfs *fs, struct node *n)
 
 static void node_free(struct node *n)
 {
+	*n->pprev = n->next;
+	if (n->next)
+		n->next->pprev = n->pprev;
 	/* Drop the owner references last: they may free the sandbox or entry. */
 	sbranch_unref(n->br);
 	sandbox_unref(n->sb);
@@ -96,4 +105,18 @@ void node_forget(struct forkfs *fs, struct node *n, uint64_t nlookup)
 	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 	if (n->nlookup == 0 && !n->linked)
 		node_free(n);
+}
+
+void node_forget_all(struct forkfs *fs)
+{
+	struct node *n;
+
+	/* From the head each time: freeing one may free its owner, and so
+	 * other nodes. */
+	do {
+		for (n = fs->nodes; n && n->linked; n = n->next)
+			;
+		if (n)
+			node_free(n);
+	} while (n);
 }

@@ -331,6 +331,8 @@ int main(int argc, char **argv)
 		die("fsync");
 	close(out_fd);
 	close(api_fd);
+	free(buf);
+	free(copied);
 	printf("pause_us=%" PRIu64 " faulted=%" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 "\n",
 	       pause_us, faulted, pages, total);
 	return 0;
