@@ -1,6 +1,9 @@
 #!/bin/sh
 # Attach mode: forkfs drives a minivm started outside it (booted with curl),
-# branches it, and "stop" detaches, leaving the VM running.
+# branches it, and "stop" detaches, leaving the VM running. Detaching lets go
+# of the write-protect uffd: right after "stop" returns, or, when a copy is
+# still running, by the time it says ready, the VM can be attached and
+# branched again (UFFDIO_REGISTER fails with EBUSY while the old uffd lives).
 . "$top_srcdir/tests/mount/lib-mount.sh"
 require_prog curl
 
@@ -16,7 +19,8 @@ api -X PUT http://localhost/boot-source -d "{\"kernel_image_path\":\"$GUEST_IMG\
 	bail "cannot boot the external minivm"
 vm_state() { api http://localhost/ | sed -n 's/.*"state":"\([A-Za-z ]*\)".*/\1/p'; }
 
-mount_forkfs
+# Capped copies (4 s for 128 MiB) are still running at "stop".
+mount_forkfs copy_rate=32
 A=$MNT/a1
 check "mkdir + attach config" bash -c "mkdir '$A' && echo '{\"attach\":{\"api_socket\":\"$SOCK\"}}' > '$A/config.json'"
 check "start attaches" bash -c "echo start > '$A/ctl'"
@@ -34,6 +38,19 @@ check "log says detached" grep -q "detached; the VM keeps running" "$A/log"
 check "the external VMM still runs" kill -0 "$EXT"
 check "its API still answers Running" [ "$(vm_state)" = Running ]
 check "start again attaches again" bash -c "echo start > '$A/ctl'"
+check "branch b2 right after the re-attach" mkdir "$A/branches/b2"
+check "b2 becomes ready" wait_for 30 is_ready a1 b2
+
+check "mkdir branches/b3" mkdir "$A/branches/b3"
+check "stop while b3 is copying" bash -c "[ \"\$(head -n1 '$A/branches/b3/status')\" = copying ] &&
+	echo stop > '$A/ctl'"
+check "b3 still completes" wait_for 30 is_ready a1 b3
+check "start again once b3 is ready" bash -c "echo start > '$A/ctl'"
+check "branch b4 at once" mkdir "$A/branches/b4"
+check "b4 becomes ready" wait_for 30 is_ready a1 b4
+check "restore r3 from b3, copied while detached" start_sandbox r3 '{"restore":{"branch":"a1/b3"}}'
+check "r3's guest verifies its memory" wait_for 30 has_verified r3 1
+check "no verify failure" bash -c "! grep -q 'verify FAIL' '$MNT/r3/log'"
 check "unmount exits 0" unmount_forkfs
 check "unmount left the attached VM running" [ "$(vm_state)" = Running ]
 [ "$_tap_failed" -eq 0 ] || dump_logs
