@@ -35,6 +35,7 @@
 #define LINE_MAX_BYTES 1024
 #define UNMOUNT_WAIT_MS 10000
 #define STATUS_WAIT_MS 1000	/* pidfd said "exited"; the spawner's wait status is due */
+#define DRAIN_MS 1000		/* after the exit, for the pipes' EOF (see finish()) */
 
 struct linebuf {
 	char buf[LINE_MAX_BYTES];
@@ -44,7 +45,8 @@ struct linebuf {
 struct vmm_proc {
 	uv_poll_t pidfd_poll;	/* readable once the process has exited */
 	uv_pipe_t out, err;
-	uv_timer_t timer;	/* SIGKILL after a stop timeout; then the wait for the status */
+	uv_timer_t timer;	/* SIGKILL after a stop timeout; the wait for the status;
+				 * then the wait for the pipes' EOF */
 	struct linebuf out_lb, err_lb;
 	struct sandbox *sb;	/* a reference, dropped when the handles are closed */
 	struct vmm_proc *next;	/* in the list of processes awaiting their exit notice */
@@ -155,7 +157,22 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			lb->len = 0;
 		}
 		close_handle((uv_handle_t *)s);
+		if (p->exited && uv_is_closing((uv_handle_t *)&p->out) &&
+		    uv_is_closing((uv_handle_t *)&p->err))
+			close_handle((uv_handle_t *)&p->timer);
 	}
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+	struct vmm_proc *p = t->data;
+
+	if (!uv_is_closing((uv_handle_t *)&p->out) || !uv_is_closing((uv_handle_t *)&p->err))
+		sb_log(p->sb, "VMM pid %d has exited but its output is still held open (by a process"
+		       " it started?): no longer reading it", (int)p->pid);
+	close_handle((uv_handle_t *)&p->out);
+	close_handle((uv_handle_t *)&p->err);
+	close_handle((uv_handle_t *)&p->timer);
 }
 
 /* The process is gone and its wait status is known (or will never be): tell
@@ -187,9 +204,14 @@ static void finish(struct vmm_proc *p)
 		sb_log(sb, "VMM pid %d exited with status %d%s", (int)p->pid,
 		       WEXITSTATUS(p->wstatus), p->stop_requested ? " (stop)" : "");
 	}
-	/* The pipes stay open until EOF so that the VMM's last words reach the log. */
+	/* The pipes stay open until EOF so that the VMM's last words reach the
+	 * log, but not for ever: a process the VMM started (a wrapper script's
+	 * child) may hold them, and forkfs would never finish its unmount. */
 	close_handle((uv_handle_t *)&p->pidfd_poll);
-	close_handle((uv_handle_t *)&p->timer);
+	if (uv_is_closing((uv_handle_t *)&p->out) && uv_is_closing((uv_handle_t *)&p->err))
+		close_handle((uv_handle_t *)&p->timer);
+	else
+		uv_timer_start(&p->timer, on_drain_timer, DRAIN_MS, 0);
 
 	if (sb->proc == p) {
 		void (*done)(struct sandbox *, void *) = sb->stop_done;

@@ -60,5 +60,27 @@ t0=$(date +%s)
 check "unmount exits 0" unmount_forkfs
 check "... promptly" [ $(( $(date +%s) - t0 )) -le 10 ]
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
+
+# ---- a VMM whose output outlives it ----
+# A wrapper's background child inherits the VMM's stdout and stderr; after the
+# VMM exits forkfs stops waiting for their EOF, and unmount still finishes.
+cat >"$TMPD/vmm-wrap" <<EOF
+#!/bin/sh
+sleep 120 &
+echo \$! >"$TMPD/held.pid"
+exec "$MINIVM" "\$@"
+EOF
+chmod +x "$TMPD/vmm-wrap"
+on_exit 'kill -9 $(cat "$TMPD/held.pid")'
+MOUNT_VMM=$TMPD/vmm-wrap
+mount_forkfs
+check "boot w1 through the wrapper" start_sandbox w1 "$(boot_config 64 1)"
+check "its child holds the output pipes" kill -0 "$(cat "$TMPD/held.pid")"
+check "stop w1" bash -c "echo stop > '$MNT/w1/ctl'"
+check "w1 is stopped" [ "$(cat "$MNT/w1/state")" = stopped ]
+check "the log says the output is still held" log_has w1 "output is still held open"
+t0=$(date +%s)
+check "unmount exits 0 although the pipes are still open" unmount_forkfs
+check "... promptly" [ $(( $(date +%s) - t0 )) -le 10 ]
 [ "$_tap_failed" -eq 0 ] || dump_logs
 done_testing
