@@ -43,12 +43,13 @@ is_mounted() { grep -q " $MNT fuse" /proc/self/mounts; }
 MOUNT_VMM=$MINIVM
 # It returns once forkfs says "mounted on": set up, seccomp filter included.
 mounted_lines() { grep -c "^forkfs: mounted on " "$FLOG" 2>/dev/null; }
+mounted_more_than() { [ "$(mounted_lines)" -gt "$1" ]; }
 mount_forkfs() {
 	local extra=${1:+,$1} n
 	n=$(mounted_lines)
 	"$FORKFS" -f -o "store=$STORE,vmm=$MOUNT_VMM$extra" "$MNT" >>"$FLOG" 2>&1 &
 	FORKFS_PID=$!
-	if ! wait_for 10 is_mounted || ! wait_for 10 [ "$(mounted_lines)" -gt "${n:-0}" ]; then
+	if ! wait_for 10 is_mounted || ! wait_for 10 mounted_more_than "${n:-0}"; then
 		cat "$FLOG" | sed 's/^/# /'
 		bail "forkfs did not mount"
 	fi
