@@ -46,6 +46,15 @@ void forkfs_job_end(struct forkfs *fs)
 		close_signals(fs);
 }
 
+void forkfs_queue_job(struct forkfs *fs, uv_work_t *w, uv_work_cb run, uv_after_work_cb done)
+{
+	forkfs_job_begin(fs);
+	if (uv_queue_work(&fs->loop, w, run, done) < 0) {
+		run(w);
+		done(w, UV_ECANCELED);
+	}
+}
+
 void forkfs_shutdown(struct forkfs *fs, const char *why)
 {
 	if (fs->shutting_down)

@@ -179,6 +179,9 @@ void vmm_proc_terminate(struct vmm_proc *p);
 /* daemon.c */
 void forkfs_job_begin(struct forkfs *fs);
 void forkfs_job_end(struct forkfs *fs);
+/* Run work on libuv's pool, counted as a job (done calls forkfs_job_end()).
+ * Should it not be queued (never in practice), it runs here and now. */
+void forkfs_queue_job(struct forkfs *fs, uv_work_t *w, uv_work_cb run, uv_after_work_cb done);
 void forkfs_shutdown(struct forkfs *fs, const char *why);
 int forkfs_run(struct forkfs *fs);
 

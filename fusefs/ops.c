@@ -682,11 +682,7 @@ static void read_memory(struct forkfs *fs, fuse_req_t req, struct sbranch *br, s
 	j->fs = fs;
 	j->size = size;
 	j->off = off;
-	forkfs_job_begin(fs);
-	if (uv_queue_work(&fs->loop, &j->work, read_run, read_done) < 0) {
-		j->r = -EIO;
-		read_done(&j->work, 0);
-	}
+	forkfs_queue_job(fs, &j->work, read_run, read_done);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

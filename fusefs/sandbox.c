@@ -504,11 +504,7 @@ static int cmd_pause(struct sandbox *sb, fuse_req_t req, size_t size, bool pause
 	j->size = size;
 	j->pause = pause;
 	sb->busy = pause ? "pause" : "resume";
-	forkfs_job_begin(sb->fs);
-	if (uv_queue_work(&sb->fs->loop, &j->work, pause_run, pause_done) < 0) {
-		j->r = -EIO;
-		pause_done(&j->work, 0);
-	}
+	forkfs_queue_job(sb->fs, &j->work, pause_run, pause_done);
 	return 0;
 }
 
@@ -569,11 +565,7 @@ int sandbox_stop(struct sandbox *sb, void (*done)(struct sandbox *, void *), voi
 			free(sb->run_dir);
 			sb->run_dir = NULL;
 		}
-		forkfs_job_begin(sb->fs);
-		if (uv_queue_work(&sb->fs->loop, &j->work, detach_run, detach_done) < 0) {
-			detach_run(&j->work);	/* not reached in practice */
-			detach_done(&j->work, 0);
-		}
+		forkfs_queue_job(sb->fs, &j->work, detach_run, detach_done);
 		return 0;
 	}
 	if (!vmm_proc_alive(sb->proc))

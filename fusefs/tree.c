@@ -736,12 +736,7 @@ int tree_mkdir_branch(struct sandbox *sb, fuse_req_t req, const char *tag)
 	br->next = sb->branches;	/* the list takes the creation reference */
 	sb->branches = br;
 	sb->busy = "branch";
-	forkfs_job_begin(fs);
-	r = uv_queue_work(&fs->loop, &j->work, take_run, take_done);
-	if (r < 0) {
-		take_done(&j->work, 0);	/* not reached in practice; keeps the books */
-		return 0;
-	}
+	forkfs_queue_job(fs, &j->work, take_run, take_done);
 	return 0;
 }
 
@@ -807,11 +802,7 @@ int tree_rmdir_branch(struct sandbox *sb, fuse_req_t req, const char *tag)
 	j->work.data = j;
 	j->br = sbranch_ref(br);
 	j->req = req;
-	forkfs_job_begin(fs);
-	if (uv_queue_work(&fs->loop, &j->work, drop_run, drop_done) < 0) {
-		j->r = -EIO;
-		drop_done(&j->work, 0);
-	}
+	forkfs_queue_job(fs, &j->work, drop_run, drop_done);
 	return 0;
 }
 
