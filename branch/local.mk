@@ -31,3 +31,19 @@ bench-mount: all
 	FORKFS=$(abs_top_builddir)/fusefs/forkfs \
 	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-mount.sh $(BENCH_MOUNT_MIB)
 .PHONY: bench-mount
+# QEMU's own live snapshot (background-snapshot) of a guest of the same sizes,
+# for SPEC §7's side by side: "make bench-qemu" (BENCH_QEMU_ARGS: [-n N] [-d DIR]
+# [MiB...]); says "skipped" without qemu-system-x86_64. The guest is a 32-bit
+# multiboot ELF (it enters long mode itself); nothing is linked into it, so no
+# 32-bit libraries (gcc-multilib) are needed.
+EXTRA_DIST += tests/bench/bench-qemu.sh tests/bench/qemu-guest.S tests/bench/qemu-guest.ld
+CLEANFILES += tests/bench/qemu-guest.elf
+tests/bench/qemu-guest.elf: tests/bench/qemu-guest.S tests/bench/qemu-guest.ld
+	@$(MKDIR_P) tests/bench
+	$(AM_V_CCLD)$(CC) -m32 -nostdlib -static -fno-pie -no-pie -Wl,--build-id=none \
+		-Wl,-z,noexecstack -Wl,-T,$(top_srcdir)/tests/bench/qemu-guest.ld -o $@ \
+		$(top_srcdir)/tests/bench/qemu-guest.S
+bench-qemu: tests/bench/qemu-guest.elf
+	GUEST=$(abs_top_builddir)/tests/bench/qemu-guest.elf \
+	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-qemu.sh $(BENCH_QEMU_ARGS)
+.PHONY: bench-qemu
