@@ -78,6 +78,7 @@ struct branch {
 	int mem_fd;		/* memory.bin in the store, O_RDWR */
 
 	pthread_mutex_t lock;
+	pthread_cond_t ended;		/* st.state left COPYING */
 	struct branch_status st;	/* protected by lock; live counters come from the engine */
 	uint64_t start_usec;
 
@@ -206,6 +207,7 @@ static struct branch *branch_alloc(const char *dir)
 	atomic_init(&b->refs, 1);
 	b->mem_fd = -1;
 	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->ended, NULL);
 	return b;
 }
 
@@ -223,6 +225,7 @@ struct branch *branch_unref(struct branch *b)
 	vmm_unref(b->vmm);
 	safe_close(b->mem_fd);
 	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->ended);
 	free(b->dir);
 	free(b);
 	return NULL;
@@ -549,6 +552,7 @@ static void branch_copy_done(void *userdata, int result)
 	engine_release(v, detached_engine);
 	pthread_mutex_lock(&b->lock);
 	b->st = st;
+	pthread_cond_broadcast(&b->ended);
 	pthread_mutex_unlock(&b->lock);
 	branch_notify(b);
 	/* The copy's hold on the VMM ends with it: a stopped VMM's memory,
@@ -565,12 +569,19 @@ int branch_cancel(struct branch *b)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
 	struct engine *e;
-	int r;
+	int r = 0;
 
-	if (!v || !(e = engine_enter(v, b)))
-		return 0;
-	r = engine_cancel(e);
-	engine_leave(v);
+	/* Only request it as a reader: the copy's end may wait for readers
+	 * (to free a detached VMM's engine), so waiting for it here would
+	 * deadlock. Then wait for the end, with nothing held. */
+	if (v && (e = engine_enter(v, b))) {
+		r = engine_cancel_request(e);
+		engine_leave(v);
+	}
+	pthread_mutex_lock(&b->lock);
+	while (b->st.state == BRANCH_COPYING && b->st.mode == BRANCH_LIVE && b->vmm)
+		pthread_cond_wait(&b->ended, &b->lock);
+	pthread_mutex_unlock(&b->lock);
 	return r;
 }
 
@@ -811,6 +822,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		pthread_mutex_unlock(&v->lock);
 		pthread_mutex_lock(&b->lock);
 		vmm_unref(TAKE_PTR(b->vmm));
+		pthread_cond_broadcast(&b->ended);	/* branch_cancel() waits while b->vmm is set */
 		pthread_mutex_unlock(&b->lock);
 		branch_unref(b);
 		engine_disarm(v->engine);

@@ -59,6 +59,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -655,6 +656,17 @@ static void drop_prearm(struct engine *e)
 		unprotect_all(e);
 }
 
+int engine_set_fault_rt(struct engine *e, bool on)
+{
+	struct sched_param sp = { .sched_priority = on ? 1 : 0 };
+	int r;
+
+	if (!e->fault_thread_started)
+		return -ESRCH;
+	r = pthread_setschedparam(e->fault_thread, on ? SCHED_FIFO : SCHED_OTHER, &sp);
+	return -r;
+}
+
 void engine_set_rate(struct engine *e, uint64_t bytes_per_sec)
 {
 	atomic_store(&e->rate, bytes_per_sec);
@@ -920,12 +932,14 @@ int engine_demand(struct engine *e, uint64_t off, uint64_t len)
 	return r;
 }
 
-int engine_cancel(struct engine *e)
+/* Returns with e->lock held when a copy runs (its cancel is requested). */
+static int cancel_request(struct engine *e, bool *copying)
 {
 	int s;
 
 	pthread_mutex_lock(&e->lock);
 	s = atomic_load(&e->state);
+	*copying = s == ENGINE_COPYING;
 	if (s == ENGINE_PREPARED) {
 		atomic_store(&e->state, ENGINE_IDLE);
 		e->prepared = false;
@@ -938,6 +952,26 @@ int engine_cancel(struct engine *e)
 	}
 	atomic_store(&e->cancel_req, true);
 	pthread_cond_broadcast(&e->cond);
+	return 0;
+}
+
+int engine_cancel_request(struct engine *e)
+{
+	bool copying;
+	int r = cancel_request(e, &copying);
+
+	if (copying)
+		pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+int engine_cancel(struct engine *e)
+{
+	bool copying;
+	int r = cancel_request(e, &copying);
+
+	if (!copying)
+		return r;
 	/* From done_cb (on the bulk thread) the session is already over. */
 	if (!pthread_equal(e->bulk_thread, pthread_self()))
 		while (atomic_load(&e->state) == ENGINE_COPYING)

@@ -92,6 +92,10 @@ int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata);
  * those pages first). Returns 0, or the session's error. */
 int engine_demand(struct engine *e, uint64_t off, uint64_t len);
 int engine_cancel(struct engine *e);
+/* engine_cancel() without the wait: the copy stops soon and done_cb reports
+ * -ECANCELED. For callers that must not wait for done_cb (it may wait for
+ * them). */
+int engine_cancel_request(struct engine *e);
 void engine_get_progress(struct engine *e, struct engine_progress *ret);
 
 const char *engine_state_to_string(enum engine_state s);
@@ -106,3 +110,10 @@ void engine_set_prearm(struct engine *e, bool on);
  * guest writes and ranges readers demand are still copied at once. Takes
  * effect from the next chunk, also during a copy. */
 void engine_set_rate(struct engine *e, uint64_t bytes_per_sec);
+
+/* Run the fault thread under SCHED_FIFO (priority 1), so that a vCPU waiting
+ * on a write-protect fault is served as soon as the thread wakes, ahead of
+ * every ordinary thread, the bulk copy and the guest's own vCPUs included.
+ * Its work per fault is bounded (copy one page, un-protect it). Needs
+ * CAP_SYS_NICE: returns 0 or -EPERM. */
+int engine_set_fault_rt(struct engine *e, bool on);

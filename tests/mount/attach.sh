@@ -48,6 +48,14 @@ check "b3 still completes" wait_for 30 is_ready a1 b3
 check "start again once b3 is ready" bash -c "echo start > '$A/ctl'"
 check "branch b4 at once" mkdir "$A/branches/b4"
 check "b4 becomes ready" wait_for 30 is_ready a1 b4
+check "mkdir branches/b5" mkdir "$A/branches/b5"
+check "stop while b5 is copying" bash -c "[ \"\$(head -n1 '$A/branches/b5/status')\" = copying ] &&
+	echo stop > '$A/ctl'"
+check "rmdir b5 during its detached copy returns" timeout 20 rmdir "$A/branches/b5"
+check "b5 is gone" [ ! -e "$A/branches/b5" ]
+check "start again after b5's cancel" bash -c "echo start > '$A/ctl'"
+check "branch b6 at once" mkdir "$A/branches/b6"
+check "b6 becomes ready" wait_for 30 is_ready a1 b6
 check "restore r3 from b3, copied while detached" start_sandbox r3 '{"restore":{"branch":"a1/b3"}}'
 check "r3's guest verifies its memory" wait_for 30 has_verified r3 1
 check "no verify failure" bash -c "! grep -q 'verify FAIL' '$MNT/r3/log'"
