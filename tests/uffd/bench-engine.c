@@ -6,7 +6,8 @@
  * the same DIR, with pre-arming on and off. Writers time each write that lands on a write-protected page
  * (pagemap bit 57 checked just before), which is the WP fault latency.
  *
- *   bench-engine [-d DIR] [-r ROUNDS] [-a] [SIZE_MIB...]   (-a: anonymous memory)
+ *   bench-engine [-d DIR] [-r ROUNDS] [-a] [-R] [SIZE_MIB...]
+ *   -a: anonymous memory; -R: also with a SCHED_FIFO fault thread, pre-armed
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +72,7 @@ static int plain_pwrite(const char *dir, struct guest *g, uint64_t *ret_us)
 	return r;
 }
 
-static int bench_size(const char *dir, bool anon, bool prearm, uint64_t size_mib,
+static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t size_mib,
 		      unsigned rounds)
 {
 	uint64_t arm_us[16], copy_us[16], pw_us[16], faulted = 0;
@@ -96,6 +97,10 @@ static int bench_size(const char *dir, bool anon, bool prearm, uint64_t size_mib
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);
+	if (rt && (r = engine_set_fault_rt(e, true)) < 0) {
+		fprintf(stderr, "SCHED_FIFO fault thread: %s\n", strerror(-r));
+		goto out;
+	}
 	/* Touch everything once, then start the writers. */
 	for (uint64_t o = 0; o < g.total; o += 4096)
 		*(volatile uint8_t *)(uintptr_t)(g.regions[0].base + o) = 1;
@@ -143,10 +148,10 @@ static int bench_size(const char *dir, bool anon, bool prearm, uint64_t size_mib
 		uint64_t arm50 = pct(arm_us, rounds, 50), arm_max = pct(arm_us, rounds, 100);
 		uint64_t c50 = pct(copy_us, rounds, 50), p50 = pct(pw_us, rounds, 50);
 
-		printf("%-5s %-9s %5" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
+		printf("%-5s %-9s %-4s %5" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
 		       " | copy %7.0f MB/s | pwrite %7.0f MB/s | ratio %.2f | faults %6zu p50 %5"
 		       PRIu64 " us p99 %6" PRIu64 " us | faulted pages/round %" PRIu64 "\n",
-		       anon ? "anon" : "memfd", prearm ? "prearm" : "no-prearm", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
+		       anon ? "anon" : "memfd", prearm ? "prearm" : "no-prearm", rt ? "fifo" : "", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
 		       mb / ((double)p50 / 1e6), (double)c50 / (double)p50, g.lat_n,
 		       pct(g.lat_ns, g.lat_n, 50) / 1000, pct(g.lat_ns, g.lat_n, 99) / 1000,
 		       faulted / rounds);
@@ -163,28 +168,35 @@ int main(int argc, char **argv)
 {
 	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
 	unsigned rounds = 3;
-	bool anon = false;
+	bool anon = false, rt = false;
 	int c, r = 0;
 
-	while ((c = getopt(argc, argv, "d:r:a")) != -1)
+	while ((c = getopt(argc, argv, "d:r:aR")) != -1)
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'r': rounds = (unsigned)MAX(1, MIN(16, atoi(optarg))); break;
 		case 'a': anon = true; break;
+		case 'R': rt = true; break;
 		default:
-			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [SIZE_MIB...]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [-R] [SIZE_MIB...]\n", argv[0]);
 			return 2;
 		}
 	log_set_max_level(LOG_LEVEL_WARN);
 	printf("# dir %s, %u rounds, 2 writer threads; copy and pwrite include fsync\n", dir,
 	       rounds);
-	for (int prearm = 1; prearm >= 0; prearm--) {
+	/* Rows: pre-armed, pre-armed with a SCHED_FIFO fault thread (-R), not. */
+	for (int row = 0; row < 3; row++) {
+		bool prearm = row < 2, fifo = row == 1;
+
+		if (fifo && !rt)
+			continue;
 		if (optind == argc) {
-			r |= bench_size(dir, anon, prearm, 256, rounds);
-			r |= bench_size(dir, anon, prearm, 1024, rounds);
+			r |= bench_size(dir, anon, prearm, fifo, 256, rounds);
+			r |= bench_size(dir, anon, prearm, fifo, 1024, rounds);
 		}
 		for (int i = optind; i < argc; i++)
-			r |= bench_size(dir, anon, prearm, strtoull(argv[i], NULL, 10), rounds);
+			r |= bench_size(dir, anon, prearm, fifo, strtoull(argv[i], NULL, 10),
+					rounds);
 	}
 	return r ? 1 : 0;
 }
