@@ -19,12 +19,15 @@
  *
  * Locking: vmm->lock protects vmm->engine, vmm->active, vmm->readers and
  * vmm->caps; branch->lock protects the branch's state and final figures.
- * Neither is held while taking the other. Readers of a copying branch (reads,
- * status, cancel) use its engine through engine_enter()/engine_leave(), which
- * count them in vmm->readers; the copy's end (branch_copy_done(), on an engine
- * thread after every page is copied) clears vmm->active so that no reader
- * enters any more, waits for those inside before it frees a detached VMM's
- * engine, and publishes the final state last.
+ * Neither is held while taking the other. Readers and cancellers of a copying
+ * branch use its engine through engine_enter()/engine_leave(), which count
+ * them in vmm->readers; status readers only load the engine's atomic counters
+ * through branch->engine, under branch->lock. The copy's end
+ * (branch_copy_done(), on an engine thread after every page is copied)
+ * persists the final state, clears branch->engine and vmm->active so that no
+ * one enters any more, waits for the readers inside before it frees a
+ * detached VMM's engine, publishes the final state, and last clears
+ * branch->copy_running, which branch_cancel() and late readers wait for.
  */
 #define LOG_PREFIX "branch: "
 #include <fcntl.h>
@@ -78,8 +81,11 @@ struct branch {
 	int mem_fd;		/* memory.bin in the store, O_RDWR */
 
 	pthread_mutex_t lock;
-	pthread_cond_t ended;		/* st.state left COPYING */
+	pthread_cond_t ended;		/* copy_running went false */
 	struct branch_status st;	/* protected by lock; live counters come from the engine */
+	struct engine *engine;		/* protected by lock: the running copy's, for status only */
+	bool copy_running;		/* protected by lock: from the copy's start to the end
+					 * of branch_copy_done() */
 	uint64_t start_usec;
 
 	void (*notify)(void *userdata);
@@ -426,25 +432,31 @@ static void engine_leave(struct vmm *v)
 
 void branch_get_status(struct branch *b, struct branch_status *ret)
 {
-	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
 	struct engine_progress p;
-	struct engine *e;
 
 	pthread_mutex_lock(&b->lock);
 	*ret = b->st;
-	pthread_mutex_unlock(&b->lock);
-	if (ret->state != BRANCH_COPYING)
-		return;
-	ret->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
-	/* Counted as a reader, the engine outlives this look (engine_enter). */
-	if (ret->mode == BRANCH_LIVE && v && (e = engine_enter(v, b))) {
-		engine_get_progress(e, &p);
-		engine_leave(v);
+	if (ret->state == BRANCH_COPYING)
+		ret->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
+	if (ret->state == BRANCH_COPYING && b->engine) {
+		/* Under b->lock: the copy's end clears b->engine under it before
+		 * it may free the engine. Only atomic loads. */
+		engine_get_progress(b->engine, &p);
 		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
 			ret->bytes_copied = p.bytes_copied;
 			ret->pages_faulted = p.pages_faulted;
 		}
 	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* Until the running copy (if any) has ended, branch_copy_done() included. */
+static void branch_wait_copy(struct branch *b)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->copy_running)
+		pthread_cond_wait(&b->ended, &b->lock);
+	pthread_mutex_unlock(&b->lock);
 }
 
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
@@ -544,6 +556,9 @@ static void branch_copy_done(void *userdata, int result)
 	 * a detached VMM's uffd, and only then publish: whoever sees "ready"
 	 * can branch again at once, through this forkfs or another. */
 	branch_conclude(b, result, why, &st);
+	pthread_mutex_lock(&b->lock);
+	b->engine = NULL;	/* status readers use b->st's counters from here */
+	pthread_mutex_unlock(&b->lock);
 	pthread_mutex_lock(&v->lock);
 	if (v->active == b)
 		v->active = NULL;
@@ -552,7 +567,6 @@ static void branch_copy_done(void *userdata, int result)
 	engine_release(v, detached_engine);
 	pthread_mutex_lock(&b->lock);
 	b->st = st;
-	pthread_cond_broadcast(&b->ended);
 	pthread_mutex_unlock(&b->lock);
 	branch_notify(b);
 	/* The copy's hold on the VMM ends with it: a stopped VMM's memory,
@@ -560,6 +574,8 @@ static void branch_copy_done(void *userdata, int result)
 	 * branches exist. This may free the engine from its own copy thread. */
 	pthread_mutex_lock(&b->lock);
 	v = TAKE_PTR(b->vmm);
+	b->copy_running = false;
+	pthread_cond_broadcast(&b->ended);
 	pthread_mutex_unlock(&b->lock);
 	vmm_unref(v);
 	branch_unref(b);	/* the reference the copy held */
@@ -578,10 +594,7 @@ int branch_cancel(struct branch *b)
 		r = engine_cancel_request(e);
 		engine_leave(v);
 	}
-	pthread_mutex_lock(&b->lock);
-	while (b->st.state == BRANCH_COPYING && b->st.mode == BRANCH_LIVE && b->vmm)
-		pthread_cond_wait(&b->ended, &b->lock);
-	pthread_mutex_unlock(&b->lock);
+	branch_wait_copy(b);
 	return r;
 }
 
@@ -730,6 +743,20 @@ static int enter_pause(struct pause_window *w, char *err, size_t errlen)
 	return 0;
 }
 
+/* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
+static int fsync_file(const char *dir, const char *name, char *err, size_t errlen)
+{
+	_cleanup_close_ int fd = -1;
+	char path[PATH_MAX];
+
+	if (path_in(path, sizeof(path), dir, name) < 0)
+		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return errf(err, errlen, -errno, "fsync of %s: %m", path);
+	return 0;
+}
+
 static int take_full(struct branch *b, struct pause_window *w, char *err, size_t errlen)
 {
 	char vmstate[PATH_MAX], mem[PATH_MAX];
@@ -802,6 +829,10 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		  " us, resume %" PRIu64 " us",
 		  b->dir, w->t_paused - w->t0, w->t_armed - w->t_paused, w->t_saved - w->t_armed,
 		  w->t0 + b->st.pause_us - w->t_saved);
+	/* Durable before the copy can persist "ready" (faults are served
+	 * meanwhile: the engine is armed). */
+	if (r == 0)
+		r = fsync_file(b->dir, "vmstate", err, errlen);
 	if (r < 0) {
 		engine_disarm(v->engine);
 		return r;
@@ -813,6 +844,8 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	pthread_mutex_unlock(&v->lock);
 	pthread_mutex_lock(&b->lock);
 	b->vmm = vmm_ref(v);
+	b->engine = v->engine;
+	b->copy_running = true;
 	pthread_mutex_unlock(&b->lock);
 	engine_set_rate(v->engine, atomic_load(&v->copy_rate));
 	r = engine_start_copy(v->engine, branch_copy_done, b);
@@ -822,7 +855,9 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		pthread_mutex_unlock(&v->lock);
 		pthread_mutex_lock(&b->lock);
 		vmm_unref(TAKE_PTR(b->vmm));
-		pthread_cond_broadcast(&b->ended);	/* branch_cancel() waits while b->vmm is set */
+		b->engine = NULL;
+		b->copy_running = false;
+		pthread_cond_broadcast(&b->ended);
 		pthread_mutex_unlock(&b->lock);
 		branch_unref(b);
 		engine_disarm(v->engine);
@@ -831,19 +866,6 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	return 0;
 }
 
-/* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
-static int fsync_file(const char *dir, const char *name, char *err, size_t errlen)
-{
-	_cleanup_close_ int fd = -1;
-	char path[PATH_MAX];
-
-	if (path_in(path, sizeof(path), dir, name) < 0)
-		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return errf(err, errlen, -errno, "fsync of %s: %m", path);
-	return 0;
-}
 
 static void remove_branch_files(const char *dir)
 {
@@ -942,14 +964,17 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 		r = errf(err, errlen, r, "writing %s/%s: %s", dir, STATE_FILE, strerror(-r));
 		goto out_unlock;
 	}
-	if (b->st.mode == BRANCH_LIVE)
+	/* A live branch is the copy's from its start (it persists the end);
+	 * a full one is ready here. */
+	if (b->st.mode == BRANCH_LIVE) {
 		r = take_live(b, &w, err, errlen);
-	else
+	} else {
 		r = take_full(b, &w, err, errlen);
-	if (r == 0)
-		r = fsync_file(dir, "vmstate", err, errlen);
-	if (r == 0 && b->st.state == BRANCH_READY)
-		r = branch_save_state(b, &b->st);
+		if (r == 0)
+			r = fsync_file(dir, "vmstate", err, errlen);
+		if (r == 0)
+			r = branch_save_state(b, &b->st);
+	}
 out_unlock:
 	pthread_mutex_lock(&v->lock);
 	v->taking = false;

@@ -319,6 +319,7 @@ out_args:
 	free(o.vmm);
 	free(o.mode);
 	free(o.branch_mode);
+	free(o.copy_rate);
 	free(o.seccomp);
 	return ret;
 }

@@ -550,14 +550,8 @@ int sandbox_stop(struct sandbox *sb, void (*done)(struct sandbox *, void *), voi
 		 * sandbox is stopped at once; done runs once the uffd is let go
 		 * (or, while a copy runs, handed to the copy to let go at its end). */
 		struct detach_job *j = calloc(1, sizeof(*j));
+		struct vmm *v = TAKE_PTR(sb->vmm);
 
-		if (!j)
-			return -ENOMEM;
-		j->work.data = j;
-		j->sb = sandbox_ref(sb);
-		j->vmm = TAKE_PTR(sb->vmm);
-		j->done = done;
-		j->userdata = userdata;
 		sb->attached = false;
 		sb->state = SB_STOPPED;
 		if (sb->run_dir) {
@@ -565,6 +559,20 @@ int sandbox_stop(struct sandbox *sb, void (*done)(struct sandbox *, void *), voi
 			free(sb->run_dir);
 			sb->run_dir = NULL;
 		}
+		if (!j) {
+			/* Out of memory: let go here, on the loop, rather than not at all. */
+			vmm_detach(v);
+			vmm_unref(v);
+			sb_log(sb, "detached; the VM keeps running");
+			if (done)
+				done(sb, userdata);
+			return 0;
+		}
+		j->work.data = j;
+		j->sb = sandbox_ref(sb);
+		j->vmm = v;
+		j->done = done;
+		j->userdata = userdata;
 		forkfs_queue_job(sb->fs, &j->work, detach_run, detach_done);
 		return 0;
 	}

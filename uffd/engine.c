@@ -517,16 +517,27 @@ static void session_finish(struct engine *e, int r)
 		cb(userdata, r);
 }
 
-/* The rate cap (engine_set_rate): wait until the bulk copy's walked bytes are
- * due, or the session is cancelled or fails. Faults and demands never wait. */
-static void bulk_throttle(struct engine *e, uint64_t start_usec, uint64_t walked)
+struct throttle {
+	uint64_t rate;		/* bytes/s the pace below was set for */
+	uint64_t start_usec;	/* when pacing at that rate began */
+	uint64_t walked;	/* bytes walked since */
+};
+
+/* The rate cap (engine_set_rate): after walking len more bytes, wait until
+ * they are due, or the session is cancelled or fails. A new rate starts a new
+ * pace. Faults and demands never wait. */
+static void bulk_throttle(struct engine *e, struct throttle *t, uint64_t len)
 {
 	uint64_t rate = atomic_load(&e->rate), due, now;
 	struct timespec ts;
 
+	if (rate != t->rate)
+		*t = (struct throttle){ .rate = rate, .start_usec = now_usec() };
+	else
+		t->walked += len;
 	if (!rate)
 		return;
-	due = start_usec + (uint64_t)((double)walked * USEC_PER_SEC / (double)rate);
+	due = t->start_usec + (uint64_t)((double)t->walked * USEC_PER_SEC / (double)rate);
 	pthread_mutex_lock(&e->lock);
 	while ((now = now_usec()) < due && !session_ended(e)) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -544,7 +555,7 @@ static void bulk_throttle(struct engine *e, uint64_t start_usec, uint64_t walked
 static int bulk_copy(struct engine *e, void *buf)
 {
 	uint64_t chunk = CHUNK_MIN, last_faults = atomic_load(&e->fault_count);
-	uint64_t start = now_usec(), walked = 0;
+	struct throttle t = { .rate = atomic_load(&e->rate), .start_usec = now_usec() };
 
 	for (size_t i = 0; i < e->n_regions; i++) {
 		uint64_t off = e->regions[i].offset, end = off + e->regions[i].size;
@@ -560,8 +571,8 @@ static int bulk_copy(struct engine *e, void *buf)
 				/* Our view only: keeps forkfs's RSS flat, the memfd keeps the pages. */
 				madvise((void *)(e->map + off), len, MADV_DONTNEED);
 			off += len;
-			walked += len;
-			bulk_throttle(e, start, walked);
+			if (off < end || i + 1 < e->n_regions)	/* not after the last chunk */
+				bulk_throttle(e, &t, len);
 			faults = atomic_load(&e->fault_count);
 			chunk = faults != last_faults ? CHUNK_MIN : MIN(chunk * 2, CHUNK_MAX);
 			last_faults = faults;

@@ -108,7 +108,7 @@ void engine_set_prearm(struct engine *e, bool on);
 /* Cap the background (bulk) copy at bytes_per_sec (0: no cap, the default),
  * so that a large image does not take the store's whole bandwidth. Pages the
  * guest writes and ranges readers demand are still copied at once. Takes
- * effect from the next chunk, also during a copy. */
+ * effect from the next chunk, also during a copy (pacing restarts then). */
 void engine_set_rate(struct engine *e, uint64_t bytes_per_sec);
 
 /* Run the fault thread under SCHED_FIFO (priority 1), so that a vCPU waiting
