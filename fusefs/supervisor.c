@@ -163,15 +163,38 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
+/* Read what is already in an open pipe (the loop may have been busy when the
+ * drain timer fired), then close it. */
+static void read_rest_and_close(struct vmm_proc *p, uv_pipe_t *pipe, struct linebuf *lb)
+{
+	char buf[4096];
+	uv_os_fd_t fd;
+	ssize_t n;
+
+	if (uv_is_closing((uv_handle_t *)pipe))
+		return;
+	/* Non-blocking (libuv's); at most 64 KiB, should a child keep writing. */
+	if (uv_fileno((uv_handle_t *)pipe, &fd) == 0)
+		for (int i = 0; i < 16 && (n = read(fd, buf, sizeof(buf))) > 0; i++)
+			linebuf_feed(p, lb, buf, (size_t)n);
+	if (lb->len) {
+		emit_line(p, lb->buf, lb->len);
+		lb->len = 0;
+	}
+	close_handle((uv_handle_t *)pipe);
+}
+
 static void on_drain_timer(uv_timer_t *t)
 {
 	struct vmm_proc *p = t->data;
+	bool held = !uv_is_closing((uv_handle_t *)&p->out) ||
+		    !uv_is_closing((uv_handle_t *)&p->err);
 
-	if (!uv_is_closing((uv_handle_t *)&p->out) || !uv_is_closing((uv_handle_t *)&p->err))
+	read_rest_and_close(p, &p->out, &p->out_lb);
+	read_rest_and_close(p, &p->err, &p->err_lb);
+	if (held)
 		sb_log(p->sb, "VMM pid %d has exited but its output is still held open (by a process"
 		       " it started?): no longer reading it", (int)p->pid);
-	close_handle((uv_handle_t *)&p->out);
-	close_handle((uv_handle_t *)&p->err);
 	close_handle((uv_handle_t *)&p->timer);
 }
 
