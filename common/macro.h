@@ -68,3 +68,14 @@ static inline void freep(void *p) { free(*(void **)p); }
 
 /* errno may be 0 after a failed call in rare libc paths; never return success. */
 static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }
+
+/* Built with AddressSanitizer (GCC defines the first, clang has the second).
+ * LeakSanitizer's check at exit ptraces every thread, which the seccomp
+ * allow-lists forbid: such builds log calls outside them instead of dying. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BUILT_WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUILT_WITH_ASAN 1
+#endif
+#endif

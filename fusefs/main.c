@@ -25,16 +25,15 @@
 
 #define LOG_PREFIX ""
 #include "common/log.h"
+#include "common/macro.h"
 #include "common/util.h"
 #include "fusefs/forkfs.h"
 #include "fusefs/seccomp.h"
 #include "fusefs/spawner.h"
 
 #define DEFAULT_STORE "/var/lib/forkfs"
-#ifdef __SANITIZE_ADDRESS__
-/* LeakSanitizer's check at exit ptraces every thread, which the allow-list
- * forbids: a sanitizer build logs calls outside it instead of dying. */
-#define DEFAULT_SECCOMP "log"
+#ifdef BUILT_WITH_ASAN
+#define DEFAULT_SECCOMP "log"	/* see common/macro.h */
 #else
 #define DEFAULT_SECCOMP "kill"
 #endif
@@ -231,8 +230,10 @@ int main(int argc, char *argv[])
 	setenv("UV_USE_IO_URING", "0", 1);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (fuse_opt_parse(&args, &o, option_spec, NULL) < 0 || fuse_parse_cmdline(&args, &cmd) < 0)
-		return 2;
+	if (fuse_opt_parse(&args, &o, option_spec, NULL) < 0 || fuse_parse_cmdline(&args, &cmd) < 0) {
+		ret = 2;
+		goto out_args;
+	}
 	if (cmd.show_help) {
 		usage(argv[0]);
 		/* Not fuse_cmdline_help(): its -s/clone_fd/max_threads options are

@@ -16,6 +16,7 @@
 
 #define LOG_PREFIX "seccomp: "
 #include "common/log.h"
+#include "common/macro.h"
 #include "contrib/minivm/seccomp.h"
 
 static const int allowed[] = {
@@ -64,10 +65,8 @@ static const struct {
 	{ 0xffffffff, FIONBIO },
 };
 
-#ifdef __SANITIZE_ADDRESS__
-/* LeakSanitizer's check at exit ptraces every thread, which the allow-list
- * forbids: a sanitizer build logs calls outside it instead of dying. */
-#define DEFAULT_ACTION SCMP_ACT_LOG
+#ifdef BUILT_WITH_ASAN
+#define DEFAULT_ACTION SCMP_ACT_LOG	/* see common/macro.h */
 #else
 #define DEFAULT_ACTION SCMP_ACT_KILL_PROCESS
 #endif

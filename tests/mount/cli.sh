@@ -14,6 +14,11 @@ check "--help lists forkfs's -o options" [ -n "$help_opts" ]
 check "forkfs.8 documents exactly the options --help lists" [ "$help_opts" = "$man_opts" ]
 check "--version prints forkfs's version" sh -c "'$FORKFS' --version 2>&1 | grep -q '^forkfs [0-9]'"
 check "no mount point: a usage error" expect_fail "no mount point" "$FORKFS" -o "store=$STORE"
+check "a mount point that does not exist is refused" \
+	expect_fail "bad mount point" "$FORKFS" -f -o "store=$STORE" "$TMPD/no-such-dir"
+# Exit status 2, as for every usage error (a sanitizer build exits 23 on a leak).
+check "... with exit status 2" sh -c "'$FORKFS' -f -o 'store=$STORE' '$TMPD/no-such-dir' 2>/dev/null;
+	[ \$? -eq 2 ]"
 
 # bad OPTION MESSAGE: refused, with the message, and nothing mounted.
 bad() {
