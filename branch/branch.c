@@ -459,30 +459,55 @@ static void branch_wait_copy(struct branch *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
-ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
+/* Until [off, off+len) of memory.bin holds the point-in-time bytes: copied
+ * first through the running copy's engine, in chunks of at most step bytes.
+ * 0, or -EIO when the branch failed (or fails meanwhile). */
+static int branch_demand(struct branch *b, uint64_t off, uint64_t len, uint64_t step)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
 	enum branch_state state;
 	struct engine *e;
-	uint64_t total;
 	int r = 0;
 
 	pthread_mutex_lock(&b->lock);
 	state = b->st.state;
-	total = b->st.bytes_total;
 	pthread_mutex_unlock(&b->lock);
-	if (state == BRANCH_FAILED)
-		return -EIO;
-	if (off < 0 || (uint64_t)off >= total)
-		return 0;
-	len = MIN(len, total - (uint64_t)off);
 	if (state == BRANCH_COPYING && v && (e = engine_enter(v, b))) {
-		r = engine_demand(e, (uint64_t)off, len);
+		for (uint64_t end = off + len; off < end && r == 0; off += step)
+			r = engine_demand(e, off, MIN(step, end - off));
 		engine_leave(v);
-		if (r < 0)
-			return r == -ECANCELED ? -EIO : r;
+		return r == -ECANCELED ? -EIO : r;
 	}
+	if (state == BRANCH_COPYING) {
+		/* The copy is ending: a failed one truncates the image before it
+		 * says so. Read only once its outcome is known. */
+		branch_wait_copy(b);
+		pthread_mutex_lock(&b->lock);
+		state = b->st.state;
+		pthread_mutex_unlock(&b->lock);
+	}
+	return state == BRANCH_FAILED ? -EIO : 0;
+}
+
+ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
+{
+	uint64_t total = branch_memory_size(b);
+	int r;
+
+	if (off < 0 || (uint64_t)off >= total) {
+		r = branch_demand(b, 0, 0, 1);	/* EIO for a failed branch, else EOF */
+		return r < 0 ? r : 0;
+	}
+	len = MIN(len, total - (uint64_t)off);
+	r = branch_demand(b, (uint64_t)off, len, len);
+	if (r < 0)
+		return r;
 	return pread_full(b->mem_fd, buf, len, off);
+}
+
+int branch_complete_image(struct branch *b)
+{
+	return branch_demand(b, 0, branch_memory_size(b), 64 * MIB);
 }
 
 int branch_memory_fd(struct branch *b)

@@ -90,6 +90,10 @@ uint64_t branch_memory_size(struct branch *b);
 /* Point-in-time read of memory.bin at any moment: ranges not yet copied are
  * copied first. Returns bytes read or -errno. */
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off);
+/* Block until memory.bin holds the whole point-in-time image: at once when
+ * ready; while copying, the rest is copied first (guest faults still come
+ * first). 0, or -EIO if the branch failed or fails meanwhile. */
+int branch_complete_image(struct branch *b);
 /* An fd of the store's memory.bin for zero-copy reads once READY (or -EAGAIN). */
 int branch_memory_fd(struct branch *b);
 /* Stop a running copy (guest unaffected); the branch becomes failed "cancelled". */

@@ -7,7 +7,8 @@
  * VMM or copies memory runs on a worker (uv_queue_work); spawning and state
  * changes happen on the loop. Start has up to three steps:
  *
- *   1. worker (restore only): create a memfd and fill it from the memory image;
+ *   1. worker (restore only): create a memfd and fill it from the memory image
+ *      (a source branch still copying first completes its image on demand);
  *   2. loop: launch the VMM on a private API socket (not for attach);
  *   3. worker: wait for the socket, configure (boot: PUT every resource, then
  *      InstanceStart; restore: PUT /snapshot/load with the memfd's
@@ -49,6 +50,7 @@ struct start_job {
 	char api_socket[108];
 	char snapshot_path[4096];
 	char mem_path[4096];
+	struct branch *source;	/* a reference: a source branch still copying */
 	int memfd;
 	pid_t pid;
 	struct vmm *vmm;	/* result */
@@ -71,6 +73,7 @@ struct cmd_job {
 static void start_job_free(struct start_job *j)
 {
 	config_free(j->cfg);
+	branch_unref(j->source);
 	safe_close(j->memfd);
 	vmm_unref(j->vmm);
 	sandbox_unref(j->sb);
@@ -118,6 +121,11 @@ static void prepare_run(uv_work_t *w)
 {
 	struct start_job *j = w->data;
 
+	/* A source still copying: its image is copied first, then read. */
+	if (j->source && (j->r = branch_complete_image(j->source)) < 0) {
+		snprintf(j->err, sizeof(j->err), "the source branch failed while it copied");
+		return;
+	}
 	j->r = fill_memfd(j->mem_path, &j->memfd, j->err, sizeof(j->err));
 }
 
@@ -361,10 +369,15 @@ static int resolve_branch(struct sandbox *sb, struct start_job *j)
 		return -EINVAL;
 	}
 	branch_get_status(br->b, &st);
-	if (st.state != BRANCH_READY) {
-		sb_log(sb, "start: restore source branch %s/%s is %s, not ready", src->name,
-		       br->tag, branch_state_to_string(st.state));
-		return st.state == BRANCH_COPYING ? -EBUSY : -EINVAL;
+	if (st.state == BRANCH_FAILED) {
+		sb_log(sb, "start: restore source branch %s/%s failed: %s", src->name, br->tag,
+		       st.error);
+		return -EINVAL;
+	}
+	if (st.state == BRANCH_COPYING) {
+		sb_log(sb, "start: restore source branch %s/%s is still copying: copying the rest"
+		       " of its image first", src->name, br->tag);
+		j->source = branch_ref(br->b);
 	}
 	snprintf(j->snapshot_path, sizeof(j->snapshot_path), "%s/vmstate", br->dir);
 	snprintf(j->mem_path, sizeof(j->mem_path), "%s/memory.bin", br->dir);

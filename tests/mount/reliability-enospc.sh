@@ -27,6 +27,10 @@ if out=$(mkdir "$MNT/f1/branches/b1" 2>&1); then
 	check "the sandbox log says why b1 failed" log_has f1 "b1.*ENOSPC"
 	check "the failure is persisted (branch.state says ENOSPC)" \
 		grep -q "^error: .*ENOSPC" "$STORE/sandboxes/f1/branches/b1/branch.state"
+	check "a failed branch cannot seed a sandbox (EINVAL)" expect_fail "Invalid argument" \
+		start_sandbox x1 '{"restore":{"branch":"f1/b1"}}'
+	check "... and the log says why" log_has x1 "f1/b1 failed: store full"
+	check "rmdir x1" rmdir "$MNT/x1"
 else
 	diag "mkdir b1: $out"
 	case "$out" in *"No space left"*) ok "mkdir b1 failed with ENOSPC" ;; *) not_ok "mkdir b1 failed with ENOSPC" ;; esac
