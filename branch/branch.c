@@ -494,13 +494,11 @@ ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 	uint64_t total = branch_memory_size(b);
 	int r;
 
-	if (off < 0 || (uint64_t)off >= total) {
-		r = branch_demand(b, 0, 0, 1);	/* EIO for a failed branch, else EOF */
-		return r < 0 ? r : 0;
-	}
+	if (off < 0 || (uint64_t)off >= total)
+		off = 0, len = 0;	/* EOF, or EIO for a failed branch */
 	len = MIN(len, total - (uint64_t)off);
 	r = branch_demand(b, (uint64_t)off, len, len);
-	if (r < 0)
+	if (r < 0 || len == 0)
 		return r;
 	return pread_full(b->mem_fd, buf, len, off);
 }

@@ -142,6 +142,21 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof(chunk);
 }
 
+static bool pipes_closed(struct vmm_proc *p)
+{
+	return uv_is_closing((uv_handle_t *)&p->out) && uv_is_closing((uv_handle_t *)&p->err);
+}
+
+/* Flush a last partial line and stop reading the pipe. */
+static void end_pipe(struct vmm_proc *p, uv_pipe_t *pipe, struct linebuf *lb)
+{
+	if (lb->len) {
+		emit_line(p, lb->buf, lb->len);
+		lb->len = 0;
+	}
+	close_handle((uv_handle_t *)pipe);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct vmm_proc *p = s->data;
@@ -151,14 +166,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		linebuf_feed(p, lb, buf->base, (size_t)n);
 		return;
 	}
-	if (n < 0) {	/* EOF or error: flush a last partial line and stop */
-		if (lb->len) {
-			emit_line(p, lb->buf, lb->len);
-			lb->len = 0;
-		}
-		close_handle((uv_handle_t *)s);
-		if (p->exited && uv_is_closing((uv_handle_t *)&p->out) &&
-		    uv_is_closing((uv_handle_t *)&p->err))
+	if (n < 0) {	/* EOF or error */
+		end_pipe(p, (uv_pipe_t *)s, lb);
+		if (p->exited && pipes_closed(p))
 			close_handle((uv_handle_t *)&p->timer);
 	}
 }
@@ -177,18 +187,13 @@ static void read_rest_and_close(struct vmm_proc *p, uv_pipe_t *pipe, struct line
 	if (uv_fileno((uv_handle_t *)pipe, &fd) == 0)
 		for (int i = 0; i < 16 && (n = read(fd, buf, sizeof(buf))) > 0; i++)
 			linebuf_feed(p, lb, buf, (size_t)n);
-	if (lb->len) {
-		emit_line(p, lb->buf, lb->len);
-		lb->len = 0;
-	}
-	close_handle((uv_handle_t *)pipe);
+	end_pipe(p, pipe, lb);
 }
 
 static void on_drain_timer(uv_timer_t *t)
 {
 	struct vmm_proc *p = t->data;
-	bool held = !uv_is_closing((uv_handle_t *)&p->out) ||
-		    !uv_is_closing((uv_handle_t *)&p->err);
+	bool held = !pipes_closed(p);
 
 	read_rest_and_close(p, &p->out, &p->out_lb);
 	read_rest_and_close(p, &p->err, &p->err_lb);
@@ -231,7 +236,7 @@ static void finish(struct vmm_proc *p)
 	 * log, but not for ever: a process the VMM started (a wrapper script's
 	 * child) may hold them, and forkfs would never finish its unmount. */
 	close_handle((uv_handle_t *)&p->pidfd_poll);
-	if (uv_is_closing((uv_handle_t *)&p->out) && uv_is_closing((uv_handle_t *)&p->err))
+	if (pipes_closed(p))
 		close_handle((uv_handle_t *)&p->timer);
 	else
 		uv_timer_start(&p->timer, on_drain_timer, DRAIN_MS, 0);
