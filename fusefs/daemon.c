@@ -4,13 +4,16 @@
  *
  * Shutdown (SIGTERM, SIGINT, SIGHUP, or the kernel ending the session on
  * unmount) stops reading /dev/fuse, cancels running copies and stops every
- * sandbox (launched VMMs get SIGTERM, attached ones are detached). Work items
- * and child processes are counted as "jobs"; when the last one is gone the
- * signal handles are closed and uv_run() returns, because nothing is left
- * active on the loop. main() then unmounts and frees the tree.
+ * sandbox (tree_shutdown: launched VMMs get SIGTERM, attached ones are
+ * detached). Work items and child processes are counted as "jobs"
+ * (sandbox/env.h); when the last one is gone the signal handles are closed
+ * and uv_run() returns, because nothing is left active on the loop. main()
+ * then unmounts and frees the tree.
  */
+#define FUSE_USE_VERSION 34
 #include <errno.h>
 #include <fcntl.h>
+#include <fuse_lowlevel.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,57 +21,38 @@
 #define LOG_PREFIX ""
 #include "common/log.h"
 #include "fusefs/forkfs.h"
-#include "fusefs/spawner.h"
+#include "sandbox/supervisor.h"
 
 /* Requests handled per readable event before the loop looks at other work. */
 #define FUSE_BATCH 64
 
 static const int shutdown_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
+static struct fuse_buf fbuf;	/* one request at a time, on the loop */
+
 /* The last step of the shutdown: nothing is left to wait for, so close the
  * handles that would keep the loop alive (signals, the spawner socket). */
-static void close_signals(struct forkfs *fs)
+static void close_signals(void *ctx)
 {
-	supervisor_unwatch(fs);
+	struct forkfs *fs = ctx;
+
+	supervisor_unwatch();
 	for (size_t i = 0; i < ARRAY_SIZE(shutdown_signals); i++)
 		if (!uv_is_closing((uv_handle_t *)&fs->signals[i]))
 			uv_close((uv_handle_t *)&fs->signals[i], NULL);
 }
 
-void forkfs_job_begin(struct forkfs *fs)
-{
-	fs->jobs++;
-}
-
-void forkfs_job_end(struct forkfs *fs)
-{
-	if (--fs->jobs == 0 && fs->shutting_down)
-		close_signals(fs);
-}
-
-void forkfs_queue_job(struct forkfs *fs, uv_work_t *w, uv_work_cb run, uv_after_work_cb done)
-{
-	forkfs_job_begin(fs);
-	if (uv_queue_work(&fs->loop, w, run, done) < 0) {
-		run(w);
-		done(w, UV_ECANCELED);
-	}
-}
-
 void forkfs_shutdown(struct forkfs *fs, const char *why)
 {
-	if (fs->shutting_down)
+	if (fs->tree.env.shutting_down)
 		return;
-	fs->shutting_down = true;
 	log_info("shutting down: %s", why);
 	if (fs->fuse_poll_active) {
 		uv_poll_stop(&fs->fuse_poll);
 		uv_close((uv_handle_t *)&fs->fuse_poll, NULL);
 		fs->fuse_poll_active = false;
 	}
-	tree_shutdown(fs);
-	if (fs->jobs == 0)
-		close_signals(fs);
+	tree_shutdown(&fs->tree, close_signals, fs);
 }
 
 static void on_fuse_readable(uv_poll_t *h, int status, int events)
@@ -81,8 +65,8 @@ static void on_fuse_readable(uv_poll_t *h, int status, int events)
 		forkfs_shutdown(fs, "the FUSE connection ended");
 		return;
 	}
-	for (int i = 0; i < FUSE_BATCH && !fs->shutting_down; i++) {
-		int r = fuse_session_receive_buf(fs->se, &fs->fbuf);
+	for (int i = 0; i < FUSE_BATCH && !fs->tree.env.shutting_down; i++) {
+		int r = fuse_session_receive_buf(fs->se, &fbuf);
 
 		if (r == -EAGAIN || r == -EINTR)
 			return;
@@ -97,7 +81,7 @@ static void on_fuse_readable(uv_poll_t *h, int status, int events)
 		}
 		if (r == 0)	/* an interrupted request: nothing to do */
 			continue;
-		fuse_session_process_buf(fs->se, &fs->fbuf);
+		fuse_session_process_buf(fs->se, &fbuf);
 		if (fuse_session_exited(fs->se)) {
 			forkfs_shutdown(fs, "FUSE session ended");
 			return;
@@ -132,7 +116,7 @@ int forkfs_run(struct forkfs *fs)
 		uv_signal_start(&fs->signals[i], on_signal, shutdown_signals[i]);
 	}
 	uv_run(&fs->loop, UV_RUN_DEFAULT);
-	free(fs->fbuf.mem);
-	fs->fbuf.mem = NULL;
+	free(fbuf.mem);
+	fbuf.mem = NULL;
 	return 0;
 }

@@ -1,80 +1,113 @@
 /* SPDX-License-Identifier: MIT
- * inode.c — the inode table: fuse_ino_t <-> struct node, lookup counts, forget.
+ * inode.c — the inode table: inode number <-> struct node, lookup counts,
+ * forget. No FUSE calls: the numbers are plain uint64_t here.
  *
  * The inode scheme (libfuse passthrough_ll style):
  *
- *   - FUSE_ROOT_ID (1) is the mount's root; it is the node embedded in
- *     struct forkfs and is never freed.
+ *   - NODE_ROOT_INO (1) is the mount's root; it is embedded in struct inodes
+ *     and is never freed.
  *   - Every other inode number is the address of a heap-allocated struct node
- *     (a _Static_assert checks that a pointer fits in fuse_ino_t). There is no
- *     table to search: the kernel only ever sends numbers we gave it and has
- *     not forgotten yet, so the pointer is valid whenever it arrives.
- *   - Each sandbox owns six nodes (its directory, config.json, ctl, state, log,
- *     branches/) and each branch entry four (its directory, status, vmstate,
- *     memory.bin), created together with the object and never re-created, so a
- *     name maps to the same inode for the object's whole life.
- *   - A node lives while it is linked in the tree (the owner's reference) or
- *     the kernel still holds lookups on it (nlookup > 0). rmdir unlinks it;
- *     forget drops nlookup; whichever comes last frees it. At exit the
- *     lookups end with the mount (node_forget_all).
+ *     (a _Static_assert checks that a pointer fits). There is no table to
+ *     search: the kernel only ever sends numbers we gave it and has not
+ *     forgotten yet, so the pointer is valid whenever it arrives.
+ *   - A node stands for one file of one object: a sandbox's directory,
+ *     config.json, ctl, state, log and branches/, or a branch entry's
+ *     directory, status, vmstate and memory.bin. It is made when the kernel
+ *     first looks the file up, remembered in the object's nodes[] slot (so a
+ *     name maps to one inode while the kernel knows it), and freed when the
+ *     kernel forgets it (nlookup drops to 0), clearing the slot. A node holds
+ *     a reference on its objects, so they outlive it; whether the file is
+ *     still reachable is the objects' state (node_is_linked), not the node's.
  *   - Because a freed node's address may be reused for a new node, each node
  *     gets a fresh generation number from a counter that only grows, so the
- *     (ino, generation) pair of a removed object is never seen again.
- *
- * Only the loop thread touches nodes.
+ *     (ino, generation) pair of a forgotten file is never seen again.
  */
 #include <stdlib.h>
 
-#include "fusefs/forkfs.h"
+#include "fusefs/inode.h"
+#include "sandbox/entry.h"
+#include "sandbox/sandbox.h"
 
-_Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "fuse_ino_t must hold a pointer");
+_Static_assert(sizeof(uint64_t) >= sizeof(uintptr_t), "an inode number must hold a pointer");
+_Static_assert(NODE_SB_BRANCHES - NODE_SB_DIR + 1 == SANDBOX_NODES, "sandbox node slots");
+_Static_assert(NODE_BR_MEMORY - NODE_BR_DIR + 1 == ENTRY_NODES, "entry node slots");
 
-static const char *const node_type_names[_NODE_TYPE_MAX] = {
-	[NODE_ROOT] = "root",		[NODE_SB_DIR] = "sandbox",
-	[NODE_SB_CONFIG] = "config.json", [NODE_SB_CTL] = "ctl",
-	[NODE_SB_STATE] = "state",	[NODE_SB_LOG] = "log",
-	[NODE_SB_BRANCHES] = "branches", [NODE_BR_DIR] = "branch",
-	[NODE_BR_STATUS] = "status",	[NODE_BR_VMSTATE] = "vmstate",
-	[NODE_BR_MEMORY] = "memory.bin",
-};
-
-const char *node_type_name(enum node_type t)
+void inodes_init(struct inodes *in)
 {
-	return t < _NODE_TYPE_MAX ? node_type_names[t] : "?";
+	in->root.type = NODE_ROOT;
+	in->nodes = NULL;
+	in->next_generation = 0;
 }
 
-struct node *node_new(struct forkfs *fs, enum node_type type, struct sandbox *sb,
+static struct node **slot_of(enum node_type type, struct sandbox *sb, struct sbranch *br)
+{
+	if (type >= NODE_BR_DIR && type <= NODE_BR_MEMORY)
+		return &br->nodes[type - NODE_BR_DIR];
+	if (type >= NODE_SB_DIR && type <= NODE_SB_BRANCHES)
+		return &sb->nodes[type - NODE_SB_DIR];
+	return NULL;
+}
+
+struct node *node_peek(enum node_type type, struct sandbox *sb, struct sbranch *br)
+{
+	struct node **slot = slot_of(type, sb, br);
+
+	return slot ? *slot : NULL;
+}
+
+struct node *node_get(struct inodes *in, enum node_type type, struct sandbox *sb,
 		      struct sbranch *br)
 {
-	struct node *n = calloc(1, sizeof(*n));
+	struct node **slot = slot_of(type, sb, br);
+	struct node *n;
 
+	if (!slot)
+		return &in->root;
+	if (*slot)
+		return *slot;
+	n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
 	n->type = type;
-	n->generation = ++fs->next_generation;
-	n->linked = true;
-	n->sb = sb ? sandbox_ref(sb) : NULL;
-	n->br = br ? sbranch_ref(br) : NULL;
-	n->next = fs->nodes;
+	n->generation = ++in->next_generation;
+	n->sb = sandbox_ref(sb);
+	n->br = entry_ref(br);
+	n->next = in->nodes;
 	if (n->next)
 		n->next->pprev = &n->next;
-	n->pprev = &fs->nodes;
-	fs->nodes = n;
+	n->pprev = &in->nodes;
+	in->nodes = n;
+	*slot = n;
 	return n;
 }
 
-struct node *node_from_ino(struct forkfs *fs, fuse_ino_t ino)
+struct node *node_from_ino(struct inodes *in, uint64_t ino)
 {
-	if (ino == FUSE_ROOT_ID)
-		return &fs->root;
+	if (ino == NODE_ROOT_INO)
+		return &in->root;
 	return (struct node *)(uintptr_t)ino;
 }
 
-fuse_ino_t node_ino(struct forkfs *fs, struct node *n)
+uint64_t node_ino(struct inodes *in, struct node *n)
 {
-	if (n == &fs->root)
-		return FUSE_ROOT_ID;
-	return (fuse_ino_t)(uintptr_t)n;
+	if (n == &in->root)
+		return NODE_ROOT_INO;
+	return (uint64_t)(uintptr_t)n;
+}
+
+bool node_is_dir(const struct node *n)
+{
+	return n->type == NODE_ROOT || n->type == NODE_SB_DIR || n->type == NODE_SB_BRANCHES ||
+	       n->type == NODE_BR_DIR;
+}
+
+bool node_is_linked(const struct node *n)
+{
+	if (n->type == NODE_ROOT)
+		return true;
+	if (n->br && n->br->phase != ENTRY_VISIBLE)
+		return false;
+	return n->sb->linked;
 }
 
 static void node_free(struct node *n)
@@ -82,41 +115,30 @@ static void node_free(struct node *n)
 	*n->pprev = n->next;
 	if (n->next)
 		n->next->pprev = n->pprev;
+	*slot_of(n->type, n->sb, n->br) = NULL;
 	/* Drop the owner references last: they may free the sandbox or entry. */
-	sbranch_unref(n->br);
+	entry_unref(n->br);
 	sandbox_unref(n->sb);
 	free(n);
 }
 
-/* The owner lets go of the node: it is no longer reachable by name. */
-void node_unlink(struct node *n)
+void node_drop_unused(struct node *n)
 {
-	if (!n || !n->linked)
+	if (n && n->type != NODE_ROOT && n->nlookup == 0)
+		node_free(n);
+}
+
+void node_forget(struct inodes *in, struct node *n, uint64_t nlookup)
+{
+	if (n == &in->root)
 		return;
-	n->linked = false;
+	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 	if (n->nlookup == 0)
 		node_free(n);
 }
 
-void node_forget(struct forkfs *fs, struct node *n, uint64_t nlookup)
+void node_forget_all(struct inodes *in)
 {
-	if (n == &fs->root)
-		return;
-	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
-	if (n->nlookup == 0 && !n->linked)
-		node_free(n);
-}
-
-void node_forget_all(struct forkfs *fs)
-{
-	struct node *n;
-
-	/* From the head each time: freeing one may free its owner, and so
-	 * other nodes. */
-	do {
-		for (n = fs->nodes; n && n->linked; n = n->next)
-			;
-		if (n)
-			node_free(n);
-	} while (n);
+	while (in->nodes)
+		node_free(in->nodes);
 }

@@ -1,13 +1,12 @@
-# fusefs/ — the forkfs daemon: FUSE low-level operations on a libuv loop,
-# sandboxes and their VMMs, the man page, and the mount tests.
+# fusefs/ — the forkfs daemon: the FUSE layer (the low-level operations on a
+# libuv loop, the inodes, start-up, seccomp) over the sandbox lifecycle of
+# sandbox/, the man page, and the mount tests.
 bin_PROGRAMS += fusefs/forkfs
-fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c fusefs/inode.c \
-	fusefs/tree.c fusefs/ops.c fusefs/sandbox.c fusefs/supervisor.c \
-	fusefs/sbconfig.h fusefs/sbconfig.c fusefs/spawner.h fusefs/spawner.c \
-	fusefs/seccomp.h fusefs/seccomp.c
+fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c \
+	fusefs/inode.h fusefs/inode.c fusefs/ops.c fusefs/seccomp.h fusefs/seccomp.c
 fusefs_forkfs_CFLAGS = $(AM_CFLAGS) $(FUSE_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
-fusefs_forkfs_LDADD = branch/libbranch.la fc/libfc.la uffd/libuffd.la common/libcommon.la \
-	$(FUSE_LIBS) $(UV_LIBS) $(JSONC_LIBS) $(SECCOMP_LIBS)
+fusefs_forkfs_LDADD = sandbox/libsandbox.la branch/libbranch.la fc/libfc.la uffd/libuffd.la \
+	common/libcommon.la $(FUSE_LIBS) $(UV_LIBS) $(JSONC_LIBS) $(SECCOMP_LIBS)
 
 
 # Mount tests: a real forkfs on a real FUSE mount with real minivm guests.

@@ -13,8 +13,11 @@
  * forkfs's own -o options are taken out with fuse_opt_parse(); the rest
  * (allow_other, max_read, ...) go to fuse_session_new() untouched.
  */
+#define FUSE_USE_VERSION 34
 #include <errno.h>
+#include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,7 +32,7 @@
 #include "common/util.h"
 #include "fusefs/forkfs.h"
 #include "fusefs/seccomp.h"
-#include "fusefs/spawner.h"
+#include "sandbox/supervisor.h"
 
 #define DEFAULT_STORE "/var/lib/forkfs"
 #ifdef BUILT_WITH_ASAN
@@ -98,54 +101,64 @@ static char *find_in_path(const char *name)
 	return found;
 }
 
-static int pick_vmm(struct forkfs *fs, const char *opt)
+/* What main() sets up before the tree exists. */
+struct setup {
+	struct tree_options t;
+	char *vmm_path;
+	char *store;
+	char *run_dir;
+	enum forkfs_seccomp seccomp;
+};
+
+static int pick_vmm(struct setup *s, const char *opt)
 {
 	const char *env = getenv("FORKFS_MINIVM");
 
 	if (opt)
-		fs->vmm_path = strdup(opt);
+		s->vmm_path = strdup(opt);
 	else if (env && *env)
-		fs->vmm_path = strdup(env);
-	else if (!(fs->vmm_path = find_in_path("firecracker")))
-		fs->vmm_path = strdup(BINDIR "/forkfs-minivm");
-	if (!fs->vmm_path)
+		s->vmm_path = strdup(env);
+	else if (!(s->vmm_path = find_in_path("firecracker")))
+		s->vmm_path = strdup(BINDIR "/forkfs-minivm");
+	if (!s->vmm_path)
 		return -ENOMEM;
-	if (access(fs->vmm_path, X_OK) < 0)
-		log_warning_errno(errno, "VMM %s is not executable (start will fail)", fs->vmm_path);
+	if (access(s->vmm_path, X_OK) < 0)
+		log_warning_errno(errno, "VMM %s is not executable (start will fail)", s->vmm_path);
+	s->t.vmm_path = s->vmm_path;
 	return 0;
 }
 
-static int parse_options(struct forkfs *fs, struct options *o, enum forkfs_seccomp *ret_seccomp)
+static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 {
 	uint64_t m;
 	int r;
 
 	if (!o->mode || !strcmp(o->mode, "auto"))
-		fs->mode = BRANCH_MODE_AUTO;
+		s->t.mode = BRANCH_MODE_AUTO;
 	else if (!strcmp(o->mode, "live"))
-		fs->mode = BRANCH_MODE_LIVE;
+		s->t.mode = BRANCH_MODE_LIVE;
 	else if (!strcmp(o->mode, "full"))
-		fs->mode = BRANCH_MODE_FULL;
+		s->t.mode = BRANCH_MODE_FULL;
 	else
 		return log_error_errno(EINVAL, "-o mode= takes auto, live or full");
-	fs->branch_mode = 0400;
+	fs->branch_file_mode = 0400;
 	if (o->branch_mode) {
 		char *end;
 
 		m = strtoull(o->branch_mode, &end, 8);
 		if (*end || !*o->branch_mode || m > 0666 || !(m & 0400))
 			return log_error_errno(EINVAL, "-o branch_mode= takes an octal mode within 0666 that includes 0400");
-		fs->branch_mode = (mode_t)m;
+		fs->branch_file_mode = (mode_t)m;
 	}
 	if (o->copy_rate) {
 		if (parse_u64(o->copy_rate, &m) < 0 || m > (UINT64_MAX >> 20))
 			return log_error_errno(EINVAL, "-o copy_rate= takes a number of MiB/s");
-		fs->copy_rate = m << 20;
+		s->t.copy_rate = m << 20;
 	}
 	r = forkfs_seccomp_from_string(o->seccomp ? o->seccomp : DEFAULT_SECCOMP);
 	if (r < 0)
 		return log_error_errno(EINVAL, "-o seccomp= takes kill, log or off");
-	*ret_seccomp = (enum forkfs_seccomp)r;
+	s->seccomp = (enum forkfs_seccomp)r;
 	return 0;
 }
 
@@ -164,21 +177,20 @@ static int check_store_outside(const char *store, const char *mountpoint)
 	return 0;
 }
 
-static int setup_store(struct forkfs *fs, const char *store)
+static int setup_store(struct setup *s, const char *store)
 {
-	const char *s = store ? store : DEFAULT_STORE;
+	const char *path = store ? store : DEFAULT_STORE;
 
-	if (mkdir(s, 0700) < 0 && errno != EEXIST)
-		return log_error_errno(errno, "cannot create store %s", s);
-	fs->store = realpath(s, NULL);
-	if (!fs->store)
-		return log_error_errno(errno, "store %s", s);
-	if (asprintf(&fs->sandboxes_dir, "%s/sandboxes", fs->store) < 0)
-		return -ENOMEM;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "cannot create store %s", path);
+	s->store = realpath(path, NULL);
+	if (!s->store)
+		return log_error_errno(errno, "store %s", path);
+	s->t.store = s->store;
 	return 0;
 }
 
-static int setup_run_dir(struct forkfs *fs)
+static int setup_run_dir(struct setup *s)
 {
 	const char *base = getuid() == 0 ? "/run" : getenv("XDG_RUNTIME_DIR");
 	char *t;
@@ -192,26 +204,19 @@ static int setup_run_dir(struct forkfs *fs)
 		free(t);
 		return r;
 	}
-	fs->run_dir = t;
+	s->run_dir = t;
+	s->t.run_dir = t;
 	return 0;
 }
 
-/* Final clean-up once the loop has ended: nothing runs any more. */
-static void teardown(struct forkfs *fs)
+/* Final clean-up once the loop has ended: nothing runs any more. The nodes
+ * go first: they hold references on the sandboxes. */
+static void teardown(struct forkfs *fs, struct setup *s)
 {
-	struct sandbox *sb, *next;
-
-	node_forget_all(fs);
-	for (sb = fs->sandboxes; sb; sb = next) {
-		next = sb->next;
-		for (struct sbranch *br = sb->branches; br; br = br->next)
-			br->b = branch_unref(br->b);
-		sb->vmm = vmm_unref(sb->vmm);
-		if (sb->run_dir)
-			rmdir(sb->run_dir);
-	}
-	if (fs->run_dir && rmdir(fs->run_dir) < 0)
-		log_warning_errno(errno, "cannot remove %s", fs->run_dir);
+	node_forget_all(&fs->inodes);
+	tree_free(&fs->tree);
+	if (s->run_dir && rmdir(s->run_dir) < 0)
+		log_warning_errno(errno, "cannot remove %s", s->run_dir);
 }
 
 int main(int argc, char *argv[])
@@ -220,7 +225,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct options o = { 0 };
 	static struct forkfs fs;
-	enum forkfs_seccomp seccomp_mode = FORKFS_SECCOMP_KILL;
+	struct setup s = { .seccomp = FORKFS_SECCOMP_KILL };
 	int r, ret = 1;
 
 	log_set_ident("forkfs");
@@ -259,16 +264,15 @@ int main(int argc, char *argv[])
 	}
 	if (cmd.debug)
 		log_set_max_level(LOG_LEVEL_DEBUG);
-	fs.foreground = cmd.foreground;
+	s.t.vmm_output_to_stderr = cmd.foreground;
 	fs.uid = getuid();
 	fs.gid = getgid();
-	fs.root.type = NODE_ROOT;
-	fs.root.linked = true;
-	if (parse_options(&fs, &o, &seccomp_mode) < 0 || pick_vmm(&fs, o.vmm) < 0 ||
-	    setup_store(&fs, o.store) < 0 || check_store_outside(fs.store, cmd.mountpoint) < 0 ||
-	    setup_run_dir(&fs) < 0)
+	inodes_init(&fs.inodes);
+	if (parse_options(&fs, &s, &o) < 0 || pick_vmm(&s, o.vmm) < 0 ||
+	    setup_store(&s, o.store) < 0 || check_store_outside(s.store, cmd.mountpoint) < 0 ||
+	    setup_run_dir(&s) < 0)
 		goto out_args;
-	if (tree_load_store(&fs) < 0)
+	if (tree_init(&fs.tree, &fs.loop, &s.t) < 0 || tree_load_store(&fs.tree) < 0)
 		goto out_run;
 	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=forkfs,subtype=forkfs") < 0)
 		goto out_run;
@@ -280,6 +284,7 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_daemonize(cmd.foreground) != 0)
 		goto out_unmount;
+	fs.tree.env.loop_thread = pthread_self();	/* this process's (daemonized) */
 	if (supervisor_fork_spawner() < 0)
 		goto out_unmount;
 	r = uv_loop_init(&fs.loop);
@@ -287,23 +292,23 @@ int main(int argc, char *argv[])
 		log_error("uv_loop_init: %s", uv_strerror(r));
 		goto out_spawner;
 	}
-	if (supervisor_watch(&fs) < 0 || forkfs_seccomp_install(seccomp_mode) < 0)
+	if (supervisor_watch(&fs.loop) < 0 || forkfs_seccomp_install(s.seccomp) < 0)
 		goto out_loop;
-	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, fs.store,
-		 fs.vmm_path, fs.run_dir);
-	if (fs.copy_rate)
+	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, s.store,
+		 s.vmm_path, s.run_dir);
+	if (s.t.copy_rate)
 		log_info("live branches copy in the background at %" PRIu64 " MiB/s at most",
-			 fs.copy_rate >> 20);
+			 s.t.copy_rate >> 20);
 	if (forkfs_run(&fs) == 0)
 		ret = 0;
 out_loop:
-	supervisor_unwatch(&fs);	/* already done unless forkfs_run failed early */
+	supervisor_unwatch();	/* already done unless forkfs_run failed early */
 	uv_run(&fs.loop, UV_RUN_NOWAIT);
 	r = uv_loop_close(&fs.loop);
 	if (r < 0)
 		log_warning("uv_loop_close: %s", uv_strerror(r));
 	/* As a user libfuse would fork fusermount3, which the filter refuses. */
-	if (geteuid() != 0 && seccomp_mode != FORKFS_SECCOMP_OFF)
+	if (geteuid() != 0 && s.seccomp != FORKFS_SECCOMP_OFF)
 		supervisor_unmount(cmd.mountpoint);
 out_spawner:
 	supervisor_end_spawner();
@@ -312,8 +317,11 @@ out_unmount:
 out_session:
 	fuse_session_destroy(fs.se);
 out_run:
-	teardown(&fs);
+	teardown(&fs, &s);
 out_args:
+	free(s.run_dir);
+	free(s.store);
+	free(s.vmm_path);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	free(o.store);

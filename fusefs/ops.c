@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * ops.c — the FUSE low-level operations: decode a request, call the tree or a
- * sandbox, reply. Runs on the loop thread only.
+ * ops.c — the FUSE low-level operations: decode a request, call the sandbox
+ * lifecycle (sandbox/: the tree, a sandbox, a branch entry), reply — at once,
+ * or from the completion callback the lifecycle calls when the command has
+ * finished. Also the errno policy: which errors a user sees as themselves.
+ * Runs on the loop thread only.
  *
  * Generated files ("state", "status") are built when a read starts at offset
  * 0 and are opened with direct_io, so they are never stale (lxcfs style);
@@ -15,7 +18,9 @@
  * root included); config.json cannot be opened for writing (EBUSY) while the
  * sandbox is started; anything else that is not supported is EPERM.
  */
+#define FUSE_USE_VERSION 34
 #include <errno.h>
+#include <fuse_lowlevel.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,14 +30,23 @@
 #include <unistd.h>
 
 #define LOG_PREFIX ""
+#include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fusefs/forkfs.h"
-#include "fusefs/sbconfig.h"
+#include "sandbox/config.h"
+#include "sandbox/ctl.h"
+#include "sandbox/entry.h"
 
 #define STATUS_MAX 4096
 
 static const double ENTRY_TIMEOUT = 1.0;
+
+/* readdir's inode number of a file the kernel has not looked up (libfuse's
+ * high-level API uses the same value without use_ino). */
+#define UNKNOWN_INO 0xffffffffULL
+
+_Static_assert(FUSE_ROOT_ID == NODE_ROOT_INO, "the root's inode number");
 
 struct fh {
 	struct sandbox *sb;	/* references */
@@ -54,28 +68,23 @@ static struct fh *fh_get(struct fuse_file_info *fi)
 	return (struct fh *)(uintptr_t)fi->fh;
 }
 
-static bool node_is_dir(const struct node *n)
+static struct node *req_node(fuse_req_t req, fuse_ino_t ino)
 {
-	return n->type == NODE_ROOT || n->type == NODE_SB_DIR || n->type == NODE_SB_BRANCHES ||
-	       n->type == NODE_BR_DIR;
+	return node_from_ino(&req_fs(req)->inodes, ino);
 }
 
-static bool sb_started(const struct sandbox *sb)
+/* The errno a failed operation answers with (positive): the ones forkfs(8)
+ * documents pass, anything else (a VMM's refusal, a dropped connection) is EIO. */
+static int forkfs_errno(int r)
 {
-	return sb->state == SB_RUNNING || sb->state == SB_PAUSED;
-}
-
-static size_t status_text(struct sbranch *br, char *buf, size_t size)
-{
-	struct branch_status st;
-	int n;
-
-	if (!br->b) {
-		n = snprintf(buf, size, "failed\nerror: %s\n", br->load_error);
-		return n < 0 ? 0 : MIN((size_t)n, size - 1);
+	switch (-r) {
+	case EINVAL: case EEXIST: case EBUSY: case ENOTEMPTY: case ENOENT: case EFBIG:
+	case EACCES: case EPERM: case EIO: case ETIMEDOUT: case ENOTSUP: case ENOSPC:
+	case ENOMEM: case ESHUTDOWN:
+		return -r;
+	default:
+		return EIO;
 	}
-	branch_get_status(br->b, &st);
-	return branch_status_format(&st, buf, size);
 }
 
 static const char *state_line(struct sandbox *sb, char *buf, size_t size)
@@ -96,15 +105,15 @@ static void br_file_attr(struct sbranch *br, const char *file, struct stat *st)
 	}
 }
 
-void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
+static void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 {
-	mode_t bmode = fs->branch_mode & 0777;
+	mode_t bmode = fs->branch_file_mode & 0777;
 	struct sandbox *sb = n->sb;
 	struct sbranch *br = n->br;
 	char tmp[STATUS_MAX];
 
 	memset(st, 0, sizeof(*st));
-	st->st_ino = node_ino(fs, n);
+	st->st_ino = node_ino(&fs->inodes, n);
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_nlink = 1;
@@ -126,7 +135,7 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 		st->st_nlink = 2;
 		break;
 	case NODE_SB_CONFIG:
-		st->st_mode = S_IFREG | (sb_started(sb) ? 0444 : 0644);
+		st->st_mode = S_IFREG | (sandbox_is_started(sb) ? 0444 : 0644);
 		st->st_size = (off_t)sb->config_len;
 		break;
 	case NODE_SB_CTL:
@@ -146,7 +155,7 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 	}
 	case NODE_BR_STATUS:
 		st->st_mode = S_IFREG | bmode;
-		st->st_size = (off_t)status_text(br, tmp, sizeof(tmp));
+		st->st_size = (off_t)entry_status_text(br, tmp, sizeof(tmp));
 		break;
 	case NODE_BR_VMSTATE:
 		st->st_mode = S_IFREG | bmode;
@@ -159,7 +168,6 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 		if (!br->b)
 			break;
 		branch_get_status(br->b, &bs);
-		st->st_size = (off_t)branch_memory_size(br->b);
 		if (bs.state == BRANCH_COPYING)
 			st->st_blocks = (blkcnt_t)(bs.bytes_copied / 512);
 		else
@@ -179,97 +187,131 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
  * copies. */
 static double attr_timeout(struct node *n)
 {
-	struct branch_status st;
-
 	if (node_is_dir(n))
 		return ENTRY_TIMEOUT;
-	if ((n->type == NODE_BR_MEMORY || n->type == NODE_BR_VMSTATE) && n->br && n->br->b) {
-		branch_get_status(n->br->b, &st);
-		if (st.state != BRANCH_COPYING)
-			return ENTRY_TIMEOUT;
-	}
+	if ((n->type == NODE_BR_MEMORY || n->type == NODE_BR_VMSTATE) && n->br->b &&
+	    entry_is_settled(n->br))
+		return ENTRY_TIMEOUT;
 	return 0;
 }
 
+/* Answer a lookup (or mkdir) with n, which may have just been made. */
 static void reply_entry(struct forkfs *fs, fuse_req_t req, struct node *n)
 {
 	struct fuse_entry_param e = { 0 };
 
-	e.ino = node_ino(fs, n);
+	if (!n) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	e.ino = node_ino(&fs->inodes, n);
 	e.generation = n->generation;
 	fill_attr(fs, n, &e.attr);
 	e.attr_timeout = attr_timeout(n);
 	e.entry_timeout = ENTRY_TIMEOUT;
 	if (fuse_reply_entry(req, &e) == 0)
 		n->nlookup++;
+	else
+		node_drop_unused(n);
+}
+
+/* A completion that answers with an error or success (rmdir). */
+static void reply_status(void *ctx, int r)
+{
+	fuse_reply_err(ctx, r < 0 ? forkfs_errno(r) : 0);
 }
 
 /* ---- name space ---- */
 
 static const struct {
 	const char *name;
-	int idx;
+	enum node_type type;
 } sb_files[] = {
-	{ "config.json", SBN_CONFIG }, { "ctl", SBN_CTL }, { "state", SBN_STATE },
-	{ "log", SBN_LOG }, { "branches", SBN_BRANCHES },
+	{ "config.json", NODE_SB_CONFIG }, { "ctl", NODE_SB_CTL }, { "state", NODE_SB_STATE },
+	{ "log", NODE_SB_LOG }, { "branches", NODE_SB_BRANCHES },
 }, br_files[] = {
-	{ "status", BRN_STATUS }, { "vmstate", BRN_VMSTATE }, { "memory.bin", BRN_MEMORY },
+	{ "status", NODE_BR_STATUS }, { "vmstate", NODE_BR_VMSTATE },
+	{ "memory.bin", NODE_BR_MEMORY },
 };
 
-static struct node *lookup_child(struct forkfs *fs, struct node *p, const char *name)
+/* What name in directory p is: *ret_type of *ret_sb / *ret_br. false: nothing. */
+static bool find_child(struct forkfs *fs, struct node *p, const char *name,
+		       enum node_type *ret_type, struct sandbox **ret_sb, struct sbranch **ret_br)
 {
+	struct sandbox *sb = p->sb;
+	struct sbranch *br = NULL;
+
+	if (!node_is_linked(p))
+		return false;
+	switch (p->type) {
+	case NODE_ROOT:
+		sb = name_is_valid(name) ? tree_find_sandbox(&fs->tree, name) : NULL;
+		*ret_type = NODE_SB_DIR;
+		break;
+	case NODE_SB_DIR:
+		for (size_t i = 0; i < ARRAY_SIZE(sb_files); i++)
+			if (!strcmp(name, sb_files[i].name)) {
+				*ret_type = sb_files[i].type;
+				*ret_sb = sb;
+				*ret_br = NULL;
+				return true;
+			}
+		return false;
+	case NODE_SB_BRANCHES:
+		br = name_is_valid(name) ? entry_find(sb, name, true) : NULL;
+		if (!br)
+			return false;
+		*ret_type = NODE_BR_DIR;
+		break;
+	case NODE_BR_DIR:
+		br = p->br;
+		for (size_t i = 0; i < ARRAY_SIZE(br_files); i++)
+			if (!strcmp(name, br_files[i].name)) {
+				*ret_type = br_files[i].type;
+				*ret_sb = sb;
+				*ret_br = br;
+				return true;
+			}
+		return false;
+	default:
+		return false;
+	}
+	*ret_sb = sb;
+	*ret_br = br;
+	return sb != NULL;
+}
+
+static bool has_child(struct forkfs *fs, struct node *p, const char *name)
+{
+	enum node_type t;
 	struct sandbox *sb;
 	struct sbranch *br;
 
-	switch (p->type) {
-	case NODE_ROOT:
-		sb = name_is_valid(name) ? tree_find_sandbox(fs, name) : NULL;
-		return sb ? sb->nodes[SBN_DIR] : NULL;
-	case NODE_SB_DIR:
-		if (!p->sb->linked)
-			return NULL;
-		for (size_t i = 0; i < ARRAY_SIZE(sb_files); i++)
-			if (!strcmp(name, sb_files[i].name))
-				return p->sb->nodes[sb_files[i].idx];
-		return NULL;
-	case NODE_SB_BRANCHES:
-		br = p->sb->linked && name_is_valid(name) ? tree_find_branch(p->sb, name, true) : NULL;
-		return br ? br->nodes[BRN_DIR] : NULL;
-	case NODE_BR_DIR:
-		if (p->br->phase != SBR_VISIBLE)
-			return NULL;
-		for (size_t i = 0; i < ARRAY_SIZE(br_files); i++)
-			if (!strcmp(name, br_files[i].name))
-				return p->br->nodes[br_files[i].idx];
-		return NULL;
-	default:
-		return NULL;
-	}
+	return find_child(fs, p, name, &t, &sb, &br);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *p = node_from_ino(fs, parent);
-	struct node *n;
+	struct node *p = req_node(req, parent);
+	enum node_type type;
+	struct sandbox *sb;
+	struct sbranch *br;
 
 	if (!node_is_dir(p)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	n = lookup_child(fs, p, name);
-	if (!n) {
+	if (!find_child(fs, p, name, &type, &sb, &br)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	reply_entry(fs, req, n);
+	reply_entry(fs, req, node_get(&fs->inodes, type, sb, br));
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct forkfs *fs = req_fs(req);
-
-	node_forget(fs, node_from_ino(fs, ino), nlookup);
+	node_forget(&req_fs(req)->inodes, req_node(req, ino), nlookup);
 	fuse_reply_none(req);
 }
 
@@ -278,14 +320,15 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	struct forkfs *fs = req_fs(req);
 
 	for (size_t i = 0; i < count; i++)
-		node_forget(fs, node_from_ino(fs, forgets[i].ino), forgets[i].nlookup);
+		node_forget(&fs->inodes, node_from_ino(&fs->inodes, forgets[i].ino),
+			    forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *n = node_from_ino(fs, ino);
+	struct node *n = req_node(req, ino);
 	struct stat st;
 
 	fill_attr(fs, n, &st);
@@ -296,7 +339,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *n = node_from_ino(fs, ino);
+	struct node *n = req_node(req, ino);
 	struct fh *h = fi ? fh_get(fi) : NULL;
 	struct stat st;
 
@@ -318,7 +361,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			h->len = (size_t)attr->st_size;
 			h->dirty = true;
 		} else if ((size_t)attr->st_size != n->sb->config_len) {
-			fuse_reply_err(req, sb_started(n->sb) ? EBUSY : EINVAL);
+			fuse_reply_err(req, sandbox_is_started(n->sb) ? EBUSY : EINVAL);
 			return;
 		}
 	}
@@ -332,9 +375,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct node *n = node_from_ino(req_fs(req), ino);
-
-	if (!node_is_dir(n))
+	if (!node_is_dir(req_node(req, ino)))
 		fuse_reply_err(req, ENOTDIR);
 	else
 		fuse_reply_open(req, fi);
@@ -342,9 +383,20 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 struct dent {
 	const char *name;
-	struct node *n;
+	bool dir;
 	fuse_ino_t ino;
 };
+
+/* The inode number of a file for readdir: its node's if the kernel knows
+ * it, else "unknown" (as libfuse's high-level API reports without use_ino);
+ * readdir does not make nodes, it is not a lookup. */
+static fuse_ino_t dent_ino(struct forkfs *fs, enum node_type t, struct sandbox *sb,
+			   struct sbranch *br)
+{
+	struct node *n = node_peek(t, sb, br);
+
+	return n ? node_ino(&fs->inodes, n) : UNKNOWN_INO;
+}
 
 static size_t list_dir(struct forkfs *fs, struct node *d, struct dent **ret)
 {
@@ -352,7 +404,7 @@ static size_t list_dir(struct forkfs *fs, struct node *d, struct dent **ret)
 	size_t n = 2, k = 0;
 
 	if (d->type == NODE_ROOT)
-		for (struct sandbox *sb = fs->sandboxes; sb; sb = sb->next)
+		for (struct sandbox *sb = fs->tree.sandboxes; sb; sb = sb->next)
 			n++;
 	else if (d->type == NODE_SB_BRANCHES)
 		for (struct sbranch *br = d->sb->branches; br; br = br->next)
@@ -362,24 +414,29 @@ static size_t list_dir(struct forkfs *fs, struct node *d, struct dent **ret)
 	v = calloc(n, sizeof(*v));
 	if (!v)
 		return 0;
-	v[k++] = (struct dent){ ".", d, node_ino(fs, d) };
-	v[k++] = (struct dent){ "..", NULL,
-				d->type == NODE_SB_BRANCHES ? node_ino(fs, d->sb->nodes[SBN_DIR])
-				: d->type == NODE_BR_DIR ? node_ino(fs, d->sb->nodes[SBN_BRANCHES])
+	v[k++] = (struct dent){ ".", true, node_ino(&fs->inodes, d) };
+	v[k++] = (struct dent){ "..", true,
+				d->type == NODE_SB_BRANCHES ? dent_ino(fs, NODE_SB_DIR, d->sb, NULL)
+				: d->type == NODE_BR_DIR ? dent_ino(fs, NODE_SB_BRANCHES, d->sb, NULL)
 							 : FUSE_ROOT_ID };
-	if (d->type == NODE_ROOT) {
-		for (struct sandbox *sb = fs->sandboxes; sb; sb = sb->next)
-			v[k++] = (struct dent){ sb->name, sb->nodes[SBN_DIR], 0 };
-	} else if (d->type == NODE_SB_DIR && d->sb->linked) {
+	if (!node_is_linked(d)) {
+		/* removed: only . and .. */
+	} else if (d->type == NODE_ROOT) {
+		for (struct sandbox *sb = fs->tree.sandboxes; sb; sb = sb->next)
+			v[k++] = (struct dent){ sb->name, true, dent_ino(fs, NODE_SB_DIR, sb, NULL) };
+	} else if (d->type == NODE_SB_DIR) {
 		for (size_t i = 0; i < ARRAY_SIZE(sb_files); i++)
-			v[k++] = (struct dent){ sb_files[i].name, d->sb->nodes[sb_files[i].idx], 0 };
-	} else if (d->type == NODE_SB_BRANCHES && d->sb->linked) {
+			v[k++] = (struct dent){ sb_files[i].name, sb_files[i].type == NODE_SB_BRANCHES,
+						dent_ino(fs, sb_files[i].type, d->sb, NULL) };
+	} else if (d->type == NODE_SB_BRANCHES) {
 		for (struct sbranch *br = d->sb->branches; br; br = br->next)
-			if (br->phase == SBR_VISIBLE)
-				v[k++] = (struct dent){ br->tag, br->nodes[BRN_DIR], 0 };
-	} else if (d->type == NODE_BR_DIR && d->br->phase == SBR_VISIBLE) {
+			if (br->phase == ENTRY_VISIBLE)
+				v[k++] = (struct dent){ br->tag, true,
+							dent_ino(fs, NODE_BR_DIR, d->sb, br) };
+	} else if (d->type == NODE_BR_DIR) {
 		for (size_t i = 0; i < ARRAY_SIZE(br_files); i++)
-			v[k++] = (struct dent){ br_files[i].name, d->br->nodes[br_files[i].idx], 0 };
+			v[k++] = (struct dent){ br_files[i].name, false,
+						dent_ino(fs, br_files[i].type, d->sb, d->br) };
 	}
 	*ret = v;
 	return k;
@@ -389,7 +446,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *d = node_from_ino(fs, ino);
+	struct node *d = req_node(req, ino);
 	_cleanup_free_ struct dent *v = NULL;
 	_cleanup_free_ char *buf = malloc(size);
 	size_t n = list_dir(fs, d, &v), used = 0;
@@ -402,8 +459,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct stat st = { 0 };
 		size_t need;
 
-		st.st_ino = v[i].n ? node_ino(fs, v[i].n) : v[i].ino;
-		st.st_mode = v[i].n && !node_is_dir(v[i].n) ? S_IFREG : S_IFDIR;
+		st.st_ino = v[i].ino;
+		st.st_mode = v[i].dir ? S_IFDIR : S_IFREG;
 		need = fuse_add_direntry(req, buf + used, size - used, v[i].name, &st, (off_t)i + 1);
 		if (need > size - used)
 			break;
@@ -412,29 +469,38 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, buf, used);
 }
 
+static void mkdir_branch_done(void *ctx, int r, struct sbranch *br)
+{
+	fuse_req_t req = ctx;
+	struct forkfs *fs = req_fs(req);
+
+	if (r < 0)
+		fuse_reply_err(req, forkfs_errno(r));
+	else
+		reply_entry(fs, req, node_get(&fs->inodes, NODE_BR_DIR, br->sb, br));
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *p = node_from_ino(fs, parent);
+	struct node *p = req_node(req, parent);
 	struct sandbox *sb;
 	int r;
 
-	if (fs->shutting_down) {
+	if (fs->tree.env.shutting_down) {
 		fuse_reply_err(req, ESHUTDOWN);
 		return;
 	}
 	if (p->type == NODE_ROOT) {
-		r = tree_mkdir_sandbox(fs, name, &sb);
-		if (r == -EINVAL)
-			log_warning("mkdir: invalid sandbox name");
+		r = tree_mkdir_sandbox(&fs->tree, name, &sb);
 		if (r < 0)
 			fuse_reply_err(req, -r);
 		else
-			reply_entry(fs, req, sb->nodes[SBN_DIR]);
+			reply_entry(fs, req, node_get(&fs->inodes, NODE_SB_DIR, sb, NULL));
 		return;
 	}
-	if (p->type == NODE_SB_BRANCHES && p->sb->linked) {
-		r = tree_mkdir_branch(p->sb, req, name);	/* replies itself on success */
+	if (p->type == NODE_SB_BRANCHES && node_is_linked(p)) {
+		r = entry_mkdir(p->sb, name, mkdir_branch_done, req);
 		if (r < 0)
 			fuse_reply_err(req, -r);
 		return;
@@ -445,17 +511,17 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *p = node_from_ino(fs, parent);
+	struct node *p = req_node(req, parent);
 	int r;
 
-	if (fs->shutting_down)
+	if (fs->tree.env.shutting_down)
 		r = -ESHUTDOWN;
 	else if (p->type == NODE_ROOT)
-		r = tree_rmdir_sandbox(fs, req, name);
-	else if (p->type == NODE_SB_BRANCHES && p->sb->linked)
-		r = tree_rmdir_branch(p->sb, req, name);
+		r = tree_rmdir_sandbox(&fs->tree, name, reply_status, req);
+	else if (p->type == NODE_SB_BRANCHES && node_is_linked(p))
+		r = entry_rmdir(p->sb, name, reply_status, req);
 	else
-		r = lookup_child(fs, p, name) ? -EPERM : -ENOENT;
+		r = has_child(fs, p, name) ? -EPERM : -ENOENT;
 	if (r < 0)
 		fuse_reply_err(req, -r);
 }
@@ -485,9 +551,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	struct node *p = node_from_ino(req_fs(req), parent);
-
-	fuse_reply_err(req, lookup_child(req_fs(req), p, name) ? EEXIST : EPERM);
+	fuse_reply_err(req, has_child(req_fs(req), req_node(req, parent), name) ? EEXIST : EPERM);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -504,7 +568,7 @@ static void fh_free(struct fh *h)
 		return;
 	safe_close(h->fd);
 	free(h->buf);
-	sbranch_unref(h->br);
+	entry_unref(h->br);
 	sandbox_unref(h->sb);
 	free(h);
 }
@@ -517,7 +581,7 @@ static int open_store_file(const char *dir, const char *name)
 	return RET_NERRNO(open(path, O_RDONLY | O_CLOEXEC));
 }
 
-static int open_node(struct forkfs *fs, struct node *n, struct fuse_file_info *fi, struct fh *h)
+static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)
 {
 	int acc = fi->flags & O_ACCMODE;
 	struct sandbox *sb = n->sb;
@@ -530,7 +594,7 @@ static int open_node(struct forkfs *fs, struct node *n, struct fuse_file_info *f
 		fi->direct_io = 1;
 		if (acc == O_RDONLY)
 			return 0;
-		if (sb_started(sb) || sb->busy) {
+		if (sandbox_is_started(sb) || sb->busy) {
 			sb_log(sb, "config.json is read-only while the sandbox is %s",
 			       sb->busy ? sb->busy : sb_state_to_string(sb->state));
 			return -EBUSY;
@@ -569,8 +633,7 @@ static int open_node(struct forkfs *fs, struct node *n, struct fuse_file_info *f
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct forkfs *fs = req_fs(req);
-	struct node *n = node_from_ino(fs, ino);
+	struct node *n = req_node(req, ino);
 	struct fh *h;
 	int r;
 
@@ -578,7 +641,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if ((n->br && n->br->phase != SBR_VISIBLE) || (n->sb && !n->sb->linked)) {
+	if (!node_is_linked(n)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -589,8 +652,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->fd = -1;
 	h->sb = sandbox_ref(n->sb);
-	h->br = sbranch_ref(n->br);
-	r = open_node(fs, n, fi, h);
+	h->br = entry_ref(n->br);
+	r = open_node(n, fi, h);
 	if (r < 0) {
 		fh_free(h);
 		fuse_reply_err(req, -r);
@@ -619,11 +682,14 @@ static void reply_fd(fuse_req_t req, int fd, size_t size, off_t off)
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* A read of memory.bin during the copy: on a worker, which may copy the range
+ * first. The job holds its own references; the worker touches only them. */
 struct read_job {
 	uv_work_t work;
 	fuse_req_t req;
-	struct sbranch *br;
-	struct forkfs *fs;
+	struct sbranch *br;	/* the loop's, for the log line */
+	struct branch *b;	/* the worker's */
+	struct sbenv *env;
 	size_t size;
 	off_t off;
 	ssize_t r;
@@ -634,13 +700,13 @@ static void read_run(uv_work_t *w)
 {
 	struct read_job *j = w->data;
 
-	j->r = branch_read_memory(j->br->b, j->data, j->size, j->off);
+	j->r = branch_read_memory(j->b, j->data, j->size, j->off);
 }
 
 static void read_done(uv_work_t *w, int status)
 {
 	struct read_job *j = w->data;
-	struct forkfs *fs = j->fs;
+	struct sbenv *env = j->env;
 
 	if (j->r < 0) {
 		sb_log(j->br->sb, "read of branches/%s/memory.bin at %lld: %s", j->br->tag,
@@ -649,9 +715,10 @@ static void read_done(uv_work_t *w, int status)
 	} else {
 		fuse_reply_buf(j->req, j->data, (size_t)j->r);
 	}
-	sbranch_unref(j->br);
+	branch_unref(j->b);
+	entry_unref(j->br);
 	free(j);
-	forkfs_job_end(fs);
+	env_job_end(env);
 }
 
 static void read_memory(struct forkfs *fs, fuse_req_t req, struct sbranch *br, size_t size,
@@ -678,18 +745,19 @@ static void read_memory(struct forkfs *fs, fuse_req_t req, struct sbranch *br, s
 	}
 	j->work.data = j;
 	j->req = req;
-	j->br = sbranch_ref(br);
-	j->fs = fs;
+	j->br = entry_ref(br);
+	j->b = branch_ref(br->b);
+	j->env = &fs->tree.env;
 	j->size = size;
 	j->off = off;
-	forkfs_queue_job(fs, &j->work, read_run, read_done);
+	env_queue_job(&fs->tree.env, &j->work, read_run, read_done);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct forkfs *fs = req_fs(req);
-	struct node *n = node_from_ino(fs, ino);
+	struct node *n = req_node(req, ino);
 	struct fh *h = fh_get(fi);
 	char tmp[64];
 
@@ -713,7 +781,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				fuse_reply_err(req, ENOMEM);
 				return;
 			}
-			h->len = status_text(n->br, h->buf, STATUS_MAX);
+			h->len = entry_status_text(n->br, h->buf, STATUS_MAX);
 		}
 		reply_slice(req, h->buf, h->len, size, off);
 		return;
@@ -729,26 +797,60 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 }
 
+/* A ctl command's completion: the write is answered once it has finished. */
+struct ctl_reply {
+	fuse_req_t req;
+	size_t size;
+};
+
+static void ctl_done(void *ctx, int r)
+{
+	struct ctl_reply *c = ctx;
+
+	if (r < 0)
+		fuse_reply_err(c->req, forkfs_errno(r));
+	else
+		fuse_reply_write(c->req, c->size);
+	free(c);
+}
+
+static void write_ctl(struct forkfs *fs, fuse_req_t req, struct sandbox *sb, const char *data,
+		      size_t size)
+{
+	struct ctl_reply *c = malloc(sizeof(*c));
+	int r;
+
+	if (!c) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	*c = (struct ctl_reply){ req, size };
+	r = ctl_write(&fs->tree, sb, data, size, ctl_done, c);
+	if (r < 0) {
+		free(c);
+		fuse_reply_err(req, -r);
+	}
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct forkfs *fs = req_fs(req);
-	struct node *n = node_from_ino(fs, ino);
+	struct node *n = req_node(req, ino);
 	struct fh *h = fh_get(fi);
-	char err[256];
+	struct error err = ERROR_INIT;
 	char *nb;
 	int r;
 
 	if (n->type == NODE_SB_CTL) {
-		sandbox_ctl(n->sb, req, data, size);
+		write_ctl(req_fs(req), req, n->sb, data, size);
 		return;
 	}
 	if (n->type != NODE_SB_CONFIG || !h->buf) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (off < 0 || (uint64_t)off + size > FORKFS_CONFIG_MAX) {
-		sb_log(n->sb, "config.json: larger than %d bytes", FORKFS_CONFIG_MAX);
+	if (off < 0 || (uint64_t)off + size > CONFIG_MAX_BYTES) {
+		sb_log(n->sb, "config.json: larger than %d bytes", CONFIG_MAX_BYTES);
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
@@ -766,9 +868,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	memcpy(h->buf + off, data, size);
 	h->dirty = true;
 	h->written = true;
-	r = config_check_prefix(h->buf, h->len, err, sizeof(err));
+	r = config_check_prefix(h->buf, h->len, &err);
 	if (r < 0) {
-		sb_log(n->sb, "config.json rejected: %s", err);
+		sb_log(n->sb, "config.json rejected: %s", error_msg(&err));
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -777,11 +879,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct forkfs *fs = req_fs(req);
-	struct node *n = node_from_ino(fs, ino);
+	struct node *n = req_node(req, ino);
 	struct fh *h = fh_get(fi);
+	struct error err = ERROR_INIT;
 	struct config *c = NULL;
-	char err[256];
 	int r;
 
 	/* A close before any write (the shell's dup2 dance after open) is not a
@@ -795,16 +896,16 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (sb_started(n->sb) || n->sb->busy) {
+	if (sandbox_is_started(n->sb) || n->sb->busy) {
 		sb_log(n->sb, "config.json not saved: %s", n->sb->busy ? "a command is in progress"
 									: "the sandbox was started meanwhile");
 		fuse_reply_err(req, EBUSY);
 		return;
 	}
-	r = config_parse(h->buf, h->len, &c, err, sizeof(err));
+	r = config_parse(h->buf, h->len, &c, &err);
 	config_free(c);
 	if (r < 0) {
-		sb_log(n->sb, "config.json rejected: %s", err);
+		sb_log(n->sb, "config.json rejected: %s", error_msg(&err));
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -828,12 +929,11 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv;
 
-	if (statvfs(req_fs(req)->store, &sv) < 0)
+	if (statvfs(req_fs(req)->tree.store, &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
 }
-
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/util.h"
-#include "fusefs/sbconfig.h"
+#include "sandbox/config.h"
 #include "tests/fuzz/fuzz.h"
 
 const struct fuzz_seed fuzz_seeds[] = {
@@ -55,7 +55,8 @@ static void check_ok(const struct config *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *text = malloc(size + 1), err[256];
+	char *text = malloc(size + 1);
+	struct error err = ERROR_INIT;
 	struct config *c = NULL;
 	int r;
 
@@ -63,8 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(text, data, size);
 	text[size] = 0;
-	err[0] = 0;
-	r = config_parse(text, size, &c, err, sizeof(err));
+	r = config_parse(text, size, &c, &err);
 	if (r == 0) {
 		if (!c)
 			abort();
@@ -72,13 +72,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		config_free(c);
 		/* Every prefix of a valid document may still become valid. */
 		for (size_t n = 0; n <= size; n += 1 + size / 16) {
-			char perr[256];
-			if (config_check_prefix(text, n, perr, sizeof(perr)) != 0)
+			if (config_check_prefix(text, n, NULL) != 0)
 				abort();
 		}
 	} else if (r == -EINVAL || r == -EFBIG) {
-		if (!err[0] || strchr(err, '\n'))
+		/* A reason, one printable line, and the code returned. */
+		if (!err.msg[0] || err.code != r)
 			abort();
+		for (const char *p = err.msg; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				abort();
 	} else if (r != -ENOMEM) {
 		abort();
 	}

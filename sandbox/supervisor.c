@@ -12,10 +12,12 @@
  * the spawner, which is the parent and reaps it, sends the wait status, and
  * the exit is handled once both have arrived (or after STATUS_WAIT_MS if the
  * spawner has gone). Signals go through the pidfd. The struct vmm_proc
- * outlives the process until its handles are closed; the sandbox forgets it
- * at exit.
+ * outlives the process until its handles are closed; its owner (a sandbox,
+ * through struct vmm_proc_owner) is told of the exit once and released when
+ * the last handle is closed. Nothing here knows what a sandbox is.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,8 +30,9 @@
 
 #define LOG_PREFIX ""
 #include "common/log.h"
-#include "fusefs/forkfs.h"
-#include "fusefs/spawner.h"
+#include "common/util.h"
+#include "sandbox/spawner.h"
+#include "sandbox/supervisor.h"
 
 #define STOP_TIMEOUT_MS 3000
 #define LINE_MAX_BYTES 1024
@@ -48,7 +51,7 @@ struct vmm_proc {
 	uv_timer_t timer;	/* SIGKILL after a stop timeout; the wait for the status;
 				 * then the wait for the pipes' EOF */
 	struct linebuf out_lb, err_lb;
-	struct sandbox *sb;	/* a reference, dropped when the handles are closed */
+	struct vmm_proc_owner owner;	/* released when the handles are closed */
 	struct vmm_proc *next;	/* in the list of processes awaiting their exit notice */
 	pid_t pid;
 	int pidfd;
@@ -69,6 +72,20 @@ static struct {
 	struct vmm_proc *procs;
 } spawner = { .fd = -1 };
 
+/* A line about the process, into its owner's log. */
+static void proc_log(struct vmm_proc *p, const char *fmt, ...) _printf_(2, 3);
+static void proc_log(struct vmm_proc *p, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	p->owner.log(p->owner.ctx, "forkfs", msg, (size_t)MIN(MAX(n, 0), (int)sizeof(msg) - 1));
+}
+
 bool vmm_proc_alive(struct vmm_proc *p)
 {
 	return p && !p->exited;
@@ -83,7 +100,7 @@ pid_t vmm_proc_pid(struct vmm_proc *p)
 static void send_signal(struct vmm_proc *p, int sig)
 {
 	if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
-		sb_log(p->sb, "cannot signal VMM pid %d: %s", (int)p->pid, strerror(errno));
+		proc_log(p, "cannot signal VMM pid %d: %s", (int)p->pid, strerror(errno));
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -93,8 +110,7 @@ static void on_handle_closed(uv_handle_t *h)
 	if (--p->open_handles > 0)
 		return;
 	safe_close(p->pidfd);	/* a uv_poll_t does not own its fd */
-	forkfs_job_end(p->sb->fs);
-	sandbox_unref(p->sb);
+	p->owner.release(p->owner.ctx);
 	free(p);
 }
 
@@ -104,21 +120,10 @@ static void close_handle(uv_handle_t *h)
 		uv_close(h, on_handle_closed);
 }
 
-/* VMM output: one log line per output line, timestamped by sb_log's format. */
+/* VMM output: one log line per output line. */
 static void emit_line(struct vmm_proc *p, const char *s, size_t n)
 {
-	char line[LINE_MAX_BYTES + 96], stamp[TIMESTAMP_MAX];
-	int k;
-
-	format_timestamp(stamp);
-	k = snprintf(line, sizeof(line), "%s vmm: %.*s\n", stamp, (int)n, s);
-	if (k > (int)sizeof(line))
-		k = sizeof(line);
-	if (write(p->sb->log_fd, line, (size_t)k) < 0) {
-		/* Store full: nothing better to do with VMM chatter. */
-	}
-	if (p->sb->fs->foreground)
-		log_debug("%s: vmm: %.*s", p->sb->name, (int)n, s);
+	p->owner.log(p->owner.ctx, "vmm", s, n);
 }
 
 static void linebuf_feed(struct vmm_proc *p, struct linebuf *lb, const char *data, size_t n)
@@ -198,7 +203,7 @@ static void on_drain_timer(uv_timer_t *t)
 	read_rest_and_close(p, &p->out, &p->out_lb);
 	read_rest_and_close(p, &p->err, &p->err_lb);
 	if (held)
-		sb_log(p->sb, "VMM pid %d has exited but its output is still held open (by a process"
+		proc_log(p, "VMM pid %d has exited but its output is still held open (by a process"
 		       " it started?): no longer reading it", (int)p->pid);
 	close_handle((uv_handle_t *)&p->timer);
 }
@@ -207,7 +212,6 @@ static void on_drain_timer(uv_timer_t *t)
  * the sandbox, close the pidfd and the timer; the pipes close at their EOF. */
 static void finish(struct vmm_proc *p)
 {
-	struct sandbox *sb = p->sb;
 	bool clean;
 
 	if (p->exited)
@@ -221,15 +225,15 @@ static void finish(struct vmm_proc *p)
 	uv_timer_stop(&p->timer);
 	if (!p->have_status) {
 		clean = p->stop_requested;
-		sb_log(sb, "VMM pid %d exited (status unknown: the spawner is gone)%s", (int)p->pid,
+		proc_log(p, "VMM pid %d exited (status unknown: the spawner is gone)%s", (int)p->pid,
 		       p->stop_requested ? " (stop)" : "");
 	} else if (WIFSIGNALED(p->wstatus)) {
 		clean = p->stop_requested;
-		sb_log(sb, "VMM pid %d exited on signal %d%s", (int)p->pid, WTERMSIG(p->wstatus),
+		proc_log(p, "VMM pid %d exited on signal %d%s", (int)p->pid, WTERMSIG(p->wstatus),
 		       p->stop_requested ? " (stop)" : "");
 	} else {
 		clean = p->stop_requested || WEXITSTATUS(p->wstatus) == 0;
-		sb_log(sb, "VMM pid %d exited with status %d%s", (int)p->pid,
+		proc_log(p, "VMM pid %d exited with status %d%s", (int)p->pid,
 		       WEXITSTATUS(p->wstatus), p->stop_requested ? " (stop)" : "");
 	}
 	/* The pipes stay open until EOF so that the VMM's last words reach the
@@ -241,35 +245,7 @@ static void finish(struct vmm_proc *p)
 	else
 		uv_timer_start(&p->timer, on_drain_timer, DRAIN_MS, 0);
 
-	if (sb->proc == p) {
-		void (*done)(struct sandbox *, void *) = sb->stop_done;
-		void *ud = sb->stop_userdata;
-
-		sb->proc = NULL;
-		if (sb->vmm) {
-			vmm_set_dead(sb->vmm);
-			sb->vmm = vmm_unref(sb->vmm);
-		}
-		/* A start that failed terminated its VMM itself: it stays failed. */
-		if (sb->state == SB_RUNNING || sb->state == SB_PAUSED ||
-		    (p->stop_requested && sb->state != SB_FAILED))
-			sb->state = clean ? SB_STOPPED : SB_FAILED;
-		sb->stop_done = NULL;
-		sb->stop_userdata = NULL;
-		if (sb->run_dir) {
-			char sock[256];
-
-			snprintf(sock, sizeof(sock), "%s/api.sock", sb->run_dir);
-			unlink(sock);
-			if (rmdir(sb->run_dir) < 0 && errno != ENOENT)
-				sb_log(sb, "cannot remove run directory %s: %s", sb->run_dir,
-				       strerror(errno));
-			free(sb->run_dir);
-			sb->run_dir = NULL;
-		}
-		if (done)
-			done(sb, ud);
-	}
+	p->owner.exited(p->owner.ctx, p, clean, p->stop_requested);
 }
 
 static void on_finish_timer(uv_timer_t *t)
@@ -315,7 +291,7 @@ static void on_kill_timer(uv_timer_t *t)
 
 	if (p->dead)
 		return;
-	sb_log(p->sb, "VMM pid %d ignored SIGTERM for %d ms: SIGKILL", (int)p->pid,
+	proc_log(p, "VMM pid %d ignored SIGTERM for %d ms: SIGKILL", (int)p->pid,
 	       STOP_TIMEOUT_MS);
 	send_signal(p, SIGKILL);
 }
@@ -349,53 +325,52 @@ static int output_pipe(uv_pipe_t *pipe, int *ret_write)
 	return 0;
 }
 
-int vmm_proc_spawn(struct sandbox *sb, const char *api_socket)
+int vmm_proc_spawn(uv_loop_t *loop, char *const argv[], const struct vmm_proc_owner *owner,
+		   struct vmm_proc **ret, struct error *err)
 {
-	struct forkfs *fs = sb->fs;
-	char *args[] = { fs->vmm_path, (char *)"--api-sock", (char *)api_socket, NULL };
 	int out_w = -1, err_w = -1, r;
 	struct vmm_proc *p;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		return -ENOMEM;
-	p->sb = sandbox_ref(sb);
+		return error_set(err, -ENOMEM, "cannot launch VMM %s: out of memory", argv[0]);
+	p->owner = *owner;
 	p->pidfd = -1;
-	uv_pipe_init(&fs->loop, &p->out, 0);
-	uv_pipe_init(&fs->loop, &p->err, 0);
-	uv_timer_init(&fs->loop, &p->timer);
+	uv_pipe_init(loop, &p->out, 0);
+	uv_pipe_init(loop, &p->err, 0);
+	uv_timer_init(loop, &p->timer);
 	p->out.data = p->err.data = p->timer.data = p->pidfd_poll.data = p;
 	p->open_handles = 3;
-	forkfs_job_begin(fs);
 
 	r = output_pipe(&p->out, &out_w);
 	if (r >= 0)
 		r = output_pipe(&p->err, &err_w);
 	if (r >= 0)
-		r = spawner_launch(spawner.fd, args, out_w, err_w, on_exit_notice, NULL, &p->pid,
+		r = spawner_launch(spawner.fd, argv, out_w, err_w, on_exit_notice, NULL, &p->pid,
 				   &p->pidfd);
 	safe_close(out_w);
 	safe_close(err_w);
 	if (r >= 0) {
-		r = uv_poll_init(&fs->loop, &p->pidfd_poll, p->pidfd);
+		r = uv_poll_init(loop, &p->pidfd_poll, p->pidfd);
 		if (r < 0) {
-			sb_log(sb, "cannot watch VMM pid %d: %s; killing it", (int)p->pid,
-			       uv_strerror(r));
+			proc_log(p, "cannot watch VMM pid %d: %s; killing it", (int)p->pid,
+				 uv_strerror(r));
 			syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
 			p->pidfd = safe_close(p->pidfd);
 		}
 	}
 	if (r < 0) {
 		if (r == -ECONNRESET)
-			sb_log(sb, "cannot launch VMM %s: the spawner process is gone",
-			       fs->vmm_path);
+			error_set(err, -EIO, "cannot launch VMM %s: the spawner process is gone",
+				  argv[0]);
 		else
-			sb_log(sb, "cannot launch VMM %s: %s", fs->vmm_path, strerror(-r));
+			error_set(err, r == -ENOENT ? -ENOENT : -EIO, "cannot launch VMM %s: %s",
+				  argv[0], strerror(-r));
 		p->exited = true;
 		close_handle((uv_handle_t *)&p->timer);
 		close_handle((uv_handle_t *)&p->out);
 		close_handle((uv_handle_t *)&p->err);
-		return r;
+		return r == -ENOENT ? -ENOENT : -EIO;
 	}
 	p->open_handles = 4;	/* the pidfd's poll handle owns the pidfd from here */
 	p->next = spawner.procs;
@@ -403,9 +378,7 @@ int vmm_proc_spawn(struct sandbox *sb, const char *api_socket)
 	uv_poll_start(&p->pidfd_poll, UV_READABLE, on_pidfd);
 	uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
 	uv_read_start((uv_stream_t *)&p->err, on_alloc, on_read);
-	sb->proc = p;
-	sb_log(sb, "launched VMM %s, pid %d, API socket %s", fs->vmm_path, (int)p->pid,
-	       api_socket);
+	*ret = p;
 	return 0;
 }
 
@@ -437,7 +410,7 @@ static void on_spawner_readable(uv_poll_t *h, int status, int events)
 		return;
 	log_error_errno(r == -ECONNRESET ? 0 : r, "the VMM spawner process is gone%s",
 			r == -ECONNRESET ? "" : " (socket error)");
-	supervisor_unwatch(h->data);
+	supervisor_unwatch();
 	end_spawner();
 	/* Nobody will send the exit status of the processes still waiting for it. */
 	for (struct vmm_proc *p = spawner.procs; p; p = p->next)
@@ -445,19 +418,18 @@ static void on_spawner_readable(uv_poll_t *h, int status, int events)
 			uv_timer_start(&p->timer, on_finish_timer, 0, 0);
 }
 
-int supervisor_watch(struct forkfs *fs)
+int supervisor_watch(uv_loop_t *loop)
 {
-	int r = uv_poll_init(&fs->loop, &spawner.poll, spawner.fd);
+	int r = uv_poll_init(loop, &spawner.poll, spawner.fd);
 
 	if (r < 0)
 		return log_error_errno(r, "cannot watch the spawner");
-	spawner.poll.data = fs;
 	spawner.watching = true;
 	uv_poll_start(&spawner.poll, UV_READABLE, on_spawner_readable);
 	return 0;
 }
 
-void supervisor_unwatch(struct forkfs *fs)
+void supervisor_unwatch(void)
 {
 	if (!spawner.watching)
 		return;

@@ -4,13 +4,12 @@
  * filter (children inherit seccomp filters; minivm installs its own).
  *
  * spawner.c holds both ends of the protocol; supervisor.c owns the one
- * spawner of the daemon and exposes the start-up and shutdown hooks below.
+ * spawner of the daemon and exposes its start-up and shutdown hooks
+ * (supervisor.h).
  */
 #pragma once
 
 #include <sys/types.h>
-
-struct forkfs;
 
 /* Called for each "pid exited with wait status" notice from the spawner. */
 typedef void (*spawner_exit_fn)(pid_t pid, int wstatus, void *userdata);
@@ -32,12 +31,3 @@ int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_e
 /* Read the notices that are waiting (the fd may be non-blocking) and hand
  * them to on_exit. 0, or -ECONNRESET once the spawner is gone. */
 int spawner_dispatch(int fd, spawner_exit_fn on_exit, void *userdata);
-
-/* supervisor.c: the daemon's spawner. */
-int supervisor_fork_spawner(void);		/* main(), single-threaded, pre-filter */
-int supervisor_watch(struct forkfs *fs);	/* after uv_loop_init */
-void supervisor_unwatch(struct forkfs *fs);	/* at shutdown, when no job is left */
-void supervisor_end_spawner(void);		/* after the loop: close and reap it */
-/* Have the spawner run "fusermount3 -u -z MOUNTPOINT" and wait for it: the
- * unmount path of a user (not root) under the filter. 0 or -errno. */
-int supervisor_unmount(const char *mountpoint);

@@ -38,7 +38,7 @@
 #define LOG_PREFIX "spawner: "
 #include "common/log.h"
 #include "common/util.h"
-#include "fusefs/spawner.h"
+#include "sandbox/spawner.h"
 
 #define SPAWN_REQ_MAX 8192	/* bytes of argv strings in one request */
 #define SPAWN_ARGS_MAX 64

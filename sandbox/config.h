@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * sbconfig.h — parsing and validation of a sandbox's config.json (untrusted
+ * config.h — parsing and validation of a sandbox's config.json (untrusted
  * bytes; no FUSE, no I/O). Three forms, see forkfs(8):
  *   boot:    a Firecracker config-file document ("boot-source", ...)
  *   restore: {"restore":{"branch":"SANDBOX/TAG"}} or
@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
+#include "common/error.h"
 #include "common/util.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)	/* config.json bound: EFBIG beyond */
@@ -40,8 +41,8 @@ extern const size_t config_resources_count;
 
 /* Parse and validate a complete document. err gets a one-line reason. Returns
  * 0, -EINVAL (invalid), -EFBIG (too large), -ENOMEM. */
-int config_parse(const char *text, size_t len, struct config **ret, char *err, size_t errlen);
+int config_parse(const char *text, size_t len, struct config **ret, struct error *err);
 /* Check a prefix written so far: 0 if it may still become valid (or is
  * valid), -EINVAL (with a reason) if it can no longer be. */
-int config_check_prefix(const char *text, size_t len, char *err, size_t errlen);
+int config_check_prefix(const char *text, size_t len, struct error *err);
 struct config *config_free(struct config *c);

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT
+ * env.h — what every sandbox of one forkfs shares: the libuv loop, the
+ * options that shape a VMM's start and a branch, and the count of work in
+ * flight that shutdown waits for.
+ *
+ * Threading (the rules of all of sandbox/): one libuv loop thread owns every
+ * object of sandbox/ — the tree, sandboxes, branch entries — and runs every
+ * function not marked otherwise. Work that blocks (talking to a VMM, copying
+ * memory, removing a store directory) runs on libuv's pool; the loop copies
+ * into the job, before queueing it, everything the worker reads (names, store
+ * paths, the log fd, references on core objects), and the worker touches
+ * nothing else. Results are applied in the after-work callback, on the loop.
+ * The one exception is documented in entry.c (the end of a copy is reported
+ * from an engine thread, under its own lock). Debug builds check the rule
+ * with assert_on_loop().
+ */
+#pragma once
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "branch/branch.h"
+
+struct sbenv {
+	uv_loop_t *loop;
+	pthread_t loop_thread;	/* the thread that runs the loop (assert_on_loop) */
+
+	/* Options, fixed once the tree is set up. */
+	char *sandboxes_dir;	/* STORE/sandboxes */
+	char *vmm_path;		/* the VMM forkfs launches */
+	char *run_dir;		/* private directory for API sockets */
+	enum branch_mode_req mode;
+	uint64_t copy_rate;	/* bytes/s cap of background copies; 0 = none */
+	bool vmm_output_to_stderr;	/* also log VMM output lines (foreground) */
+
+	/* Work items and child processes in flight: shutdown ends once none is. */
+	unsigned jobs;
+	bool shutting_down;
+	void (*idle)(void *ctx);	/* called when the last job ends while shutting down */
+	void *idle_ctx;
+
+	/* Tests only: called on the worker of a start, with the VMM's pid, just
+	 * before the VMM handle is made (a VMM that dies right there must not
+	 * harm forkfs). Copied into the start job on the loop. */
+	void (*test_before_vmm_new)(void *ctx, pid_t pid);
+	void *test_ctx;
+};
+
+#ifdef NDEBUG
+#define assert_on_loop(env) ((void)(env))
+#else
+#define assert_on_loop(env) assert(pthread_equal(pthread_self(), (env)->loop_thread))
+#endif
+
+void env_job_begin(struct sbenv *env);
+void env_job_end(struct sbenv *env);
+/* Run work on libuv's pool, counted as a job (done must call env_job_end()).
+ * Should it not be queued (never in practice), it runs here and now. */
+void env_queue_job(struct sbenv *env, uv_work_t *w, uv_work_cb run, uv_after_work_cb done);

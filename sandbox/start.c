@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT
+ * start.c — a sandbox's start: boot, restore, attach.
+ *
+ * Anything that talks to a VMM or copies memory runs on a worker; spawning and
+ * state changes happen on the loop. The job carries copies of everything its
+ * workers read (paths, the run directory, the copy rate): the sandbox itself
+ * may change under them (its VMM may exit while it starts). Up to three steps:
+ *
+ *   1. worker (restore only): create a memfd and fill it from the memory image
+ *      (a source branch still copying first completes its image on demand);
+ *   2. loop: launch the VMM on a private API socket (not for attach);
+ *   3. worker: wait for the socket, configure (boot: PUT every resource, then
+ *      InstanceStart; restore: PUT /snapshot/load with the memfd's
+ *      /proc/<forkfs pid>/fd/<n> path, shared, resume_vm — or, on a stock
+ *      VMM, the image file mapped privately), then vmm_new().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LOG_PREFIX ""
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "fc/fc.h"
+#include "sandbox/config.h"
+#include "sandbox/start.h"
+#include "sandbox/supervisor.h"
+
+#define SOCKET_WAIT_MS 5000
+#define LOAD_TIMEOUT_MS 30000
+
+struct start_job {
+	uv_work_t work;
+	struct sandbox *sb;	/* a reference; the loop's, workers do not touch it */
+	sb_done_fn done;
+	void *ctx;
+	struct config *cfg;
+	struct restore_source src;
+	/* Copied on the loop for the workers. */
+	char api_socket[108];
+	char run_dir[PATH_MAX];
+	uint64_t copy_rate;
+	void (*test_hook)(void *ctx, pid_t pid);
+	void *test_ctx;
+	pid_t pid;
+	/* Results. */
+	int memfd;
+	bool mapped_privately;	/* restore on a stock VMM */
+	struct vmm *vmm;
+	enum fc_vm_state vm_state;
+	int r;
+	struct error err;
+};
+
+static const char *kind_name(enum config_kind k)
+{
+	return k == CONFIG_BOOT ? "boot" : k == CONFIG_RESTORE ? "restore" : "attach";
+}
+
+static void start_job_free(struct start_job *j)
+{
+	config_free(j->cfg);
+	branch_unref(j->src.copying);
+	safe_close(j->memfd);
+	vmm_unref(j->vmm);
+	sandbox_unref(j->sb);
+	free(j);
+}
+
+/* ---- step 1: the memfd of a restore ---- */
+
+static int fill_memfd(const char *path, int *ret_fd, struct error *err)
+{
+	_cleanup_close_ int src = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int mfd = -1;
+	struct stat st;
+	off_t off = 0;
+
+	if (src < 0 || fstat(src, &st) < 0)
+		return error_set_errno(err, -errno, "cannot open memory image %.300s", path);
+	mfd = memfd_create("forkfs-guest-mem", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, st.st_size) < 0)
+		return error_set_errno(err, -errno, "memfd for %.300s", path);
+	while (off < st.st_size) {
+		ssize_t n = sendfile(mfd, src, &off, (size_t)MIN(st.st_size - off, 1 << 30));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return error_set_errno(err, n < 0 ? -errno : -EIO,
+					       "copying %.300s into the memfd", path);
+	}
+	*ret_fd = TAKE_FD(mfd);
+	return 0;
+}
+
+static void prepare_run(uv_work_t *w)
+{
+	struct start_job *j = w->data;
+
+	/* A source still copying: its image is copied first, then read. */
+	if (j->src.copying && (j->r = branch_complete_image(j->src.copying)) < 0) {
+		error_set(&j->err, j->r, "the source branch failed while it copied");
+		return;
+	}
+	j->r = fill_memfd(j->src.mem_path, &j->memfd, &j->err);
+}
+
+/* ---- step 3: configure the VMM ---- */
+
+static int wait_for_socket(struct start_job *j)
+{
+	uint64_t end = now_usec() + SOCKET_WAIT_MS * USEC_PER_MSEC;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", j->api_socket);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int r = fd < 0 ? -errno : RET_NERRNO(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+
+		safe_close(fd);
+		if (r == 0)
+			return 0;
+		if (j->pid > 0 && kill(j->pid, 0) < 0 && errno == ESRCH)
+			return error_set(&j->err, -ECHILD,
+					 "the VMM exited before its API socket appeared");
+		if (now_usec() > end)
+			return error_set(&j->err, -ETIMEDOUT, "no API socket at %s after %d ms",
+					 j->api_socket, SOCKET_WAIT_MS);
+		usleep(5000);
+	}
+}
+
+static int api_fail(struct start_job *j, struct fc_client *c, int r, const char *what)
+{
+	const char *m = c ? fc_client_last_error(c) : NULL;
+
+	return error_set(&j->err, r, "%s: %s", what, m && *m ? m : strerror(-r));
+}
+
+static int put(struct fc_client *c, const char *path, json_object *o)
+{
+	return fc_put_json(c, path, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+}
+
+static int configure_boot(struct start_job *j, struct fc_client *c)
+{
+	char path[160], what[200];
+	int r;
+
+	for (size_t i = 0; i < config_resources_count; i++) {
+		const struct config_resource *res = &config_resources[i];
+		json_object *v;
+
+		if (!json_object_object_get_ex(j->cfg->root, res->key, &v))
+			continue;
+		if (!res->id_key) {
+			snprintf(what, sizeof(what), "PUT %s", res->path);
+			r = put(c, res->path, v);
+			if (r < 0)
+				return api_fail(j, c, r, what);
+			continue;
+		}
+		for (size_t k = 0; k < json_object_array_length(v); k++) {
+			json_object *item = json_object_array_get_idx(v, k), *id;
+
+			json_object_object_get_ex(item, res->id_key, &id);
+			snprintf(path, sizeof(path), "%s/%s", res->path, json_object_get_string(id));
+			snprintf(what, sizeof(what), "PUT %s", path);
+			r = put(c, path, item);
+			if (r < 0)
+				return api_fail(j, c, r, what);
+		}
+	}
+	r = fc_instance_start(c);
+	return r < 0 ? api_fail(j, c, r, "InstanceStart") : 0;
+}
+
+/* A forkd VMM maps forkfs's memfd shared (so live branches of the restored VM
+ * work, and each restore has its own memory). Stock Firecracker refuses the
+ * "shared" key: it gets the image file itself, mapped privately (its writes
+ * never reach the file), and the memfd is dropped. The probe has no side
+ * effects before boot (fc_probe_caps). */
+static int configure_restore(struct start_job *j, struct fc_client *c)
+{
+	char backend[sizeof(j->src.mem_path)];
+	struct fc_caps caps;
+	bool shared;
+	int r;
+
+	r = fc_probe_caps(c, &caps);
+	if (r < 0)
+		return api_fail(j, c, r, "probing the VMM");
+	shared = caps.uffd_wp && caps.vmstate_only;
+	if (shared) {
+		snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->memfd);
+	} else {
+		snprintf(backend, sizeof(backend), "%s", j->src.mem_path);
+		j->memfd = safe_close(j->memfd);
+		j->mapped_privately = true;
+	}
+	r = fc_snapshot_load(c, j->src.snapshot_path, backend, shared, true, LOAD_TIMEOUT_MS);
+	return r < 0 ? api_fail(j, c, r, "PUT /snapshot/load") : 0;
+}
+
+static void configure_run(uv_work_t *w)
+{
+	struct start_job *j = w->data;
+	struct fc_client *c = NULL;
+	struct fc_instance_info info;
+	int r;
+
+	if (j->cfg->kind != CONFIG_ATTACH) {
+		r = wait_for_socket(j);
+		if (r < 0)
+			goto out;
+	}
+	r = fc_client_new(j->api_socket, &c);
+	if (r < 0) {
+		error_set_errno(&j->err, r, "API client for %s", j->api_socket);
+		goto out;
+	}
+	if (j->cfg->kind == CONFIG_BOOT)
+		r = configure_boot(j, c);
+	else if (j->cfg->kind == CONFIG_RESTORE)
+		r = configure_restore(j, c);
+	if (r < 0)
+		goto out;
+	r = fc_get_instance_info(c, &info);
+	if (r < 0) {
+		api_fail(j, c, r, "GET /");
+		goto out;
+	}
+	j->vm_state = info.state;
+	if (info.state != FC_STATE_RUNNING && info.state != FC_STATE_PAUSED) {
+		r = error_set(&j->err, -EINVAL, "the VM is \"%s\", not started",
+			      fc_vm_state_to_string(info.state));
+		goto out;
+	}
+	if (j->test_hook)
+		j->test_hook(j->test_ctx, j->pid);
+	r = vmm_new(j->api_socket, j->pid, j->memfd, j->run_dir, &j->vmm);
+	if (r < 0)
+		error_set_errno(&j->err, r, "vmm_new");
+	else
+		vmm_set_copy_rate(j->vmm, j->copy_rate);
+out:
+	fc_client_free(c);
+	j->r = r;
+}
+
+/* ---- the loop side ---- */
+
+static void start_finish(struct start_job *j)
+{
+	struct sandbox *sb = j->sb;
+	struct sbenv *env = sb->env;
+	int r = j->r;
+
+	assert_on_loop(env);
+	sandbox_end(sb);
+	if (j->mapped_privately)
+		sb_log(sb, "restore: the VMM lacks the forkd extensions; mapping %s privately",
+		       j->src.mem_path);
+	if (r >= 0 && j->cfg->kind != CONFIG_ATTACH && !vmm_proc_alive(sb->proc))
+		r = error_set(&j->err, -ECHILD, "the VMM exited during start");
+	if (r < 0 && !error_is_set(&j->err))
+		error_set(&j->err, r, "%s", strerror(-r));
+	if (r < 0) {
+		sandbox_start_failed(sb, error_msg(&j->err));
+	} else {
+		sandbox_started(sb, TAKE_PTR(j->vmm), j->cfg->kind == CONFIG_ATTACH,
+				j->vm_state == FC_STATE_PAUSED);
+		sb_log(sb, "started (%s): %s", kind_name(j->cfg->kind), sb_state_to_string(sb->state));
+	}
+	j->done(j->ctx, r);
+	if (r >= 0 && env->shutting_down)
+		sandbox_stop(sb, NULL, NULL);
+	start_job_free(j);
+	env_job_end(env);
+}
+
+static void configure_done(uv_work_t *w, int status)
+{
+	start_finish(w->data);
+}
+
+static void launch_and_configure(struct start_job *j)
+{
+	struct sandbox *sb = j->sb;
+
+	if (j->cfg->kind != CONFIG_ATTACH) {
+		j->r = sandbox_launch(sb, j->api_socket, &j->err);
+		if (j->r < 0) {
+			start_finish(j);
+			return;
+		}
+		j->pid = vmm_proc_pid(sb->proc);
+	}
+	if (uv_queue_work(sb->env->loop, &j->work, configure_run, configure_done) < 0) {
+		j->r = error_set(&j->err, -EIO, "cannot queue the start");
+		start_finish(j);
+	}
+}
+
+static void prepare_done(uv_work_t *w, int status)
+{
+	struct start_job *j = w->data;
+
+	if (j->r >= 0 && j->sb->env->shutting_down)
+		j->r = error_set(&j->err, -ESHUTDOWN, "forkfs is shutting down");
+	if (j->r < 0) {
+		start_finish(j);
+		return;
+	}
+	launch_and_configure(j);
+}
+
+/* The checks and the job, before anything is launched. */
+static int start_job_new(struct sandbox *sb, start_resolve_fn resolve, void *resolve_ctx,
+			 struct start_job **ret)
+{
+	struct start_job *j;
+	struct error err = ERROR_INIT;
+	int r;
+
+	if (sandbox_is_started(sb)) {
+		sb_log(sb, "start refused: the sandbox is already %s", sb_state_to_string(sb->state));
+		return -EINVAL;
+	}
+	if (!sb->config || sb->config_len == 0) {
+		sb_log(sb, "start refused: config.json is empty");
+		return -EINVAL;
+	}
+	if (sb->proc) {
+		/* The VMM of a failed start is still exiting; it would unlink the
+		 * API socket of the new one, which lives in the same run directory. */
+		sb_log(sb, "start refused: the previous VMM (pid %d) is still exiting",
+		       (int)vmm_proc_pid(sb->proc));
+		return -EBUSY;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->work.data = j;
+	j->memfd = -1;
+	j->sb = sandbox_ref(sb);
+	r = config_parse(sb->config, sb->config_len, &j->cfg, &err);
+	if (r < 0) {
+		sb_log(sb, "start refused: config.json: %s", error_msg(&err));
+		start_job_free(j);
+		return r == -EFBIG ? -EINVAL : r;
+	}
+	if (j->cfg->kind == CONFIG_RESTORE) {
+		if (j->cfg->snapshot_path) {
+			snprintf(j->src.snapshot_path, sizeof(j->src.snapshot_path), "%s",
+				 j->cfg->snapshot_path);
+			snprintf(j->src.mem_path, sizeof(j->src.mem_path), "%s", j->cfg->mem_file_path);
+		} else if ((r = resolve(resolve_ctx, sb, j->cfg, &j->src)) < 0) {
+			start_job_free(j);
+			return r;
+		}
+	}
+	r = sandbox_make_run_dir(sb);
+	if (r < 0) {
+		start_job_free(j);
+		return r;
+	}
+	snprintf(j->run_dir, sizeof(j->run_dir), "%s", sb->run_dir);
+	if (j->cfg->kind == CONFIG_ATTACH) {
+		snprintf(j->api_socket, sizeof(j->api_socket), "%s", j->cfg->api_socket);
+	} else {
+		snprintf(j->api_socket, sizeof(j->api_socket), "%s/api.sock", sb->run_dir);
+		unlink(j->api_socket);	/* a stale one from a VMM that died */
+	}
+	j->copy_rate = sb->env->copy_rate;
+	j->test_hook = sb->env->test_before_vmm_new;
+	j->test_ctx = sb->env->test_ctx;
+	*ret = j;
+	return 0;
+}
+
+int sandbox_start(struct sandbox *sb, start_resolve_fn resolve, void *resolve_ctx,
+		  sb_done_fn done, void *ctx)
+{
+	struct sbenv *env = sb->env;
+	struct start_job *j;
+	int r;
+
+	assert_on_loop(env);
+	r = start_job_new(sb, resolve, resolve_ctx, &j);
+	if (r < 0)
+		return r;
+	j->done = done;
+	j->ctx = ctx;
+	sb_log(sb, "starting (%s)", kind_name(j->cfg->kind));
+	env_job_begin(env);
+	if (j->cfg->kind == CONFIG_RESTORE) {
+		if (uv_queue_work(env->loop, &j->work, prepare_run, prepare_done) < 0) {
+			j->r = error_set(&j->err, -EIO, "cannot queue the start");
+			start_finish(j);
+		}
+		return 0;
+	}
+	launch_and_configure(j);
+	return 0;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT
+ * start.h — starting a sandbox: boot, restore or attach, as its config.json
+ * says (config.h). See start.c for the steps.
+ */
+#pragma once
+
+#include <limits.h>
+
+#include "sandbox/sandbox.h"
+
+struct config;
+
+/* Where a restore's images are. copying: a reference on the source branch
+ * while it still copies (its image is completed first), else NULL. */
+struct restore_source {
+	char snapshot_path[PATH_MAX];
+	char mem_path[PATH_MAX];
+	struct branch *copying;
+};
+
+/* Resolve {"restore":{"branch":"S/T"}} into src (the tree knows branches).
+ * 0, or -errno with the reason logged into sb's log. */
+typedef int (*start_resolve_fn)(void *ctx, struct sandbox *sb, const struct config *cfg,
+				struct restore_source *src);
+
+/* Start sb from its committed config.json. Called with the busy guard held
+ * ("start"); see sandbox.h for the return and done conventions. Refused:
+ * -EINVAL (already started, no or invalid config.json), -EBUSY (the previous
+ * VMM is still exiting). done's r: 0, or -errno with "start failed: REASON"
+ * in the log and the sandbox failed. */
+int sandbox_start(struct sandbox *sb, start_resolve_fn resolve, void *resolve_ctx,
+		  sb_done_fn done, void *ctx);

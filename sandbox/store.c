@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT
+ * store.c — see store.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "common/util.h"
+#include "sandbox/store.h"
+
+char *store_path(const char *a, const char *b)
+{
+	char *p;
+
+	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
+}
+
+int store_init(const char *store, const char *sandboxes_dir)
+{
+	if (mkdir(store, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (mkdir(sandboxes_dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int store_create_sandbox(const char *dir)
+{
+	_cleanup_free_ char *bdir = store_path(dir, STORE_BRANCHES);
+	int r;
+
+	if (!bdir)
+		return -ENOMEM;
+	if (mkdir(dir, 0700) < 0)
+		return -errno;
+	if (mkdir(bdir, 0700) < 0) {
+		r = -errno;
+		store_rm_rf(dir);
+		return r;
+	}
+	return 0;
+}
+
+/* A directory entry is a directory: d_type, or fstatat() on filesystems that
+ * leave it DT_UNKNOWN (the store may be on any filesystem). */
+static bool entry_is_dir(DIR *d, const struct dirent *de)
+{
+	struct stat st;
+
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_DIR;
+	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+int store_rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int r = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *p = NULL;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		p = store_path(path, de->d_name);
+		if (!p) {
+			r = -ENOMEM;
+			continue;
+		}
+		if (entry_is_dir(d, de))
+			r = store_rm_rf(p) ?: r;
+		else if (unlink(p) < 0)
+			r = -errno;
+	}
+	closedir(d);
+	if (rmdir(path) < 0 && errno != ENOENT)
+		r = -errno;
+	return r;
+}
+
+int store_for_each_dir(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx,
+		       unsigned *ret_skipped)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || !entry_is_dir(d, de))
+			continue;
+		if (!name_is_valid(de->d_name)) {
+			if (ret_skipped)
+				(*ret_skipped)++;
+			continue;
+		}
+		(void)fn(de->d_name, ctx);
+	}
+	closedir(d);
+	return 0;
+}
+
+int store_read_config(const char *sb_dir, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *path = store_path(sb_dir, STORE_CONFIG);
+	int r;
+
+	*ret = NULL;
+	*ret_len = 0;
+	if (!path)
+		return -ENOMEM;
+	r = read_file(path, max, ret, ret_len);
+	return r == -ENOENT ? 0 : r;
+}
+
+int store_write_config(const char *sb_dir, const char *text, size_t len)
+{
+	_cleanup_free_ char *path = store_path(sb_dir, STORE_CONFIG);
+
+	return path ? write_file_atomic(path, text, len, 0600) : -ENOMEM;
+}
+
+int store_open_log(const char *sb_dir)
+{
+	_cleanup_free_ char *path = store_path(sb_dir, STORE_LOG);
+
+	if (!path)
+		return -ENOMEM;
+	return RET_NERRNO(open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+}

@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT
+ * lifecycle.t — the sandbox lifecycle (sandbox/) without FUSE, driven like
+ * the FUSE layer drives it, against real forkfs-minivm processes ($MINIVM,
+ * guest $GUEST_IMG): start, pause, resume, stop and rmdir with the races
+ * between them, a VMM that dies inside a start, concurrent mkdir of one
+ * branch tag, a restore from that branch whose guest verifies its memory,
+ * and shutdown with a start in flight.
+ *
+ * Everything runs on this thread's libuv loop, as in forkfs. The cases that
+ * need a guest need /dev/kvm. LIFECYCLE_VMM=PATH runs the others against
+ * another VMM that answers the Firecracker API (for machines without KVM);
+ * CI never sets it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/ctl.h"
+#include "sandbox/entry.h"
+#include "sandbox/supervisor.h"
+#include "sandbox/tree.h"
+#include "tests/tap.h"
+
+#define WAIT_MS 30000
+
+static uv_loop_t loop;
+static uv_timer_t tick;
+static struct tree t;
+static char tmpdir[] = "/tmp/forkfs-lifecycle.XXXXXX";
+static char store[PATH_MAX], run_dir[PATH_MAX];
+static bool with_guest;
+
+struct done {
+	bool called;
+	int r;
+	struct sbranch *br;
+};
+
+static void on_done(void *ctx, int r)
+{
+	struct done *d = ctx;
+
+	d->called = true;
+	d->r = r;
+}
+
+static void on_entry_done(void *ctx, int r, struct sbranch *br)
+{
+	struct done *d = ctx;
+
+	d->called = true;
+	d->r = r;
+	d->br = entry_ref(br);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+}
+
+/* Run the loop until *flag, or timeout. */
+static bool run_until_flag(const bool *flag, int timeout_ms)
+{
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC;
+
+	while (!*flag && now_usec() < end)
+		uv_run(&loop, UV_RUN_ONCE);
+	return *flag;
+}
+
+/* Run the loop for ms (let queued work and exits be handled). */
+static void run_for(int ms)
+{
+	uint64_t end = now_usec() + (uint64_t)ms * USEC_PER_MSEC;
+
+	while (now_usec() < end)
+		uv_run(&loop, UV_RUN_ONCE);
+}
+
+static int ctl(struct sandbox *sb, const char *cmd, struct done *d)
+{
+	*d = (struct done){ 0 };
+	return ctl_write(&t, sb, cmd, strlen(cmd), on_done, d);
+}
+
+/* Run a ctl command to its end: its done's r, or -ETIMEDOUT. */
+static int ctl_sync(struct sandbox *sb, const char *cmd)
+{
+	struct done d;
+	int r = ctl(sb, cmd, &d);
+
+	if (r < 0)
+		return r;
+	return run_until_flag(&d.called, WAIT_MS) ? d.r : -ETIMEDOUT;
+}
+
+static bool log_has(struct sandbox *sb, const char *needle, int timeout_ms)
+{
+	char path[PATH_MAX];
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC;
+
+	snprintf(path, sizeof(path), "%s/log", sb->dir);
+	for (;;) {
+		char *text = NULL;
+		bool found;
+
+		if (read_file(path, 16 << 20, &text, NULL) < 0)
+			return false;
+		found = strstr(text, needle) != NULL;
+		free(text);
+		if (found || now_usec() > end)
+			return found;
+		run_for(50);
+	}
+}
+
+static void dump_log(struct sandbox *sb)
+{
+	char path[PATH_MAX], *text = NULL;
+
+	snprintf(path, sizeof(path), "%s/log", sb->dir);
+	if (read_file(path, 1 << 20, &text, NULL) < 0)
+		return;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+		tap_diag("%s: %s", sb->name, line);
+	free(text);
+}
+
+static bool pid_gone(pid_t pid, int timeout_ms)
+{
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC;
+
+	while (kill(pid, 0) == 0 || errno != ESRCH) {
+		if (now_usec() > end)
+			return false;
+		run_for(20);
+	}
+	return true;
+}
+
+static struct sandbox *make_sandbox(const char *name, unsigned mem_mib)
+{
+	char cfg[PATH_MAX + 128];
+	struct sandbox *sb = NULL;
+	int n;
+
+	if (tree_mkdir_sandbox(&t, name, &sb) < 0)
+		return NULL;
+	n = snprintf(cfg, sizeof(cfg),
+		     "{\"boot-source\":{\"kernel_image_path\":\"%s\"},"
+		     "\"machine-config\":{\"vcpu_count\":1,\"mem_size_mib\":%u}}\n",
+		     getenv("GUEST_IMG") ?: "/nonexistent", mem_mib);
+	if (sandbox_set_config(sb, cfg, (size_t)n) < 0)
+		return NULL;
+	return sb;
+}
+
+/* ---- the cases ---- */
+
+static void test_names(void)
+{
+	struct sandbox *sb = NULL;
+	struct done d;
+
+	TAP_CHECK(tree_mkdir_sandbox(&t, "n1", &sb) == 0 && sb);
+	TAP_CHECK(tree_mkdir_sandbox(&t, "n1", &sb) == -EEXIST);
+	TAP_CHECK(tree_mkdir_sandbox(&t, "bad/name", &sb) == -EINVAL);
+	TAP_CHECK(tree_mkdir_sandbox(&t, ".hidden", &sb) == -EINVAL);
+	sb = tree_find_sandbox(&t, "n1");
+	TAP_CHECK(ctl(sb, "bogus\n", &d) == -EINVAL && !d.called);
+	TAP_CHECK(ctl(sb, "start\n", &d) == -EINVAL && !d.called);	/* no config.json */
+	TAP_CHECK(log_has(sb, "start refused: config.json is empty", 0));
+	TAP_CHECK(ctl(sb, "stop\n", &d) == -EINVAL);
+	TAP_CHECK(ctl(sb, "pause\n", &d) == -EINVAL);
+	TAP_CHECK(entry_mkdir(sb, "b1", on_entry_done, &d) == -EINVAL);	/* not running */
+	TAP_CHECK(!sb->busy);
+	d = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "n1", on_done, &d) == 0 && d.called && d.r == 0);
+	TAP_CHECK(tree_find_sandbox(&t, "n1") == NULL);
+	TAP_CHECK(access(store, F_OK) == 0);
+	d = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "n1", on_done, &d) == -ENOENT);
+}
+
+static void test_start_stop(void)
+{
+	struct sandbox *sb = make_sandbox("s1", 64);
+	struct done d, d2;
+	pid_t pid;
+
+	if (!TAP_CHECK(sb))
+		return;
+	TAP_CHECK(ctl(sb, "start\n", &d) == 0);
+	/* While the start runs, every other command is refused. */
+	TAP_CHECK(sb->busy && !strcmp(sb->busy, "start"));
+	TAP_CHECK(ctl(sb, "pause\n", &d2) == -EBUSY && !d2.called);
+	TAP_CHECK(ctl(sb, "stop\n", &d2) == -EBUSY);
+	TAP_CHECK(ctl(sb, "start\n", &d2) == -EBUSY);
+	d2 = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "s1", on_done, &d2) == -EBUSY);
+	TAP_CHECK(log_has(sb, "ctl pause refused: start in progress", 0));
+	TAP_CHECK(run_until_flag(&d.called, WAIT_MS) && d.r == 0);
+	if (d.r != 0)
+		dump_log(sb);
+	TAP_CHECK(sb->state == SB_RUNNING && !sb->busy && sb->vmm && sb->proc);
+	TAP_CHECK(sb->run_dir && access(sb->run_dir, F_OK) == 0);
+	TAP_CHECK(ctl_sync(sb, "start\n") == -EINVAL);	/* already running */
+	TAP_CHECK(ctl_sync(sb, "resume\n") == -EINVAL);	/* not paused */
+	TAP_CHECK(ctl_sync(sb, "pause\n") == 0 && sb->state == SB_PAUSED);
+	TAP_CHECK(ctl_sync(sb, "pause\n") == -EINVAL);
+	TAP_CHECK(ctl_sync(sb, "resume") == 0 && sb->state == SB_RUNNING);
+	pid = vmm_proc_pid(sb->proc);
+	TAP_CHECK(ctl(sb, "stop\n", &d) == 0);
+	TAP_CHECK(ctl(sb, "start\n", &d2) == -EBUSY);	/* stop in progress */
+	TAP_CHECK(run_until_flag(&d.called, WAIT_MS) && d.r == 0);
+	TAP_CHECK(sb->state == SB_STOPPED && !sb->proc && !sb->vmm && !sb->run_dir && !sb->busy);
+	TAP_CHECK(pid_gone(pid, 5000));
+	TAP_CHECK(log_has(sb, "(stop)", 0));
+	TAP_CHECK(ctl_sync(sb, "stop\n") == -EINVAL);
+	/* A stopped sandbox starts again. */
+	TAP_CHECK(ctl_sync(sb, "start\n") == 0 && sb->state == SB_RUNNING);
+	pid = sb->proc ? vmm_proc_pid(sb->proc) : 0;
+	/* rmdir of a started sandbox stops it first, then removes it. */
+	d = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "s1", on_done, &d) == 0);
+	TAP_CHECK(run_until_flag(&d.called, WAIT_MS) && d.r == 0);
+	TAP_CHECK(tree_find_sandbox(&t, "s1") == NULL);
+	TAP_CHECK(pid > 0 && pid_gone(pid, 5000));
+}
+
+/* The VMM dies on the worker's side of a start, after it answered, before
+ * forkfs makes its handle: the loop handles the exit meanwhile (and drops the
+ * run directory). The start must fail cleanly, and the sandbox start again. */
+struct dying {
+	char run_dir[PATH_MAX];
+	bool killed;
+};
+
+static void kill_vmm_now(void *ctx, pid_t pid)
+{
+	struct dying *dy = ctx;
+	uint64_t end = now_usec() + 5 * USEC_PER_SEC;
+
+	if (pid <= 0 || kill(pid, SIGKILL) < 0)
+		return;
+	dy->killed = true;
+	/* The loop has handled the exit once the run directory is gone. */
+	while (access(dy->run_dir, F_OK) == 0 && now_usec() < end)
+		usleep(5000);
+}
+
+static void test_vmm_dies_during_start(void)
+{
+	struct sandbox *sb = make_sandbox("d1", 64);
+	struct dying dy = { 0 };
+	struct done d;
+
+	if (!TAP_CHECK(sb))
+		return;
+	snprintf(dy.run_dir, sizeof(dy.run_dir), "%s/%u", run_dir, sb->seq);
+	t.env.test_before_vmm_new = kill_vmm_now;
+	t.env.test_ctx = &dy;
+	TAP_CHECK(ctl(sb, "start\n", &d) == 0);
+	TAP_CHECK(run_until_flag(&d.called, WAIT_MS));
+	t.env.test_before_vmm_new = NULL;
+	TAP_CHECK(dy.killed);
+	TAP_CHECK(access(dy.run_dir, F_OK) < 0);
+	TAP_CHECK(d.r < 0);
+	TAP_CHECK(sb->state == SB_FAILED && !sb->vmm && !sb->proc && !sb->busy);
+	TAP_CHECK(log_has(sb, "start failed: the VMM exited during start", 0));
+	/* Nothing is left behind that would keep it from starting again. */
+	TAP_CHECK(ctl_sync(sb, "start\n") == 0 && sb->state == SB_RUNNING);
+	TAP_CHECK(ctl_sync(sb, "stop\n") == 0 && sb->state == SB_STOPPED);
+	d = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "d1", on_done, &d) == 0 && d.called && d.r == 0);
+}
+
+/* A failed start of a VMM that is not there, and one whose config the VMM
+ * refuses: failed, with the reason in the log, and nothing left started. */
+static void test_start_failures(void)
+{
+	struct sandbox *sb = make_sandbox("f1", 64);
+	static const char bad[] = "{\"boot-source\":{\"kernel_image_path\":\"/nonexistent/k\"},"
+				  "\"machine-config\":{\"vcpu_count\":1,\"mem_size_mib\":64}}";
+	char *vmm = t.env.vmm_path;
+
+	if (!TAP_CHECK(sb))
+		return;
+	t.env.vmm_path = (char *)"/nonexistent/vmm";
+	TAP_CHECK(ctl_sync(sb, "start\n") == -ENOENT);
+	t.env.vmm_path = vmm;
+	TAP_CHECK(sb->state == SB_FAILED && !sb->proc && !sb->busy);
+	TAP_CHECK(log_has(sb, "start failed: cannot launch VMM /nonexistent/vmm", 0));
+	if (with_guest) {
+		TAP_CHECK(sandbox_set_config(sb, bad, strlen(bad)) == 0);
+		TAP_CHECK(ctl_sync(sb, "start\n") < 0 && sb->state == SB_FAILED);
+		TAP_CHECK(log_has(sb, "start failed: PUT /boot-source", 0));
+	}
+	TAP_CHECK(!sb->vmm);
+	/* Wait for the VMM of the failed start to be gone before rmdir. */
+	for (int i = 0; i < 500 && sb->proc; i++)
+		run_for(10);
+	TAP_CHECK(!sb->proc);
+	{
+		struct done d;
+
+		d = (struct done){ 0 };
+		TAP_CHECK(tree_rmdir_sandbox(&t, "f1", on_done, &d) == 0 && d.called && d.r == 0);
+	}
+}
+
+/* Concurrent mkdir of one tag, commands during the take, a restore from the
+ * branch whose guest verifies its memory, rmdir of both. */
+static void test_branches(void)
+{
+	struct sandbox *sb = make_sandbox("g1", 128), *rb;
+	struct done d, d2, d3;
+	struct sbranch *br;
+	static const char restore[] = "{\"restore\":{\"branch\":\"g1/t1\"}}";
+	uint64_t end;
+
+	if (!TAP_CHECK(sb))
+		return;
+	TAP_CHECK(ctl_sync(sb, "start\n") == 0 && sb->state == SB_RUNNING);
+	TAP_CHECK(log_has(sb, "guest: boot vcpu=0", 20000));
+	d = (struct done){ 0 };
+	d2 = (struct done){ 0 };
+	TAP_CHECK(entry_mkdir(sb, "t1", on_entry_done, &d) == 0);
+	TAP_CHECK(entry_mkdir(sb, "t1", on_entry_done, &d2) == -EEXIST && !d2.called);
+	TAP_CHECK(entry_mkdir(sb, "t2", on_entry_done, &d2) == -EBUSY && !d2.called);
+	TAP_CHECK(entry_find(sb, "t1", true) == NULL);	/* reserved, not visible */
+	TAP_CHECK(ctl(sb, "stop\n", &d3) == -EBUSY);
+	TAP_CHECK(entry_rmdir(sb, "t1", on_done, &d3) == -ENOENT);
+	TAP_CHECK(run_until_flag(&d.called, WAIT_MS) && d.r == 0 && d.br);
+	if (d.r != 0)
+		dump_log(sb);
+	br = d.br;
+	TAP_CHECK(br && entry_find(sb, "t1", true) == br && !sb->busy);
+	d3 = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "g1", on_done, &d3) == -ENOTEMPTY);
+	end = now_usec() + WAIT_MS * USEC_PER_MSEC;
+	while (br && !entry_is_settled(br) && now_usec() < end)
+		run_for(20);
+	TAP_CHECK(br && br->b && entry_is_settled(br));
+	TAP_CHECK(log_has(sb, "branch t1 ready:", 5000));
+
+	/* A restore from the branch: the guest checks its own memory. */
+	TAP_CHECK(tree_mkdir_sandbox(&t, "r1", &rb) == 0);
+	TAP_CHECK(sandbox_set_config(rb, restore, strlen(restore)) == 0);
+	TAP_CHECK(ctl_sync(rb, "start\n") == 0 && rb->state == SB_RUNNING);
+	TAP_CHECK(log_has(rb, "guest: verify ok", 60000));
+	TAP_CHECK(!log_has(rb, "verify FAIL", 0));
+	if (!log_has(rb, "guest: verify ok", 0))
+		dump_log(rb);
+	d3 = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "r1", on_done, &d3) == 0 &&
+		  run_until_flag(&d3.called, WAIT_MS) && d3.r == 0);
+
+	/* rmdir of the branch, then of the (running) sandbox. */
+	d3 = (struct done){ 0 };
+	TAP_CHECK(entry_rmdir(sb, "t1", on_done, &d3) == 0);
+	TAP_CHECK(entry_find(sb, "t1", true) == NULL);	/* invisible at once */
+	TAP_CHECK(entry_mkdir(sb, "t1", on_entry_done, &d2) == -EBUSY);	/* still being removed */
+	TAP_CHECK(run_until_flag(&d3.called, WAIT_MS) && d3.r == 0);
+	TAP_CHECK(access(br->dir, F_OK) < 0);
+	entry_unref(br);
+	d3 = (struct done){ 0 };
+	TAP_CHECK(tree_rmdir_sandbox(&t, "g1", on_done, &d3) == 0 &&
+		  run_until_flag(&d3.called, WAIT_MS) && d3.r == 0);
+}
+
+static void on_idle(void *ctx)
+{
+	*(bool *)ctx = true;
+}
+
+/* Unmount: one sandbox running, one starting. Every VMM is stopped, the
+ * starting one once it has started; idle comes once nothing runs. */
+static void test_shutdown(void)
+{
+	struct sandbox *a = make_sandbox("u1", 64), *b = make_sandbox("u2", 64);
+	struct done d;
+	bool idle = false;
+	pid_t pa;
+
+	if (!TAP_CHECK(a && b))
+		return;
+	TAP_CHECK(ctl_sync(a, "start\n") == 0 && a->state == SB_RUNNING);
+	pa = a->proc ? vmm_proc_pid(a->proc) : 0;
+	TAP_CHECK(ctl(b, "start\n", &d) == 0);
+	tree_shutdown(&t, on_idle, &idle);
+	TAP_CHECK(ctl(a, "pause\n", &(struct done){ 0 }) == -ESHUTDOWN);
+	TAP_CHECK(entry_mkdir(a, "t1", on_entry_done, &(struct done){ 0 }) == -ESHUTDOWN);
+	TAP_CHECK(run_until_flag(&idle, WAIT_MS));
+	TAP_CHECK(d.called);
+	TAP_CHECK(!sandbox_is_started(a) && !sandbox_is_started(b));
+	TAP_CHECK(!a->proc && !b->proc && t.env.jobs == 0);
+	TAP_CHECK(pa > 0 && pid_gone(pa, 5000));
+}
+
+int main(void)
+{
+	const char *vmm = getenv("LIFECYCLE_VMM");
+	struct tree_options o = { 0 };
+
+	if (!vmm) {
+		vmm = getenv("MINIVM");
+		if (access("/dev/kvm", R_OK | W_OK) < 0)
+			tap_skip_all("needs /dev/kvm");
+		if (!vmm || !getenv("GUEST_IMG"))
+			tap_skip_all("needs MINIVM and GUEST_IMG");
+		with_guest = true;
+	}
+	/* The spawner first: this process has one thread until libuv's pool. */
+	if (supervisor_fork_spawner() < 0)
+		tap_skip_all("cannot fork the spawner");
+	if (!mkdtemp(tmpdir))
+		return 1;
+	snprintf(store, sizeof(store), "%s/store", tmpdir);
+	snprintf(run_dir, sizeof(run_dir), "%s/run", tmpdir);
+	mkdir(run_dir, 0700);
+	uv_loop_init(&loop);
+	uv_timer_init(&loop, &tick);
+	uv_timer_start(&tick, on_tick, 10, 10);	/* uv_run(ONCE) returns at least every 10 ms */
+	o.store = store;
+	o.vmm_path = vmm;
+	o.run_dir = run_dir;
+	o.mode = BRANCH_MODE_AUTO;
+	if (!TAP_CHECK(tree_init(&t, &loop, &o) == 0) || !TAP_CHECK(tree_load_store(&t) == 0) ||
+	    !TAP_CHECK(supervisor_watch(&loop) == 0))
+		return tap_done();
+
+	test_names();
+	test_start_stop();
+	test_vmm_dies_during_start();
+	test_start_failures();
+	if (with_guest)
+		test_branches();
+	test_shutdown();
+
+	supervisor_unwatch();
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	tree_free(&t);
+	TAP_CHECK(uv_loop_close(&loop) == 0);
+	supervisor_end_spawner();
+	if (!tap_failed) {
+		char cmd[PATH_MAX + 16];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+		if (system(cmd) != 0)
+			tap_diag("could not remove %s", tmpdir);
+	}
+	return tap_done();
+}
