@@ -46,7 +46,6 @@
 #include "uffd/engine.h"
 #include "uffd/handshake.h"
 
-#define MIB (1024ULL * 1024ULL)
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define VMSTATE_TIMEOUT_MS 10000
 #define STATE_FILE "branch.state"

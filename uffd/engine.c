@@ -75,10 +75,9 @@
 #include "uffd/pagestate.h"
 #include "uffd/uffd.h"
 
-#define PAGE 4096ULL
 #define CHUNK_MIN (64ULL << 10)
 #define CHUNK_MAX (4ULL << 20)
-#define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE)
+#define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE_4K)
 #define FAULT_BATCH 64
 #define PREARM_ROUNDS 2
 
@@ -119,7 +118,7 @@ struct engine {
 	atomic_bool vmm_gone;
 	_Atomic uint64_t bytes_copied, pages_faulted, pages_demanded, fault_count;
 
-	uint8_t fault_buf[PAGE];	/* fault thread only */
+	uint8_t fault_buf[PAGE_4K];	/* fault thread only */
 };
 
 static const char *const state_names[] = {
@@ -293,14 +292,14 @@ static int copy_segment(struct engine *e, size_t first, unsigned n, void *buf, s
 		uint64_t m = mask >> s;
 		unsigned run = m == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~m);
 		uint64_t bits = (run == 64 ? ~0ULL : (1ULL << run) - 1) << s;
-		int r = copy_bytes(e, (first + s) * PAGE, run * PAGE, buf, buflen);
+		int r = copy_bytes(e, (first + s) * PAGE_4K, run * PAGE_4K, buf, buflen);
 
 		if (r < 0) {
 			session_fail(e, r, "copying guest memory");
 			return r;
 		}
 		pagestate_mark_copied(&e->ps, first, bits);
-		atomic_fetch_add(&e->bytes_copied, run * PAGE);
+		atomic_fetch_add(&e->bytes_copied, run * PAGE_4K);
 		if (atomic_load(&e->nwaiters))
 			broadcast(e);
 		mask &= ~bits;
@@ -335,11 +334,11 @@ static int wait_copied(struct engine *e, size_t first, size_t n)
  * word aligned: a segment never crosses one, so copy_segment's runs do not. */
 static unsigned region_segment(const struct engine *e, size_t p, size_t end)
 {
-	const struct uffd_region *reg = region_of_offset(e, p * PAGE);
+	const struct uffd_region *reg = region_of_offset(e, p * PAGE_4K);
 	unsigned n = pagestate_segment(p, end);
 
 	if (reg)
-		n = (unsigned)MIN((uint64_t)n, (reg->offset + reg->size) / PAGE - p);
+		n = (unsigned)MIN((uint64_t)n, (reg->offset + reg->size) / PAGE_4K - p);
 	return n;
 }
 
@@ -376,8 +375,8 @@ static bool release_prearmed(struct engine *e, uint64_t off)
 	pthread_mutex_lock(&e->lock);
 	prearmed = e->prearmed;
 	if (prearmed) {
-		atomic_fetch_or(&e->rearm[off / PAGE / 64], 1ULL << (off / PAGE % 64));
-		unprotect(e, off, PAGE);
+		atomic_fetch_or(&e->rearm[off / PAGE_4K / 64], 1ULL << (off / PAGE_4K % 64));
+		unprotect(e, off, PAGE_4K);
 	}
 	pthread_mutex_unlock(&e->lock);
 	return prearmed;
@@ -385,7 +384,7 @@ static bool release_prearmed(struct engine *e, uint64_t off)
 
 static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 {
-	uint64_t addr = ALIGN_DOWN((uint64_t)msg->arg.pagefault.address, PAGE);
+	uint64_t addr = ALIGN_DOWN((uint64_t)msg->arg.pagefault.address, PAGE_4K);
 	const struct uffd_region *reg = region_of_addr(e, addr);
 	uint64_t off;
 	int state;
@@ -394,7 +393,7 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 		/* Not ours to resolve (we register write-protect only): just wake. */
 		log_warning("unexpected fault at 0x%" PRIx64 " (flags 0x%llx)", addr,
 			    (unsigned long long)msg->arg.pagefault.flags);
-		uffd_wake(e->uffd, addr, PAGE);
+		uffd_wake(e->uffd, addr, PAGE_4K);
 		return;
 	}
 	off = reg->offset + (addr - reg->base);
@@ -403,16 +402,16 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 	atomic_fetch_add(&e->fault_count, 1);
 	if (session_enter(e, &state)) {
 		if (session_ended(e) == 0) {
-			int r = copy_segment(e, off / PAGE, 1, e->fault_buf, sizeof(e->fault_buf));
+			int r = copy_segment(e, off / PAGE_4K, 1, e->fault_buf, sizeof(e->fault_buf));
 			if (r > 0)
 				atomic_fetch_add(&e->pages_faulted, 1);
 			else if (r == 0)
-				wait_copied(e, off / PAGE, 1);
+				wait_copied(e, off / PAGE_4K, 1);
 		}
 		session_leave(e);
 	}
 	/* COPIED, or the session is over: release the page and wake the writer. */
-	unprotect(e, off, PAGE);
+	unprotect(e, off, PAGE_4K);
 }
 
 /* Nobody serves write-protect faults any more: fail the session, mark the
@@ -562,7 +561,7 @@ static int bulk_copy(struct engine *e, void *buf)
 
 		while (off < end) {
 			uint64_t len = MIN(chunk, end - off), faults;
-			int r = copy_range(e, off / PAGE, len / PAGE, buf, CHUNK_MAX, NULL);
+			int r = copy_range(e, off / PAGE_4K, len / PAGE_4K, buf, CHUNK_MAX, NULL);
 
 			if (r < 0)
 				return r;
@@ -709,11 +708,11 @@ static int rearm_recorded(struct engine *e, bool take)
 		}
 		while (m) {
 			unsigned s = (unsigned)__builtin_ctzll(m), run;
-			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE;
+			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE_4K;
 			int r;
 
 			run = x == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~x);
-			r = wp_image(e, off, run * PAGE, true);
+			r = wp_image(e, off, run * PAGE_4K, true);
 			if (r < 0)
 				return r;
 			m &= run == 64 ? 0 : ~(((1ULL << run) - 1) << s);
@@ -922,8 +921,8 @@ int engine_demand(struct engine *e, uint64_t off, uint64_t len)
 		return -EINVAL;
 	if (len == 0)
 		return 0;
-	end = ALIGN_UP(off + len, PAGE);
-	off = ALIGN_DOWN(off, PAGE);
+	end = ALIGN_UP(off + len, PAGE_4K);
+	off = ALIGN_DOWN(off, PAGE_4K);
 	if (!session_enter(e, &state)) {
 		if (state == ENGINE_DONE)
 			return 0;
@@ -936,7 +935,7 @@ int engine_demand(struct engine *e, uint64_t off, uint64_t len)
 	if (e->src.kind == MEMSRC_PROCESS && !buf)
 		r = -ENOMEM;
 	else
-		r = copy_range(e, off / PAGE, (end - off) / PAGE, buf, DEMAND_BUF,
+		r = copy_range(e, off / PAGE_4K, (end - off) / PAGE_4K, buf, DEMAND_BUF,
 			       &e->pages_demanded);
 	free(buf);
 	session_leave(e);
@@ -1030,7 +1029,7 @@ static int map_source(struct engine *e)
 	struct stat st;
 	void *p;
 
-	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE)
+	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE_4K)
 		return log_error_errno(-EINVAL, "bad memory source");
 	if (fstat(e->src.fd, &st) < 0)
 		return log_error_errno(-errno, "fstat of the memory source");
@@ -1075,7 +1074,7 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (regions[i].offset != total || regions[i].size % PAGE || !regions[i].size) {
+		if (regions[i].offset != total || regions[i].size % PAGE_4K || !regions[i].size) {
 			r = log_error_errno(-EINVAL, "engine_new: bad region table");
 			goto fail;
 		}
@@ -1093,7 +1092,7 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 		if (r < 0)
 			goto fail;
 	}
-	r = pagestate_init(&e->ps, total / PAGE);
+	r = pagestate_init(&e->ps, total / PAGE_4K);
 	if (r < 0)
 		goto fail;
 	e->rearm = calloc(e->ps.nwords, sizeof(uint64_t));

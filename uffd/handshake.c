@@ -26,7 +26,6 @@
 #include "common/util.h"
 #include "uffd/handshake.h"
 
-#define PAGE_SIZE_SUPPORTED 4096ULL
 #define MAX_FDS 4
 
 int uffd_listen(const char *path, int *ret_fd)
@@ -124,10 +123,10 @@ static int parse_region(struct json_object *obj, uint64_t expect_offset, struct 
 	if (r_ps == -ENOENT && r_kib == -ENOENT)
 		return log_error_errno(-EINVAL, "handshake: region has no page size");
 	ret->page_size = r_ps == 0 ? ps : ps_kib;
-	if (ret->page_size != PAGE_SIZE_SUPPORTED)
+	if (ret->page_size != PAGE_4K)
 		return log_error_errno(-EOPNOTSUPP, "handshake: page size %" PRIu64 " unsupported",
 				       ret->page_size);
-	if (ret->size == 0 || ret->size % PAGE_SIZE_SUPPORTED || ret->base % PAGE_SIZE_SUPPORTED)
+	if (ret->size == 0 || ret->size % PAGE_4K || ret->base % PAGE_4K)
 		return log_error_errno(-EINVAL, "handshake: region not page aligned or empty");
 	if (ret->base + ret->size < ret->base)
 		return log_error_errno(-EINVAL, "handshake: region wraps around");

@@ -33,8 +33,6 @@
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 
-#define WP_PAGE_SIZE 4096
-
 static int uffd_create(void)
 {
 	int dev, fd;
@@ -73,10 +71,10 @@ int wp_format_regions(struct vm *vm, char *buf, size_t len)
 	for (size_t i = 0; i < n && off < len; i++)
 		off += (size_t)snprintf(buf + off, len - off,
 					"%s{\"base_host_virt_addr\":%" PRIu64 ",\"size\":%" PRIu64
-					",\"offset\":%" PRIu64 ",\"page_size\":%d,\"page_size_kib\":%d}",
+					",\"offset\":%" PRIu64 ",\"page_size\":%llu,\"page_size_kib\":%llu}",
 					i ? "," : "", (uint64_t)(uintptr_t)regions[i].host,
-					regions[i].size, regions[i].file_offset, WP_PAGE_SIZE,
-					WP_PAGE_SIZE);
+					regions[i].size, regions[i].file_offset, PAGE_4K,
+					PAGE_4K);
 	if (off < len)
 		off += (size_t)snprintf(buf + off, len - off, "]");
 	return off < len ? (int)off : -ENOBUFS;

@@ -26,7 +26,6 @@
 #include "branch/branch.h"
 #include "tests/branch/minivm-proc.h"
 
-#define MIB (1024ULL * 1024ULL)
 
 static int cmp_u64(const void *a, const void *b)
 {

@@ -27,7 +27,6 @@
 #include "tests/branch/minivm-proc.h"
 #include "tests/tap.h"
 
-#define MIB (1024ULL * 1024ULL)
 
 static char tmpdir[] = "/tmp/forkfs-branch.XXXXXX";
 

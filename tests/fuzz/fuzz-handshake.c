@@ -33,8 +33,6 @@ const struct fuzz_seed fuzz_seeds[] = {
 };
 const size_t fuzz_n_seeds = sizeof(fuzz_seeds) / sizeof(fuzz_seeds[0]);
 
-#define PAGE 4096ULL
-
 static void check_table(const struct uffd_region *r, size_t n, uint64_t *ret_total)
 {
 	uint64_t total = 0;
@@ -42,8 +40,8 @@ static void check_table(const struct uffd_region *r, size_t n, uint64_t *ret_tot
 	if (n == 0 || n > UFFD_MAX_REGIONS)
 		abort();
 	for (size_t i = 0; i < n; i++) {
-		if (r[i].page_size != PAGE || r[i].size == 0 || r[i].size % PAGE ||
-		    r[i].base % PAGE || r[i].offset != total || r[i].base + r[i].size < r[i].base)
+		if (r[i].page_size != PAGE_4K || r[i].size == 0 || r[i].size % PAGE_4K ||
+		    r[i].base % PAGE_4K || r[i].offset != total || r[i].base + r[i].size < r[i].base)
 			abort();
 		for (size_t j = 0; j < i; j++)
 			if (r[i].base < r[j].base + r[j].size && r[j].base < r[i].base + r[i].size)
@@ -81,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (uffd_parse_regions(json, size, total, again, UFFD_MAX_REGIONS, &n2) != 0 || n2 != n ||
 	    memcmp(again, regs, n * sizeof(*regs)))
 		abort();
-	if (uffd_parse_regions(json, size, total + PAGE, again, UFFD_MAX_REGIONS, &n2) != -EINVAL)
+	if (uffd_parse_regions(json, size, total + PAGE_4K, again, UFFD_MAX_REGIONS, &n2) != -EINVAL)
 		abort();
 	return 0;
 }

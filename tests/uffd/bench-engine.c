@@ -22,7 +22,6 @@
 #include "tests/uffd/guest.h"
 #include "uffd/engine.h"
 
-#define MiB (1ULL << 20)
 
 static atomic_int done_calls;
 static int done_result;
@@ -60,9 +59,9 @@ static int plain_pwrite(const char *dir, struct guest *g, uint64_t *ret_us)
 		return -errno;
 	t0 = now_usec();
 	for (size_t i = 0; i < g->n_regions && r == 0; i++)
-		for (uint64_t o = 0; o < g->regions[i].size && r == 0; o += 4 * MiB)
+		for (uint64_t o = 0; o < g->regions[i].size && r == 0; o += 4 * MIB)
 			r = pwrite_full(fd, (void *)(uintptr_t)(g->regions[i].base + o),
-					MIN(4 * MiB, g->regions[i].size - o),
+					MIN(4 * MIB, g->regions[i].size - o),
 					(off_t)(g->regions[i].offset + o));
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
@@ -84,7 +83,7 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 	char path[512];
 	int dest, r;
 
-	r = guest_new(&g, anon, 1, size_mib * MiB, &why);
+	r = guest_new(&g, anon, 1, size_mib * MIB, &why);
 	if (r < 0) {
 		fprintf(stderr, "guest: %s: %s\n", why, strerror(-r));
 		return r;

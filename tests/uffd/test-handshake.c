@@ -24,8 +24,6 @@
 #include "uffd/handshake.h"
 #include "uffd/uffd.h"
 
-#define MiB (1ULL << 20)
-
 static char tmpdir[] = "/tmp/uffd-hs.XXXXXX";
 static char sock_path[128];
 
@@ -224,7 +222,7 @@ static _noreturn_ void vmm_child(bool anon)
 	struct guest g;
 	size_t len = 1;
 
-	if (guest_new(&g, anon, 1, 256 * MiB, &why) < 0 || guest_start_writers(&g, 1) < 0)
+	if (guest_new(&g, anon, 1, 256 * MIB, &why) < 0 || guest_start_writers(&g, 1) < 0)
 		_exit(2);
 	json[0] = '[';
 	for (size_t i = 0; i < g.n_regions; i++)
@@ -266,7 +264,7 @@ static void vmm_dies(bool anon)
 	child = fork();
 	if (child == 0)
 		vmm_child(anon);
-	r = uffd_receive(lfd, 256 * MiB, 10000, &hs);
+	r = uffd_receive(lfd, 256 * MIB, 10000, &hs);
 	tap_ok(r == 0 && hs.pid == child, "%s VMM: handshake from pid %d (%d)", kind, hs.pid, r);
 	if (r < 0)
 		goto out;
