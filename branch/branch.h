@@ -14,8 +14,9 @@
  * resumed (if it was running) before the error is returned, and the branch
  * directory's files are removed.
  *
- * Thread safety: branch_get_status(), branch_read() and branch_cancel() may be
- * called from any thread while the copy runs. Objects are refcounted.
+ * Thread safety: branch_get_status(), branch_read_memory(),
+ * branch_complete_image() and branch_cancel() may be called from any thread
+ * while the copy runs. Objects are refcounted.
  */
 #pragma once
 
@@ -85,7 +86,7 @@ size_t branch_status_format(const struct branch_status *st, char *buf, size_t si
 const char *branch_state_to_string(enum branch_state s);
 const char *branch_mode_to_string(enum branch_mode m);
 
-/* Size of memory.bin (guest memory) and of vmstate. */
+/* Size of memory.bin: the guest memory. */
 uint64_t branch_memory_size(struct branch *b);
 /* Point-in-time read of memory.bin at any moment: ranges not yet copied are
  * copied first. Returns bytes read or -errno. */

@@ -206,28 +206,6 @@ int fc_put_boot_source(struct fc_client *c, const char *kernel_image_path, const
 	return call_json(c, "PUT", "/boot-source", o, 0);
 }
 
-/* Firecracker's ID rule (checked_id): non-empty, alphanumerics and '_'. */
-static bool id_is_valid(const char *id)
-{
-	if (!id || !*id || strlen(id) > 64)
-		return false;
-	for (; *id; id++)
-		if (!((*id >= 'a' && *id <= 'z') || (*id >= 'A' && *id <= 'Z') ||
-		      (*id >= '0' && *id <= '9') || *id == '_'))
-			return false;
-	return true;
-}
-
-int fc_put_drive(struct fc_client *c, const char *drive_id, const char *json_body)
-{
-	char path[96];
-
-	if (!id_is_valid(drive_id) || !json_body)
-		return -EINVAL;
-	snprintf(path, sizeof(path), "/drives/%s", drive_id);
-	return fc_call(c, "PUT", path, json_body, 0, NULL);
-}
-
 int fc_put_json(struct fc_client *c, const char *path, const char *json_body)
 {
 	if (!path || path[0] != '/' || !json_body)

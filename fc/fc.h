@@ -94,10 +94,9 @@ int fc_get_machine_config(struct fc_client *c, struct fc_machine_config *ret);
 int fc_put_machine_config(struct fc_client *c, const struct fc_machine_config *mc);
 int fc_put_boot_source(struct fc_client *c, const char *kernel_image_path, const char *boot_args,
 		       const char *initrd_path);
-/* PUT /drives/{id} with a caller-made JSON body. */
-int fc_put_drive(struct fc_client *c, const char *drive_id, const char *json_body);
 /* PUT any resource with a caller-made JSON body (config-file resources such as
- * /network-interfaces/{id}, /entropy); 0 on 2xx, -EREMOTEIO otherwise. */
+ * /drives/{id}, /network-interfaces/{id}, /entropy); 0 on 2xx, -EREMOTEIO
+ * otherwise. */
 int fc_put_json(struct fc_client *c, const char *path, const char *json_body);
 int fc_instance_start(struct fc_client *c);
 int fc_pause(struct fc_client *c);

@@ -135,8 +135,6 @@ const char *engine_state_to_string(enum engine_state s)
 	return state_names[s];
 }
 
-uint64_t engine_total_bytes(const struct engine *e) { return e->total; }
-
 static bool state_active(int s) { return s == ENGINE_ARMED || s == ENGINE_COPYING; }
 
 /* ---- addresses, sources, destination ---- */

@@ -3,9 +3,10 @@
  * userfaultfd plus a way to read its guest memory into a point-in-time image
  * of that memory, while the guest keeps running. No FUSE, no HTTP.
  *
- * One engine per sandbox: it owns the uffd (kept across branches, since the
- * VMM's registration lives exactly as long as some copy of that fd) and a
- * fault thread that is always ready to serve write-protect faults. One copy
+ * One engine per struct vmm (branch.h), i.e. per VMM process: it owns the
+ * uffd (kept across branches, since the VMM's registration lives exactly as
+ * long as some copy of that fd) and a fault thread that is always ready to
+ * serve write-protect faults. One copy
  * ("session") at a time runs on it:
  *
  *   engine_prepare()      before the pause (may take long: populates
@@ -76,8 +77,6 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	       struct engine **ret);
 /* Cancels any session, un-protects everything, joins threads, closes fds. NULL-safe. */
 struct engine *engine_free(struct engine *e);
-
-uint64_t engine_total_bytes(const struct engine *e);
 
 int engine_prepare(struct engine *e);
 /* dest_fd: the memory.bin being written (the engine dups it and sizes it). */
