@@ -8,13 +8,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <json-c/json.h>
+#include "common/json.h"
 #include "common/macro.h"
 #include "fc/fc.h"
 #include "fc/internal.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
-#define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* What the uffd probe sends: a socket that can never be connected to. */
 #define PROBE_UFFD_SOCKET "/dev/null/forkfs-probe-uffd.sock"
