@@ -3,4 +3,5 @@
 noinst_LTLIBRARIES += common/libcommon.la
 common_libcommon_la_SOURCES = common/macro.h common/log.h common/log.c \
 	common/util.h common/util.c \
-	common/error.h common/error.c common/json.h
+	common/error.h common/error.c common/json.h \
+	common/fdpass.h common/fdpass.c

@@ -1,6 +1,11 @@
 # tests/ — shared test helpers, and tests that span components.
 EXTRA_DIST += tests/tap.h
 
+check_PROGRAMS += tests/common/fdpass.t
+TESTS += tests/common/fdpass.t
+tests_common_fdpass_t_SOURCES = tests/common/fdpass.c tests/tap.h
+tests_common_fdpass_t_LDADD = common/libcommon.la
+
 # The config.json parser is fuzzed as an ordinary test through the standalone
 # driver of tests/fuzz/fuzz-main.c (built-in seeds, random mutations).
 check_PROGRAMS += tests/fuzz/fuzz-config.t

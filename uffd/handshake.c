@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -208,43 +209,16 @@ static void close_fds(const int *fds, size_t n)
 		safe_close(fds[i]);
 }
 
-/* recvmsg one message; collect every SCM_RIGHTS fd into fds. */
+/* recvmsg one message and the fds that came with it (up to MAX_FDS). */
 static int recv_one(int conn, char *buf, size_t size, size_t *ret_len, int *fds, size_t *ret_nfds)
 {
-	union {
-		char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = buf, .iov_len = size };
-	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = &control,
-		.msg_controllen = sizeof(control),
-	};
-	size_t nfds = 0;
-	ssize_t n;
+	ssize_t n = fdpass_recv(conn, buf, size, fds, ret_nfds, MAX_FDS, MSG_DONTWAIT);
 
-	memset(&control, 0, sizeof(control));
-	do
-		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return log_error_errno(-errno, "handshake: recvmsg");
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k && nfds < MAX_FDS; i++)
-			memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-	}
-	*ret_nfds = nfds;
-	*ret_len = (size_t)n;
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+	if (n == -EMSGSIZE)
 		return log_error_errno(-EMSGSIZE, "handshake: message or its fds truncated");
+	if (n < 0)
+		return log_error_errno((int)n, "handshake: recvmsg");
+	*ret_len = (size_t)n;
 	/* A stream socket never sets MSG_TRUNC: a full buffer means "too long". */
 	if ((size_t)n >= size)
 		return log_error_errno(-EMSGSIZE, "handshake: message longer than %zu bytes",

@@ -25,6 +25,7 @@
 #include <linux/userfaultfd.h>
 
 #define LOG_PREFIX "wp: "
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "contrib/minivm/vm.h"
 #include "contrib/minivm/wp.h"
@@ -80,30 +81,6 @@ int wp_format_regions(struct vm *vm, char *buf, size_t len)
 	return off < len ? (int)off : -ENOBUFS;
 }
 
-static int send_with_fd(int sock, const char *data, size_t len, int fd)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cbuf.buf,
-		.msg_controllen = sizeof(cbuf.buf),
-	};
-	struct cmsghdr *c;
-
-	memset(&cbuf, 0, sizeof(cbuf));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 /* Rust's io::Error display: "No such file or directory (os error 2)". */
 static int wp_fail(char *err, size_t errlen, const char *what, int r)
 {
@@ -118,6 +95,7 @@ int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
 	_cleanup_close_ int uffd = -1, sock = -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char json[1024];
+	ssize_t sent;
 	int r;
 
 	uffd = uffd_create();
@@ -153,9 +131,9 @@ int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
 	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return wp_fail(err, errlen, "Failed to connect to listener UDS", -errno);
 
-	r = send_with_fd(sock, json, strlen(json), uffd);
-	if (r < 0)
-		return wp_fail(err, errlen, "Failed to send file descriptor", r);
+	sent = fdpass_send(sock, json, strlen(json), &uffd, 1);
+	if (sent < 0)
+		return wp_fail(err, errlen, "Failed to send file descriptor", (int)sent);
 	log_info("sent WP uffd over %zu region(s) to %s", n, socket_path);
 	return 0;
 }

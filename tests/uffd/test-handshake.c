@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "tests/tap.h"
@@ -111,37 +112,24 @@ static int count_fds(void)
 static int send_handshake(const char *json, size_t len, int fd, int nfds)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	union {
-		char buf[CMSG_SPACE(16 * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = (void *)json, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	int s, r = 0;
+	int fds[FDPASS_MAX_FDS];
+	ssize_t n = 0;
+	int s;
 
+	if (nfds < 0 || nfds > FDPASS_MAX_FDS)
+		return -EINVAL;
+	for (int i = 0; i < nfds; i++)
+		fds[i] = fd;
 	strcpy(sa.sun_path, sock_path);
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		safe_close(s);
 		return -errno;
 	}
-	if (nfds > 0) {
-		struct cmsghdr *c;
-
-		memset(&control, 0, sizeof(control));
-		mh.msg_control = &control;
-		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-		for (int i = 0; i < nfds; i++)
-			memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
-	}
-	if (len > 0 && sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
-		r = -errno;
+	if (len > 0)
+		n = fdpass_send(s, json, len, fds, (size_t)nfds);
 	safe_close(s);
-	return r;
+	return n < 0 ? (int)n : 0;
 }
 
 static const char good_json[] =
