@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include "common/error.h"
 #include "common/json.h"
 #include "common/macro.h"
 #include "fc/fc.h"
@@ -17,6 +18,15 @@
 #define PROBE_UFFD_SOCKET "/dev/null/forkfs-probe-uffd.sock"
 #define PROBE_VMSTATE_PATH "/dev/null/forkfs-probe-vmstate"
 #define PROBE_MEM_PATH "/dev/null/forkfs-probe-mem"
+
+int fc_error(struct fc_client *c, int r, struct error *e, const char *what)
+{
+	const char *text = c ? fc_client_last_error(c) : NULL;
+
+	if (text && *text)
+		return error_set(e, r, "%s: %s", what, text);
+	return error_set_errno(e, r, "%s", what);
+}
 
 /* Add v (just made, possibly NULL on allocation failure) under key; it is
  * freed if it cannot be added. */

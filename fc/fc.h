@@ -28,6 +28,7 @@
 /* Never opened by a forkd VMM for VmstateOnly; any accidental open fails with ENOTDIR. */
 #define FC_VMSTATE_ONLY_MEM_PLACEHOLDER "/dev/null/forkfs-vmstate-only-mem-ignored"
 
+struct error;
 struct fc_client;
 
 int fc_client_new(const char *api_socket, struct fc_client **ret);
@@ -36,6 +37,11 @@ void fc_client_set_timeout(struct fc_client *c, unsigned timeout_ms);
 const char *fc_client_socket(const struct fc_client *c);
 /* The error text of the last failed call (API fault text or transport reason). */
 const char *fc_client_last_error(const struct fc_client *c);
+/* The reason of a failed call r for whoever reports it: sets e (common/error.h)
+ * to "WHAT: " and fc_client_last_error(c) (the VMM's fault message or the
+ * transport reason), or strerror(-r) when c has no text (c may be NULL).
+ * Returns r. */
+int fc_error(struct fc_client *c, int r, struct error *e, const char *what);
 
 /* A parsed response. body is NUL-terminated (NULL when there is none). */
 struct fc_response {
