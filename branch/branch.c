@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -660,6 +661,7 @@ static int vmm_ensure_caps(struct vmm *v, char *err, size_t errlen)
 static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t errlen)
 {
 	struct uffd_handshake hs = { .uffd = -1 };
+	struct error hs_err = ERROR_INIT;
 	_cleanup_close_ int lfd = -1;
 	struct memsrc src = { .fd = -1 };
 	struct engine *e;
@@ -672,18 +674,20 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 	if (snprintf(sock, sizeof(sock), "%s/wp-%d-%u.sock", v->run_dir, (int)getpid(),
 		     v->handshakes++) >= 108)
 		return errf(err, errlen, -ENAMETOOLONG, "handshake socket path too long: %s", sock);
-	r = uffd_listen(sock, &lfd);
+	r = uffd_listen(sock, &lfd, &hs_err);
 	if (r < 0)
-		return errf(err, errlen, r, "listening on %s: %s", sock, strerror(-r));
+		return errf(err, errlen, r, "listening for the write-protect uffd: %s",
+			    error_msg(&hs_err));
 	r = fc_uffd_wp(v->fc, sock);
 	if (r < 0) {
 		unlink(sock);
 		return fc_errf(v, err, errlen, r, "PUT /uffd/wp");
 	}
-	r = uffd_receive(lfd, total, HANDSHAKE_TIMEOUT_MS, &hs);
+	r = uffd_receive(lfd, total, HANDSHAKE_TIMEOUT_MS, &hs, &hs_err);
 	unlink(sock);
 	if (r < 0)
-		return errf(err, errlen, r, "receiving the write-protect uffd: %s", strerror(-r));
+		return errf(err, errlen, r, "receiving the write-protect uffd: %s",
+			    error_msg(&hs_err));
 	/* The fd must come from the VMM itself, not from whoever else could
 	 * reach the socket: its memory is what gets protected and copied. */
 	if (v->pid > 0 && hs.pid != v->pid) {

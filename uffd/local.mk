@@ -26,11 +26,11 @@ tests_fuzz_fuzz_handshake_t_LDADD = uffd/libuffd.la
 .PHONY: fuzz-handshake
 fuzz: fuzz-handshake
 fuzz-handshake: tests/fuzz/fuzz-handshake-libfuzzer
-tests/fuzz/fuzz-handshake-libfuzzer: tests/fuzz/fuzz-handshake.c uffd/handshake.c common/log.c \
+tests/fuzz/fuzz-handshake-libfuzzer: tests/fuzz/fuzz-handshake.c uffd/handshake.c common/error.c \
 		common/util.c common/fdpass.c config.h
 	@mkdir -p tests/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -include config.h -I$(top_srcdir) -I$(top_builddir) -D_GNU_SOURCE \
 		$(JSONC_CFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz-handshake.c \
-		$(top_srcdir)/uffd/handshake.c $(top_srcdir)/common/log.c \
+		$(top_srcdir)/uffd/handshake.c $(top_srcdir)/common/error.c \
 		$(top_srcdir)/common/util.c $(top_srcdir)/common/fdpass.c $(JSONC_LIBS)
 CLEANFILES += tests/fuzz/fuzz-handshake-libfuzzer

@@ -3,7 +3,8 @@
  * region table a VMM sends with its userfaultfd (untrusted bytes).
  *
  * Invariants checked (abort() on violation): the result is 0, -EINVAL,
- * -EOPNOTSUPP or -ENOMEM; on failure the output is untouched; on success there
+ * -EOPNOTSUPP or -ENOMEM; on failure the output is untouched and the reason is
+ * set (with that code, one printable line), on success no reason; on success there
  * are 1..UFFD_MAX_REGIONS regions, each page-aligned (base and size), with a
  * 4096-byte page, offsets forming the running total, not wrapping, not
  * overlapping; and parsing again with that total as expect_total succeeds
@@ -12,7 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common/log.h"
+#include "common/error.h"
 #include "tests/fuzz/fuzz.h"
 #include "uffd/handshake.h"
 
@@ -58,28 +59,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const struct uffd_region poison = { 0xdead, 0xbeef, 0xf00d, 0xcafe };
 	struct uffd_region regs[UFFD_MAX_REGIONS], again[UFFD_MAX_REGIONS];
 	const char *json = (const char *)data;
+	struct error e = ERROR_INIT;
 	size_t n = 12345, n2 = 0;
 	uint64_t total = 0;
 	int r;
 
-	log_set_max_level((enum log_level)0);	/* rejections are expected: keep quiet */
 	for (size_t i = 0; i < UFFD_MAX_REGIONS; i++)
 		regs[i] = poison;
-	r = uffd_parse_regions(json, size, 0, regs, UFFD_MAX_REGIONS, &n);
+	r = uffd_parse_regions(json, size, 0, regs, UFFD_MAX_REGIONS, &n, &e);
 	if (r < 0) {
 		if (r != -EINVAL && r != -EOPNOTSUPP && r != -ENOMEM)
 			abort();
 		if (n != 12345 || memcmp(&regs[0], &poison, sizeof(poison)))
 			abort();
+		if (e.code != r || !e.msg[0])
+			abort();
+		for (const char *c = e.msg; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				abort();
 		return 0;
 	}
-	if (r != 0)
+	if (r != 0 || error_is_set(&e))
 		abort();
 	check_table(regs, n, &total);
-	if (uffd_parse_regions(json, size, total, again, UFFD_MAX_REGIONS, &n2) != 0 || n2 != n ||
+	if (uffd_parse_regions(json, size, total, again, UFFD_MAX_REGIONS, &n2, NULL) != 0 ||
+	    n2 != n ||
 	    memcmp(again, regs, n * sizeof(*regs)))
 		abort();
-	if (uffd_parse_regions(json, size, total + PAGE_4K, again, UFFD_MAX_REGIONS, &n2) != -EINVAL)
+	if (uffd_parse_regions(json, size, total + PAGE_4K, again, UFFD_MAX_REGIONS, &n2, NULL) !=
+	    -EINVAL)
 		abort();
 	return 0;
 }

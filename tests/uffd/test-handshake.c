@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/error.h"
 #include "common/fdpass.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -28,11 +29,20 @@
 static char tmpdir[] = "/tmp/uffd-hs.XXXXXX";
 static char sock_path[128];
 
+/* Parse; a failure must come with its reason, a success with none. */
 static int parse(const char *json, uint64_t expect_total, size_t *n)
 {
 	struct uffd_region regs[UFFD_MAX_REGIONS];
+	struct error e = ERROR_INIT;
+	int r = uffd_parse_regions(json, strlen(json), expect_total, regs, UFFD_MAX_REGIONS, n, &e);
 
-	return uffd_parse_regions(json, strlen(json), expect_total, regs, UFFD_MAX_REGIONS, n);
+	if (r < 0 && (e.code != r || !*error_msg(&e)))
+		return tap_diag("parse: %d without a reason", r), -EPROTO;
+	if (r == 0 && error_is_set(&e))
+		return tap_diag("parse: success with a reason: %s", error_msg(&e)), -EPROTO;
+	if (r < 0)
+		tap_diag("rejected: %s", error_msg(&e));
+	return r;
 }
 
 static void parser_cases(void)
@@ -132,6 +142,19 @@ static int send_handshake(const char *json, size_t len, int fd, int nfds)
 	return n < 0 ? (int)n : 0;
 }
 
+/* uffd_receive() fails with want, for a reason that contains why. */
+static void receive_fails(int lfd, uint64_t expect_total, int timeout_ms, int want, const char *why)
+{
+	struct uffd_handshake hs;
+	struct error e = ERROR_INIT;
+	int r = uffd_receive(lfd, expect_total, timeout_ms, &hs, &e);
+
+	tap_ok(r == want && e.code == want && strstr(error_msg(&e), why),
+	       "receive refused: %d (want %d): %s", r, want, error_msg(&e));
+	if (r == 0)
+		safe_close(hs.uffd);
+}
+
 static const char good_json[] =
 	"[{\"base_host_virt_addr\":139896748507136,\"size\":1073741824,\"offset\":0,"
 	"\"page_size\":4096,\"page_size_kib\":4096}]";
@@ -143,7 +166,16 @@ static void socket_cases(void)
 	char big[6000];
 	int lfd = -1, fd, uffd = -1, pipefd[2] = { -1, -1 }, before, r;
 
-	TAP_CHECK(uffd_listen(sock_path, &lfd) == 0);
+	{
+		struct error e = ERROR_INIT;
+		char longp[200];
+
+		memset(longp, 'a', sizeof(longp) - 1);
+		longp[sizeof(longp) - 1] = '\0';
+		TAP_CHECK(uffd_listen(longp, &lfd, &e) == -ENAMETOOLONG && e.code == -ENAMETOOLONG &&
+			  strstr(error_msg(&e), "socket path too long: aaa"));
+	}
+	TAP_CHECK(uffd_listen(sock_path, &lfd, NULL) == 0);
 	TAP_CHECK(stat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0600);
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -153,7 +185,7 @@ static void socket_cases(void)
 	else {
 		TAP_CHECK(send_handshake(good_json, strlen(good_json), uffd, 1) == 0);
 		memset(&hs, 0, sizeof(hs));
-		r = uffd_receive(lfd, 1073741824, 2000, &hs);
+		r = uffd_receive(lfd, 1073741824, 2000, &hs, NULL);
 		tap_ok(r == 0 && hs.n_regions == 1 && hs.regions[0].size == 1073741824 &&
 		       hs.regions[0].base == 139896748507136ULL && hs.pid == getpid() &&
 		       hs.uffd >= 0, "receive: one region, one fd, pid from SO_PEERCRED (%d)", r);
@@ -166,36 +198,31 @@ static void socket_cases(void)
 	/* A well-formed message whose fd is not a userfaultfd. */
 	TAP_CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), pipefd[0], 1) == 0);
-	r = uffd_receive(lfd, 0, 2000, &hs);
-	tap_ok(r == -EBADF, "receive refuses a pipe instead of a userfaultfd (%d)", r);
-	if (r == 0)
-		safe_close(hs.uffd);
+	receive_fails(lfd, 0, 2000, -EBADF, "the received fd is not a userfaultfd (pipe:[");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 1) == 0);
-	r = uffd_receive(lfd, 0, 2000, &hs);
-	tap_ok(r == -EBADF, "receive refuses /dev/null instead of a userfaultfd (%d)", r);
-	if (r == 0)
-		safe_close(hs.uffd);
+	receive_fails(lfd, 0, 2000, -EBADF, "the received fd is not a userfaultfd (/dev/null)");
 	safe_close(pipefd[0]);
 	safe_close(pipefd[1]);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 0) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EBADMSG);
+	receive_fails(lfd, 0, 2000, -EBADMSG, "0 fds received, expected 1");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 2) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EBADMSG);
+	receive_fails(lfd, 0, 2000, -EBADMSG, "2 fds received, expected 1");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 8) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EMSGSIZE);
+	receive_fails(lfd, 0, 2000, -EMSGSIZE, "message or its fds truncated");
 	TAP_CHECK(send_handshake("[{\"size\":", 9, fd, 1) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EINVAL);
+	receive_fails(lfd, 0, 2000, -EINVAL, "message is not one complete JSON value");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 1) == 0);
-	TAP_CHECK(uffd_receive(lfd, 4096, 2000, &hs) == -EINVAL);
+	receive_fails(lfd, 4096, 2000, -EINVAL,
+		      "regions hold 1073741824 bytes, guest memory is 4096");
 	memset(big, ' ', sizeof(big));
 	memcpy(big, good_json, strlen(good_json));
 	TAP_CHECK(send_handshake(big, sizeof(big), fd, 1) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EMSGSIZE);
+	receive_fails(lfd, 0, 2000, -EMSGSIZE, "message longer than 4096 bytes");
 	TAP_CHECK(send_handshake("", 0, fd, 0) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -ECONNRESET);
+	receive_fails(lfd, 0, 2000, -ECONNRESET, "peer closed without sending");
 	tap_ok(count_fds() == before, "rejected messages leak no fd (%d before, %d after)",
 	       before, count_fds());
-	TAP_CHECK(uffd_receive(lfd, 0, 100, &hs) == -ETIMEDOUT);
+	receive_fails(lfd, 0, 100, -ETIMEDOUT, "no connection from the VMM: Connection timed out");
 	safe_close(fd);
 	safe_close(lfd);
 	unlink(sock_path);
@@ -248,11 +275,11 @@ static void vmm_dies(bool anon)
 	pid_t child;
 	uint64_t deadline;
 
-	TAP_CHECK(uffd_listen(sock_path, &lfd) == 0);
+	TAP_CHECK(uffd_listen(sock_path, &lfd, NULL) == 0);
 	child = fork();
 	if (child == 0)
 		vmm_child(anon);
-	r = uffd_receive(lfd, 256 * MIB, 10000, &hs);
+	r = uffd_receive(lfd, 256 * MIB, 10000, &hs, NULL);
 	tap_ok(r == 0 && hs.pid == child, "%s VMM: handshake from pid %d (%d)", kind, hs.pid, r);
 	if (r < 0)
 		goto out;
