@@ -550,7 +550,7 @@ static void branch_conclude(struct branch *b, int result, const char *why,
 		log_warning("%s: could not persist branch state", b->dir);
 }
 
-static void branch_copy_done(void *userdata, int result)
+static void branch_copy_done(void *userdata, int result, const struct error *why_failed)
 {
 	struct branch *b = userdata;
 	struct vmm *v = b->vmm;
@@ -574,7 +574,7 @@ static void branch_copy_done(void *userdata, int result)
 	if (result == -ECANCELED)
 		log_info("%s: live copy cancelled", b->dir);
 	else if (result < 0)
-		log_error_errno(result, "%s: live copy failed", b->dir);
+		log_error("%s: live copy failed: %s", b->dir, error_msg(why_failed));
 	/* Persist the final state, free the vmm for the next branch, let go of
 	 * a detached VMM's uffd, and only then publish: whoever sees "ready"
 	 * can branch again at once, through this forkfs or another. */
@@ -705,16 +705,16 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 		if (src.fd < 0)
 			r = -errno;
 	} else {
-		r = memsrc_open_for_pid(pid, hs.regions, hs.n_regions, &src);
+		r = memsrc_open_for_pid(pid, hs.regions, hs.n_regions, &src, &hs_err);
 	}
 	if (r < 0) {
 		safe_close(hs.uffd);
 		return errf(err, errlen, r, "opening guest memory of pid %d: %s", (int)pid,
-			    strerror(-r));
+			    error_msg(&hs_err));
 	}
-	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &e);
+	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &e, &hs_err);
 	if (r < 0)
-		return errf(err, errlen, r, "setting up the copy engine: %s", strerror(-r));
+		return errf(err, errlen, r, "setting up the copy engine: %s", error_msg(&hs_err));
 	pthread_mutex_lock(&v->lock);
 	v->engine = e;
 	pthread_mutex_unlock(&v->lock);
@@ -818,6 +818,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 {
 	struct vmm *v = w->v;
 	char vmstate[PATH_MAX], mem[PATH_MAX];
+	struct error e = ERROR_INIT;
 	int r;
 
 	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
@@ -831,18 +832,18 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		return errf(err, errlen, -errno, "creating %s: %m", mem);
 	/* prepare may pre-arm write-protection: from here an error disarms. */
 	w->armed = true;
-	r = engine_prepare(v->engine);
+	r = engine_prepare(v->engine, &e);
 	if (r < 0)
 		return leave_pause(w, err, errlen,
-				   errf(err, errlen, r, "preparing guest memory: %s", strerror(-r)));
+				   errf(err, errlen, r, "preparing guest memory: %s", error_msg(&e)));
 
 	r = enter_pause(w, err, errlen);
 	if (r < 0)
 		return r;
-	r = engine_arm(v->engine, b->mem_fd);
+	r = engine_arm(v->engine, b->mem_fd, &e);
 	if (r < 0)
 		return leave_pause(w, err, errlen,
-				   errf(err, errlen, r, "arming write-protection: %s", strerror(-r)));
+				   errf(err, errlen, r, "arming write-protection: %s", error_msg(&e)));
 	w->t_armed = now_usec();
 	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate, NULL, VMSTATE_TIMEOUT_MS);
 	if (r < 0)
@@ -874,7 +875,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	b->copy_running = true;
 	pthread_mutex_unlock(&b->lock);
 	engine_set_rate(v->engine, atomic_load(&v->copy_rate));
-	r = engine_start_copy(v->engine, branch_copy_done, b);
+	r = engine_start_copy(v->engine, branch_copy_done, b, &e);
 	if (r < 0) {
 		pthread_mutex_lock(&v->lock);
 		v->active = NULL;
@@ -887,7 +888,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		pthread_mutex_unlock(&b->lock);
 		branch_unref(b);
 		engine_disarm(v->engine);
-		return errf(err, errlen, r, "starting the copy: %s", strerror(-r));
+		return errf(err, errlen, r, "starting the copy: %s", error_msg(&e));
 	}
 	return 0;
 }

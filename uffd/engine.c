@@ -68,6 +68,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -113,6 +114,7 @@ struct engine {
 	/* The session: reset by engine_arm(). */
 	struct pagestate ps;
 	atomic_int error;
+	struct error why;		/* protected by lock: the reason of error */
 	atomic_bool cancel_req;
 	atomic_uint nwaiters;
 	atomic_bool vmm_gone;
@@ -209,13 +211,16 @@ static void broadcast(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* The first failure is the session's: its reason goes to done_cb. */
 static void session_fail(struct engine *e, int r, const char *what)
 {
 	int expected = 0;
 
+	pthread_mutex_lock(&e->lock);
 	if (atomic_compare_exchange_strong(&e->error, &expected, r))
-		log_error_errno(r, "copy failed (%s)", what);
-	broadcast(e);
+		error_set_errno(&e->why, r, "%s", what);
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* Enter the active session; returns false (and *ret_state) when there is none. */
@@ -243,7 +248,8 @@ static void session_leave(struct engine *e)
 /* Write-protect (on) or release (off, waking its waiters) image bytes
  * [off, off+len), split per region. A VMM that has exited makes the ioctl
  * fail with ESRCH/ENOENT: there is nothing left to wake, so a release
- * remembers that instead of failing; a protect fails. */
+ * remembers that instead of failing; a protect fails (its caller reports it;
+ * a failed release is only logged: nobody waits for it). */
 static int wp_image(struct engine *e, uint64_t off, uint64_t len, bool on)
 {
 	int ret = 0;
@@ -258,7 +264,7 @@ static int wp_image(struct engine *e, uint64_t off, uint64_t len, bool on)
 		n = MIN(len, reg->offset + reg->size - off);
 		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, on, false);
 		if (on && r < 0)
-			return log_error_errno(r, "cannot write-protect guest memory");
+			return r;
 		if ((r == -ESRCH || r == -ENOENT) && !atomic_exchange(&e->vmm_gone, true))
 			log_info("the VMM's memory is gone; un-protecting is moot");
 		else if (r < 0 && r != -ESRCH && r != -ENOENT)
@@ -486,8 +492,11 @@ static void release_dest(struct engine *e)
 	safe_close(fd);
 }
 
-static void session_finish(struct engine *e, int r)
+/* what: the reason of a failure r that was not a session_fail() (NULL for
+ * success and cancel). */
+static void session_finish(struct engine *e, int r, const char *what)
 {
+	struct error why = ERROR_INIT;
 	engine_done_fn cb;
 	void *userdata;
 
@@ -500,8 +509,10 @@ static void session_finish(struct engine *e, int r)
 	else {
 		int expected = 0;
 
-		atomic_compare_exchange_strong(&e->error, &expected, r);
+		if (atomic_compare_exchange_strong(&e->error, &expected, r))
+			error_set_errno(&e->why, r, "%s", what ? what : "copying guest memory");
 		atomic_store(&e->state, ENGINE_FAILED);
+		why = e->why;
 	}
 	cb = TAKE_PTR(e->done_cb);
 	userdata = e->userdata;
@@ -511,7 +522,7 @@ static void session_finish(struct engine *e, int r)
 	/* Last: the callback may drop the last reference to the engine's owner,
 	 * and so free the engine from this very thread (see join_bulk()). */
 	if (cb)
-		cb(userdata, r);
+		cb(userdata, r, &why);
 }
 
 struct throttle {
@@ -581,6 +592,7 @@ static int bulk_copy(struct engine *e, void *buf)
 static void *bulk_main(void *userdata)
 {
 	struct engine *e = userdata;
+	const char *what = NULL;
 	void *buf = NULL;
 	int r = 0;
 
@@ -589,16 +601,16 @@ static void *bulk_main(void *userdata)
 	if (e->src.kind == MEMSRC_PROCESS) {
 		buf = malloc(CHUNK_MAX);
 		if (!buf)
-			r = -ENOMEM;
+			r = -ENOMEM, what = "allocating the copy buffer";
 	}
 	if (r == 0)
 		r = bulk_copy(e, buf);
 	if (r == 0 && fsync(e->dest_fd) < 0)
-		r = log_error_errno(-errno, "fsync of the image failed");
+		r = -errno, what = "fsync of the image";
 	if (r == 0)
 		r = session_ended(e);	/* a failure that raced with the last page */
 	free(buf);
-	session_finish(e, r);
+	session_finish(e, r, what);
 	return NULL;
 }
 
@@ -643,12 +655,12 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char
 
 /* ---- the API ---- */
 
-static int check_broken(struct engine *e, const char *what)
+static int check_broken(struct engine *e, struct error *err)
 {
 	if (!atomic_load(&e->broken))
 		return 0;
-	return log_error_errno(-EIO, "%s: the fault thread has stopped; this sandbox cannot "
-			       "branch any more", what);
+	return error_set(err, -EIO,
+			 "the fault thread has stopped; this VMM cannot be branched any more");
 }
 
 /* Leave the pre-armed phase without arming: release every page. */
@@ -719,13 +731,13 @@ static int rearm_recorded(struct engine *e, bool take)
 	return 0;
 }
 
-int engine_prepare(struct engine *e)
+int engine_prepare(struct engine *e, struct error *err)
 {
 	void *buf;
 	bool prearm;
 	int s, r;
 
-	r = check_broken(e, "prepare");
+	r = check_broken(e, err);
 	if (r < 0)
 		return r;
 	/* The last session's thread may still be closing its image: wait here,
@@ -735,7 +747,7 @@ int engine_prepare(struct engine *e)
 	s = atomic_load(&e->state);
 	pthread_mutex_unlock(&e->lock);
 	if (state_active(s))
-		return log_error_errno(-EBUSY, "prepare: a copy is in progress");
+		return error_set(err, -EBUSY, "a copy is in progress");
 
 	/* Anonymous memory: write-protect skips PTEs that were never populated, so
 	 * a first write after arming would escape. Reading every page maps the
@@ -743,14 +755,15 @@ int engine_prepare(struct engine *e)
 	if (e->src.kind == MEMSRC_PROCESS) {
 		buf = malloc(CHUNK_MAX);
 		if (!buf)
-			return log_error_errno(-ENOMEM, "prepare");
+			return error_set(err, -ENOMEM, "out of memory");
 		for (size_t i = 0; i < e->n_regions; i++)
 			for (uint64_t o = 0; o < e->regions[i].size; o += CHUNK_MAX) {
 				r = read_process(e->src.pid, e->regions[i].base + o, buf,
 						 MIN(CHUNK_MAX, e->regions[i].size - o));
 				if (r < 0) {
 					free(buf);
-					return log_error_errno(r, "cannot populate guest memory");
+					return error_set_errno(err, r,
+							       "cannot populate guest memory");
 				}
 			}
 		free(buf);
@@ -758,7 +771,7 @@ int engine_prepare(struct engine *e)
 	pthread_mutex_lock(&e->lock);
 	if (state_active(atomic_load(&e->state))) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EBUSY, "prepare: a copy is in progress");
+		return error_set(err, -EBUSY, "a copy is in progress");
 	}
 	atomic_store(&e->state, ENGINE_PREPARED);
 	e->prepared = true;
@@ -778,8 +791,10 @@ int engine_prepare(struct engine *e)
 		r = protect_all(e);
 		for (int round = 0; r == 0 && round < PREARM_ROUNDS; round++)
 			r = rearm_recorded(e, true);
-		if (r == 0)
-			r = check_broken(e, "prepare");	/* it died meanwhile */
+		if (r < 0)
+			error_set_errno(err, r, "cannot write-protect guest memory");
+		else
+			r = check_broken(e, err);	/* it died meanwhile */
 		if (r < 0) {
 			drop_prearm(e);
 			return r;
@@ -789,23 +804,23 @@ int engine_prepare(struct engine *e)
 }
 
 
-int engine_arm(struct engine *e, int dest_fd)
+int engine_arm(struct engine *e, int dest_fd, struct error *err)
 {
 	bool prearmed;
 	int fd, r;
 
-	r = check_broken(e, "arm");
+	r = check_broken(e, err);
 	if (r < 0)
 		return r;
 	join_bulk(e);
 	pthread_mutex_lock(&e->lock);
 	if (state_active(atomic_load(&e->state))) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EBUSY, "arm: a copy is in progress");
+		return error_set(err, -EBUSY, "a copy is in progress");
 	}
 	if (e->src.kind == MEMSRC_PROCESS && !e->prepared) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EINVAL, "arm: engine_prepare() must run first");
+		return error_set(err, -EINVAL, "engine_prepare() must run first");
 	}
 	while (e->users > 0)
 		pthread_cond_wait(&e->cond, &e->lock);
@@ -814,12 +829,13 @@ int engine_arm(struct engine *e, int dest_fd)
 		r = -errno;
 		safe_close(fd);
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(r, "arm: cannot set up the image file");
+		return error_set_errno(err, r, "cannot set up the image file");
 	}
 	safe_close(e->dest_fd);
 	e->dest_fd = fd;
 	pagestate_reset(&e->ps);
 	atomic_store(&e->error, 0);
+	error_clear(&e->why);
 	atomic_store(&e->cancel_req, false);
 	atomic_store(&e->vmm_gone, false);
 	atomic_store(&e->bytes_copied, 0);
@@ -836,10 +852,12 @@ int engine_arm(struct engine *e, int dest_fd)
 	pthread_mutex_unlock(&e->lock);
 
 	r = prearmed ? rearm_recorded(e, false) : protect_all(e);
-	if (r == 0)
+	if (r < 0)
+		error_set_errno(err, r, "cannot write-protect guest memory");
+	else
 		/* The fault thread died meanwhile: it may have released everything
 		 * before we protected, so nobody would serve the faults. */
-		r = check_broken(e, "arm");
+		r = check_broken(e, err);
 	if (r < 0)
 		engine_disarm(e);
 	return r;
@@ -884,7 +902,8 @@ int engine_disarm(struct engine *e)
 	return end_armed(e, ENGINE_IDLE);
 }
 
-int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
+int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata,
+		      struct error *err)
 {
 	int r;
 
@@ -892,7 +911,7 @@ int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
 	pthread_mutex_lock(&e->lock);
 	if (atomic_load(&e->state) != ENGINE_ARMED) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EINVAL, "start_copy: not armed");
+		return error_set(err, -EINVAL, "not armed");
 	}
 	e->done_cb = done_cb;
 	e->userdata = userdata;
@@ -902,7 +921,7 @@ int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
 		atomic_store(&e->state, ENGINE_ARMED);
 		e->done_cb = NULL;
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(r, "cannot start the copy thread");
+		return error_set_errno(err, r, "cannot start the copy thread");
 	}
 	e->bulk_joinable = true;
 	pthread_mutex_unlock(&e->lock);
@@ -1006,44 +1025,45 @@ void engine_get_progress(struct engine *e, struct engine_progress *ret)
 
 /* Is the uffd registered for write-protect over every region? Releasing a
  * range is harmless and fails (ENOENT/EINVAL) where WP is not registered. */
-static int check_wp(struct engine *e)
+static int check_wp(struct engine *e, struct error *err)
 {
 	for (size_t i = 0; i < e->n_regions; i++) {
 		int r = uffd_wp_range(e->uffd, e->regions[i].base, e->regions[i].size, false,
 				      false);
 		if (r == -ESRCH)
-			return log_error_errno(r, "the VMM exited");
+			return error_set_errno(err, r, "the VMM exited");
 		if (r < 0)
-			return log_error_errno(-EOPNOTSUPP,
-					       "the VMM's userfaultfd does not support write-protect "
-					       "on region %zu (UFFDIO_WRITEPROTECT: %s)",
-					       i, strerror(-r));
+			return error_set(err, -EOPNOTSUPP,
+					 "the VMM's userfaultfd does not support write-protect on "
+					 "region %zu (UFFDIO_WRITEPROTECT: %s)",
+					 i, strerror(-r));
 	}
 	return 0;
 }
 
-static int map_source(struct engine *e)
+static int map_source(struct engine *e, struct error *err)
 {
 	struct stat st;
 	void *p;
 
 	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE_4K)
-		return log_error_errno(-EINVAL, "bad memory source");
+		return error_set(err, -EINVAL, "bad memory source");
 	if (fstat(e->src.fd, &st) < 0)
-		return log_error_errno(-errno, "fstat of the memory source");
+		return error_set_errno(err, -errno, "fstat of the memory source");
 	if ((uint64_t)st.st_size < (uint64_t)e->src.fd_offset + e->total)
-		return log_error_errno(-EINVAL, "memory source holds %" PRIu64 " bytes, need %" PRIu64,
-				       (uint64_t)st.st_size, (uint64_t)e->src.fd_offset + e->total);
+		return error_set(err, -EINVAL,
+				 "memory source holds %" PRIu64 " bytes, need %" PRIu64,
+				 (uint64_t)st.st_size, (uint64_t)e->src.fd_offset + e->total);
 	p = mmap(NULL, e->total, PROT_READ, MAP_SHARED | MAP_NORESERVE, e->src.fd,
 		 e->src.fd_offset);
 	if (p == MAP_FAILED)
-		return log_error_errno(-errno, "cannot map the memory source");
+		return error_set_errno(err, -errno, "cannot map the memory source");
 	e->map = p;
 	return 0;
 }
 
 int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
-	       struct engine **ret)
+	       struct engine **ret, struct error *err)
 {
 	pthread_condattr_t cattr;
 	struct engine *e;
@@ -1054,7 +1074,7 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	if (!e) {
 		safe_close(uffd);
 		src->fd = safe_close(src->fd);
-		return log_error_errno(-ENOMEM, "engine_new");
+		return error_set(err, -ENOMEM, "out of memory");
 	}
 	e->uffd = uffd;
 	e->src = *src;
@@ -1068,12 +1088,12 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	atomic_store(&e->state, ENGINE_IDLE);
 
 	if (n == 0 || n > UFFD_MAX_REGIONS) {
-		r = log_error_errno(-EINVAL, "engine_new: %zu regions", n);
+		r = error_set(err, -EINVAL, "%zu regions", n);
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (regions[i].offset != total || regions[i].size % PAGE_4K || !regions[i].size) {
-			r = log_error_errno(-EINVAL, "engine_new: bad region table");
+			r = error_set(err, -EINVAL, "bad region table");
 			goto fail;
 		}
 		total += regions[i].size;
@@ -1082,31 +1102,33 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	e->n_regions = n;
 	e->total = total;
 
-	r = check_wp(e);
+	r = check_wp(e, err);
 	if (r < 0)
 		goto fail;
 	if (e->src.kind == MEMSRC_FD) {
-		r = map_source(e);
+		r = map_source(e, err);
 		if (r < 0)
 			goto fail;
 	}
 	r = pagestate_init(&e->ps, total / PAGE_4K);
-	if (r < 0)
+	if (r < 0) {
+		error_set(err, r, "out of memory");
 		goto fail;
+	}
 	e->rearm = calloc(e->ps.nwords, sizeof(uint64_t));
 	if (!e->rearm) {
-		r = log_error_errno(-ENOMEM, "engine_new");
+		r = error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	e->prearm = true;
 	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0) {
-		r = log_error_errno(-errno, "eventfd");
+		r = error_set_errno(err, -errno, "eventfd");
 		goto fail;
 	}
 	r = start_thread(&e->fault_thread, fault_main, e, "forkfs-fault");
 	if (r < 0) {
-		log_error_errno(r, "cannot start the fault thread");
+		error_set_errno(err, r, "cannot start the fault thread");
 		goto fail;
 	}
 	e->fault_thread_started = true;

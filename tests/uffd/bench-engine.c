@@ -26,7 +26,7 @@
 static atomic_int done_calls;
 static int done_result;
 
-static void on_done(void *userdata, int result)
+static void on_done(void *userdata, int result, const struct error *why)
 {
 	done_result = result;
 	atomic_fetch_add(&done_calls, 1);
@@ -90,9 +90,9 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 	}
 	g.measure = true;
 	guest_open_virgin(&g);
-	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src);
+	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src, NULL);
 	if (r == 0)
-		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);
@@ -113,20 +113,20 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t t0;
 
-		r = engine_prepare(e);
+		r = engine_prepare(e, NULL);
 		if (r < 0)
 			break;
 		usleep(20000);	/* the guest runs between prepare and pause */
 		guest_pause(&g);
 		t0 = now_usec();
-		r = engine_arm(e, dest);
+		r = engine_arm(e, dest, NULL);
 		arm_us[i] = now_usec() - t0;
 		guest_resume(&g);
 		if (r < 0)
 			break;
 		atomic_store(&done_calls, 0);
 		t0 = now_usec();
-		r = engine_start_copy(e, on_done, NULL);
+		r = engine_start_copy(e, on_done, NULL, NULL);
 		while (r == 0 && atomic_load(&done_calls) == 0)
 			usleep(200);
 		copy_us[i] = now_usec() - t0;

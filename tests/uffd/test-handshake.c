@@ -257,7 +257,7 @@ static _noreturn_ void vmm_child(bool anon)
 static int done_result;
 static atomic_int done_calls;
 
-static void on_done(void *userdata, int result)
+static void on_done(void *userdata, int result, const struct error *why)
 {
 	done_result = result;
 	atomic_fetch_add(&done_calls, 1);
@@ -283,22 +283,22 @@ static void vmm_dies(bool anon)
 	tap_ok(r == 0 && hs.pid == child, "%s VMM: handshake from pid %d (%d)", kind, hs.pid, r);
 	if (r < 0)
 		goto out;
-	r = memsrc_open_for_pid(child, hs.regions, hs.n_regions, &src);
+	r = memsrc_open_for_pid(child, hs.regions, hs.n_regions, &src, NULL);
 	tap_ok(r == 0 && src.kind == (anon ? MEMSRC_PROCESS : MEMSRC_FD),
 	       "%s VMM: memory source via %s", kind, anon ? "process_vm_readv" : "map_files");
 	if (r < 0)
 		goto out;
-	r = engine_new(TAKE_FD(hs.uffd), hs.regions, hs.n_regions, &src, &e);
+	r = engine_new(TAKE_FD(hs.uffd), hs.regions, hs.n_regions, &src, &e, NULL);
 	TAP_CHECK(r == 0);
 	if (r < 0)
 		goto out;
 	snprintf(dest_path, sizeof(dest_path), "%s/%s.bin", tmpdir, kind);
 	dest = open(dest_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	TAP_CHECK(engine_prepare(e) == 0);
+	TAP_CHECK(engine_prepare(e, NULL) == 0);
 	kill(child, SIGSTOP);	/* the pause */
-	TAP_CHECK(engine_arm(e, dest) == 0);
+	TAP_CHECK(engine_arm(e, dest, NULL) == 0);
 	kill(child, SIGCONT);
-	TAP_CHECK(engine_start_copy(e, on_done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(e, on_done, NULL, NULL) == 0);
 	kill(child, SIGKILL);
 	waitpid(child, &status, 0);
 	child = 0;
