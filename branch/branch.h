@@ -29,8 +29,10 @@ enum branch_mode_req { BRANCH_MODE_AUTO, BRANCH_MODE_LIVE, BRANCH_MODE_FULL };
 enum branch_mode { BRANCH_LIVE, BRANCH_FULL };
 enum branch_state { BRANCH_COPYING, BRANCH_READY, BRANCH_FAILED };
 
+/* The size of branch_status.error (and of fusefs's copy of a take's reason). */
 #define BRANCH_ERR_MAX 256
 
+struct error;
 struct vmm;
 struct branch;
 
@@ -67,12 +69,24 @@ struct branch_status {
 	char error[BRANCH_ERR_MAX];
 };
 
-/* Take a branch into dir (which must exist and be empty). err gets the reason
- * on failure, also suitable for the sandbox log. Returns 0, or -EBUSY (another
- * branch of this VMM is copying), -ENOTSUP (live forced but not supported),
- * -ETIMEDOUT, -EIO, -ENOSPC, ... */
+/* Take a branch into dir (which must exist and be empty). err (may be NULL)
+ * gets the reason on failure, for the caller to log (the sandbox log):
+ * nothing here logs it. Returns 0, or -EBUSY (another branch of this VMM is
+ * copying), -ENOTSUP (live forced but not supported), -ETIMEDOUT, -EIO,
+ * -ENOSPC, ... */
 int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struct branch **ret,
-		char *err, size_t errlen);
+		struct error *err);
+
+/* TRANSITIONAL, remove (with its definition in branch.c) once fusefs/tree.c
+ * calls the five-argument branch_take() above: until then it passes a char
+ * buffer and its size, and this keeps it building. branch_take(v, dir, mode,
+ * ret, err) calls the function; branch_take(v, dir, mode, ret, buf, size) goes
+ * to branch_take_errbuf_(), which copies the reason into buf on failure. */
+int branch_take_errbuf_(struct vmm *v, const char *dir, enum branch_mode_req mode,
+			struct branch **ret, char *buf, size_t size);
+#define BRANCH_TAKE_PICK_(a, b, c, d, e, f, name, ...) name
+#define branch_take(...) \
+	BRANCH_TAKE_PICK_(__VA_ARGS__, branch_take_errbuf_, branch_take, _)(__VA_ARGS__)
 /* Re-open a branch found in the store (after a restart). A branch that was
  * copying when forkfs stopped becomes failed with "interrupted". */
 int branch_load(const char *dir, struct branch **ret);

@@ -4,8 +4,11 @@ branch_libbranch_la_SOURCES = branch/branch.h branch/branch.c
 branch_libbranch_la_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS)
 branch_libbranch_la_LIBADD = fc/libfc.la uffd/libuffd.la common/libcommon.la
 
-check_PROGRAMS += tests/branch/branch-live.t tests/branch/branch-status.t
-TESTS += tests/branch/branch-status.t tests/branch/branch-live.t
+check_PROGRAMS += tests/branch/branch-live.t tests/branch/branch-status.t \
+	tests/branch/branch-errors.t
+TESTS += tests/branch/branch-status.t tests/branch/branch-errors.t tests/branch/branch-live.t
+tests_branch_branch_errors_t_SOURCES = tests/branch/branch-errors.c tests/tap.h
+tests_branch_branch_errors_t_LDADD = branch/libbranch.la $(UV_LIBS) $(JSONC_LIBS)
 tests_branch_branch_status_t_SOURCES = tests/branch/branch-status.c tests/tap.h
 tests_branch_branch_status_t_LDADD = branch/libbranch.la $(UV_LIBS) $(JSONC_LIBS)
 tests_branch_branch_live_t_SOURCES = tests/branch/branch-live.c tests/branch/minivm-proc.c \
