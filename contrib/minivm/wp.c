@@ -25,6 +25,7 @@
 #include <linux/userfaultfd.h>
 
 #define LOG_PREFIX "wp: "
+#include "common/error.h"
 #include "common/fdpass.h"
 #include "common/log.h"
 #include "contrib/minivm/vm.h"
@@ -82,13 +83,13 @@ int wp_format_regions(struct vm *vm, char *buf, size_t len)
 }
 
 /* Rust's io::Error display: "No such file or directory (os error 2)". */
-static int wp_fail(char *err, size_t errlen, const char *what, int r)
+static int wp_fail(struct error *err, const char *what, int r)
 {
-	snprintf(err, errlen, "Setup WP uffd error: %s: %s (os error %d)", what, strerror(-r), -r);
-	return r;
+	return error_set(err, r, "Setup WP uffd error: %s: %s (os error %d)", what, strerror(-r),
+			 -r);
 }
 
-int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
+int wp_setup(struct vm *vm, const char *socket_path, struct error *err)
 {
 	const struct vm_region *regions;
 	size_t n = vm_get_regions(vm, &regions);
@@ -100,10 +101,10 @@ int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
 
 	uffd = uffd_create();
 	if (uffd < 0)
-		return wp_fail(err, errlen, "Failed to create userfaultfd", uffd);
+		return wp_fail(err, "Failed to create userfaultfd", uffd);
 	r = uffd_api_wp(uffd);
 	if (r < 0)
-		return wp_fail(err, errlen, "Failed to create userfaultfd", r);
+		return wp_fail(err, "Failed to create userfaultfd", r);
 
 	for (size_t i = 0; i < n; i++) {
 		struct uffdio_register reg = {
@@ -113,27 +114,26 @@ int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
 		};
 
 		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
-			return wp_fail(err, errlen,
-				       "Failed to register guest memory region with userfaultfd",
-				       -errno);
+			return wp_fail(
+			    err, "Failed to register guest memory region with userfaultfd", -errno);
 	}
 
 	r = wp_format_regions(vm, json, sizeof(json));
 	if (r < 0)
-		return wp_fail(err, errlen, "Failed to serialize region descriptors", r);
+		return wp_fail(err, "Failed to serialize region descriptors", r);
 
 	if (strlen(socket_path) >= sizeof(sa.sun_path))
-		return wp_fail(err, errlen, "Failed to connect to listener UDS", -ENAMETOOLONG);
+		return wp_fail(err, "Failed to connect to listener UDS", -ENAMETOOLONG);
 	strcpy(sa.sun_path, socket_path);
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
-		return wp_fail(err, errlen, "Failed to connect to listener UDS", -errno);
+		return wp_fail(err, "Failed to connect to listener UDS", -errno);
 	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return wp_fail(err, errlen, "Failed to connect to listener UDS", -errno);
+		return wp_fail(err, "Failed to connect to listener UDS", -errno);
 
 	sent = fdpass_send(sock, json, strlen(json), &uffd, 1);
 	if (sent < 0)
-		return wp_fail(err, errlen, "Failed to send file descriptor", (int)sent);
+		return wp_fail(err, "Failed to send file descriptor", (int)sent);
 	log_info("sent WP uffd over %zu region(s) to %s", n, socket_path);
 	return 0;
 }
