@@ -1,13 +1,13 @@
 # tests/ — every test, benchmark and fuzzer of forkfs outside fusefs/ (whose
 # mount tests are in fusefs/local.mk), the shared test helpers, and the
 # "make bench", "make bench-mount", "make bench-qemu" and "make fuzz" targets.
-EXTRA_DIST += tests/tap.h
+EXTRA_DIST += tests/tap.h tests/fds.h
 
 # ---- common/ ----------------------------------------------------------------
 
 check_PROGRAMS += tests/common/fdpass.t
 TESTS += tests/common/fdpass.t
-tests_common_fdpass_t_SOURCES = tests/common/fdpass.c tests/tap.h
+tests_common_fdpass_t_SOURCES = tests/common/fdpass.c tests/fds.h tests/tap.h
 tests_common_fdpass_t_LDADD = common/libcommon.la
 
 # ---- fc/: the Firecracker API client ------------------------------------------
@@ -32,7 +32,8 @@ check_PROGRAMS += tests/uffd/engine.t tests/uffd/handshake.t tests/uffd/bench-en
 TESTS += tests/uffd/engine.t tests/uffd/handshake.t
 tests_uffd_engine_t_SOURCES = tests/uffd/test-engine.c tests/uffd/guest.c tests/uffd/guest.h
 tests_uffd_engine_t_LDADD = uffd/libuffd.la
-tests_uffd_handshake_t_SOURCES = tests/uffd/test-handshake.c tests/uffd/guest.c tests/uffd/guest.h
+tests_uffd_handshake_t_SOURCES = tests/uffd/test-handshake.c tests/uffd/guest.c tests/uffd/guest.h \
+	tests/fds.h
 tests_uffd_handshake_t_LDADD = uffd/libuffd.la
 tests_uffd_bench_engine_SOURCES = tests/uffd/bench-engine.c tests/uffd/guest.c tests/uffd/guest.h
 tests_uffd_bench_engine_LDADD = uffd/libuffd.la

@@ -3,7 +3,6 @@
  * fds, close-on-exec, EOF, and every way a message can fail to fit (data,
  * fd list, more fds than asked for), none of which may leak an fd.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -12,20 +11,8 @@
 #include <unistd.h>
 #include "common/fdpass.h"
 #include "common/macro.h"
+#include "tests/fds.h"
 #include "tests/tap.h"
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static bool same_file(int a, int b)
 {
@@ -44,7 +31,7 @@ int main(void)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(p, O_CLOEXEC) < 0)
 		tap_skip_all("no socketpair or pipe");
-	before = count_fds();
+	before = count_open_fds();
 
 	/* Data only. */
 	TAP_CHECK(fdpass_send(sv[0], "abc", 3, NULL, 0) == 3);
@@ -91,7 +78,8 @@ int main(void)
 	TAP_CHECK(fdpass_recv(sv[1], buf, sizeof(buf), fds, &nfds, FDPASS_MAX_FDS + 1, 0) ==
 		  -EINVAL);
 	TAP_CHECK(fdpass_recv(sv[1], buf, sizeof(buf), fds, &nfds, 1, MSG_DONTWAIT) == -EAGAIN);
-	tap_ok(count_fds() == before, "no fd leaked (%d before, %d after)", before, count_fds());
+	tap_ok(count_open_fds() == before, "no fd leaked (%d before, %d after)", before,
+	       count_open_fds());
 
 	/* EOF. */
 	safe_close(sv[0]);

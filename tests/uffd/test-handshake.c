@@ -3,7 +3,6 @@
  * region-table parser, and the engine's behaviour when the VMM process (here
  * a forked child that sent its uffd exactly as Firecracker does) dies mid-copy.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,6 +19,7 @@
 #include "common/fdpass.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "tests/fds.h"
 #include "tests/tap.h"
 #include "tests/uffd/guest.h"
 #include "uffd/engine.h"
@@ -105,19 +105,6 @@ static void parser_cases(void)
 	TAP_CHECK(parse(big, 0, &n) == -EINVAL);
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
 /* The VMM's side: connect, one sendmsg with the JSON and nfds copies of fd. */
 static int send_handshake(const char *json, size_t len, int fd, int nfds)
 {
@@ -194,7 +181,7 @@ static void socket_cases(void)
 		uffd = safe_close(uffd);
 	}
 
-	before = count_fds();
+	before = count_open_fds();
 	/* A well-formed message whose fd is not a userfaultfd. */
 	TAP_CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), pipefd[0], 1) == 0);
@@ -220,8 +207,8 @@ static void socket_cases(void)
 	receive_fails(lfd, 0, 2000, -EMSGSIZE, "message longer than 4096 bytes");
 	TAP_CHECK(send_handshake("", 0, fd, 0) == 0);
 	receive_fails(lfd, 0, 2000, -ECONNRESET, "peer closed without sending");
-	tap_ok(count_fds() == before, "rejected messages leak no fd (%d before, %d after)",
-	       before, count_fds());
+	tap_ok(count_open_fds() == before, "rejected messages leak no fd (%d before, %d after)",
+	       before, count_open_fds());
 	receive_fails(lfd, 0, 100, -ETIMEDOUT, "no connection from the VMM: Connection timed out");
 	safe_close(fd);
 	safe_close(lfd);
