@@ -106,10 +106,11 @@ FUZZ_CPPFLAGS = -include config.h -I$(top_srcdir) -I$(top_builddir) -D_GNU_SOURC
 fuzz: fuzz-fc-response fuzz-handshake
 fuzz-fc-response: tests/fuzz/fuzz-fc-response-libfuzzer
 fuzz-handshake: tests/fuzz/fuzz-handshake-libfuzzer
-tests/fuzz/fuzz-fc-response-libfuzzer: tests/fuzz/fuzz-fc-response.c fc/parse.c fc/fc.h config.h
+tests/fuzz/fuzz-fc-response-libfuzzer: tests/fuzz/fuzz-fc-response.c fc/parse.c fc/fc.h \
+		common/error.c config.h
 	@mkdir -p tests/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz-fc-response.c \
-		$(top_srcdir)/fc/parse.c $(JSONC_LIBS)
+		$(top_srcdir)/fc/parse.c $(top_srcdir)/common/error.c $(JSONC_LIBS)
 tests/fuzz/fuzz-handshake-libfuzzer: tests/fuzz/fuzz-handshake.c uffd/handshake.c common/error.c \
 		common/util.c common/fdpass.c config.h
 	@mkdir -p tests/fuzz
