@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -46,7 +47,6 @@
 #include "uffd/engine.h"
 #include "uffd/handshake.h"
 
-#define MIB (1024ULL * 1024ULL)
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define VMSTATE_TIMEOUT_MS 10000
 #define STATE_FILE "branch.state"
@@ -550,7 +550,7 @@ static void branch_conclude(struct branch *b, int result, const char *why,
 		log_warning("%s: could not persist branch state", b->dir);
 }
 
-static void branch_copy_done(void *userdata, int result)
+static void branch_copy_done(void *userdata, int result, const struct error *why_failed)
 {
 	struct branch *b = userdata;
 	struct vmm *v = b->vmm;
@@ -574,7 +574,7 @@ static void branch_copy_done(void *userdata, int result)
 	if (result == -ECANCELED)
 		log_info("%s: live copy cancelled", b->dir);
 	else if (result < 0)
-		log_error_errno(result, "%s: live copy failed", b->dir);
+		log_error("%s: live copy failed: %s", b->dir, error_msg(why_failed));
 	/* Persist the final state, free the vmm for the next branch, let go of
 	 * a detached VMM's uffd, and only then publish: whoever sees "ready"
 	 * can branch again at once, through this forkfs or another. */
@@ -623,26 +623,11 @@ int branch_cancel(struct branch *b)
 
 /* ---- taking a branch --------------------------------------------------------- */
 
-static int errf(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int errf(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
+/* Every function below returns 0 or -errno and, on failure, leaves the
+ * reason in err (the first failure's: a reason already set is kept). The VMM's
+ * own words for an API error come through fc_error(). */
 
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
-/* Append the VMM's own words for an API error. */
-static int fc_errf(struct vmm *v, char *err, size_t errlen, int r, const char *what)
-{
-	return errf(err, errlen, r, "%s: %s", what, fc_client_last_error(v->fc));
-}
-
-static int vmm_ensure_caps(struct vmm *v, char *err, size_t errlen)
+static int vmm_ensure_caps(struct vmm *v, struct error *err)
 {
 	struct fc_caps caps;
 	int r;
@@ -651,14 +636,14 @@ static int vmm_ensure_caps(struct vmm *v, char *err, size_t errlen)
 		return 0;
 	r = fc_probe_caps(v->fc, &caps);
 	if (r < 0)
-		return fc_errf(v, err, errlen, r, "probing the VMM's API");
+		return fc_error(v->fc, r, err, "probing the VMM's API");
 	v->caps = caps;
 	v->caps_known = true;
 	return 0;
 }
 
 /* Acquire the VMM's write-protect uffd once and build the engine around it. */
-static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t errlen)
+static int vmm_ensure_engine(struct vmm *v, uint64_t total, struct error *err)
 {
 	struct uffd_handshake hs = { .uffd = -1 };
 	_cleanup_close_ int lfd = -1;
@@ -672,26 +657,26 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 		return 0;
 	if (snprintf(sock, sizeof(sock), "%s/wp-%d-%u.sock", v->run_dir, (int)getpid(),
 		     v->handshakes++) >= 108)
-		return errf(err, errlen, -ENAMETOOLONG, "handshake socket path too long: %s", sock);
-	r = uffd_listen(sock, &lfd);
+		return error_set(err, -ENAMETOOLONG, "handshake socket path too long: %s", sock);
+	r = uffd_listen(sock, &lfd, err);
 	if (r < 0)
-		return errf(err, errlen, r, "listening on %s: %s", sock, strerror(-r));
+		return error_prefix(err, r, "listening for the write-protect uffd");
 	r = fc_uffd_wp(v->fc, sock);
 	if (r < 0) {
 		unlink(sock);
-		return fc_errf(v, err, errlen, r, "PUT /uffd/wp");
+		return fc_error(v->fc, r, err, "PUT /uffd/wp");
 	}
-	r = uffd_receive(lfd, total, HANDSHAKE_TIMEOUT_MS, &hs);
+	r = uffd_receive(lfd, total, HANDSHAKE_TIMEOUT_MS, &hs, err);
 	unlink(sock);
 	if (r < 0)
-		return errf(err, errlen, r, "receiving the write-protect uffd: %s", strerror(-r));
+		return error_prefix(err, r, "receiving the write-protect uffd");
 	/* The fd must come from the VMM itself, not from whoever else could
 	 * reach the socket: its memory is what gets protected and copied. */
 	if (v->pid > 0 && hs.pid != v->pid) {
 		safe_close(hs.uffd);
-		return errf(err, errlen, -EPERM,
-			    "the write-protect uffd came from pid %d, not from the VMM (pid %d)",
-			    (int)hs.pid, (int)v->pid);
+		return error_set(err, -EPERM,
+				 "the write-protect uffd came from pid %d, not from the VMM (pid %d)",
+				 (int)hs.pid, (int)v->pid);
 	}
 	pid = hs.pid;
 	v->pid = hs.pid;
@@ -702,16 +687,15 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, char *err, size_t er
 		if (src.fd < 0)
 			r = -errno;
 	} else {
-		r = memsrc_open_for_pid(pid, hs.regions, hs.n_regions, &src);
+		r = memsrc_open_for_pid(pid, hs.regions, hs.n_regions, &src, err);
 	}
 	if (r < 0) {
 		safe_close(hs.uffd);
-		return errf(err, errlen, r, "opening guest memory of pid %d: %s", (int)pid,
-			    strerror(-r));
+		return error_prefix(err, r, "opening guest memory of pid %d", (int)pid);
 	}
-	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &e);
+	r = engine_new(hs.uffd, hs.regions, hs.n_regions, &src, &e, err);
 	if (r < 0)
-		return errf(err, errlen, r, "setting up the copy engine: %s", strerror(-r));
+		return error_prefix(err, r, "setting up the copy engine");
 	pthread_mutex_lock(&v->lock);
 	v->engine = e;
 	pthread_mutex_unlock(&v->lock);
@@ -728,7 +712,7 @@ struct pause_window {
 };
 
 /* The guard: leave the pause window whatever happened inside it. */
-static int leave_pause(struct pause_window *w, char *err, size_t errlen, int r)
+static int leave_pause(struct pause_window *w, struct error *err, int r)
 {
 	int q;
 
@@ -741,7 +725,7 @@ static int leave_pause(struct pause_window *w, char *err, size_t errlen, int r)
 		if (q < 0)	/* One retry: a resume must not be lost to a hiccup. */
 			q = fc_resume(w->v->fc);
 		if (q < 0 && r == 0)
-			r = fc_errf(w->v, err, errlen, q, "resuming the VM");
+			r = fc_error(w->v->fc, q, err, "resuming the VM");
 		else if (q < 0)
 			log_error("resuming the VM after a failed branch failed too: %s",
 				  fc_client_last_error(w->v->fc));
@@ -750,7 +734,7 @@ static int leave_pause(struct pause_window *w, char *err, size_t errlen, int r)
 	return r;
 }
 
-static int enter_pause(struct pause_window *w, char *err, size_t errlen)
+static int enter_pause(struct pause_window *w, struct error *err)
 {
 	int r;
 
@@ -762,25 +746,25 @@ static int enter_pause(struct pause_window *w, char *err, size_t errlen)
 	/* A pause that timed out may still have happened: resume to be sure. */
 	w->paused = true;
 	if (r < 0)
-		return leave_pause(w, err, errlen, fc_errf(w->v, err, errlen, r, "pausing the VM"));
+		return leave_pause(w, err, fc_error(w->v->fc, r, err, "pausing the VM"));
 	return 0;
 }
 
 /* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
-static int fsync_file(const char *dir, const char *name, char *err, size_t errlen)
+static int fsync_file(const char *dir, const char *name, struct error *err)
 {
 	_cleanup_close_ int fd = -1;
 	char path[PATH_MAX];
 
 	if (path_in(path, sizeof(path), dir, name) < 0)
-		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
+		return error_set(err, -ENAMETOOLONG, "branch path too long");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) < 0)
-		return errf(err, errlen, -errno, "fsync of %s: %m", path);
+		return error_set_errno(err, -errno, "fsync of %s", path);
 	return 0;
 }
 
-static int take_full(struct branch *b, struct pause_window *w, char *err, size_t errlen)
+static int take_full(struct branch *b, struct pause_window *w, struct error *err)
 {
 	char vmstate[PATH_MAX], mem[PATH_MAX];
 	unsigned timeout = (unsigned)MIN(60000 + b->st.bytes_total / MIB * 20, (uint64_t)UINT_MAX);
@@ -788,30 +772,30 @@ static int take_full(struct branch *b, struct pause_window *w, char *err, size_t
 
 	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
 	    path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
-		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
-	r = enter_pause(w, err, errlen);
+		return error_set(err, -ENAMETOOLONG, "branch path too long");
+	r = enter_pause(w, err);
 	if (r < 0)
 		return r;
 	r = fc_snapshot_create(w->v->fc, FC_SNAPSHOT_FULL, vmstate, mem, timeout);
 	if (r < 0)
-		r = fc_errf(w->v, err, errlen, r, "PUT /snapshot/create Full");
-	r = leave_pause(w, err, errlen, r);
+		r = fc_error(w->v->fc, r, err, "PUT /snapshot/create Full");
+	r = leave_pause(w, err, r);
 	b->st.pause_us = now_usec() - w->t0;
 	if (r < 0)
 		return r;
 	b->mem_fd = open(mem, O_RDONLY | O_CLOEXEC);
 	if (b->mem_fd < 0)
-		return errf(err, errlen, -errno, "opening %s: %m", mem);
+		return error_set_errno(err, -errno, "opening %s", mem);
 	/* "ready" is persisted next: the image must be on disk before it. */
 	if (fsync(b->mem_fd) < 0)
-		return errf(err, errlen, -errno, "fsync of %s: %m", mem);
+		return error_set_errno(err, -errno, "fsync of %s", mem);
 	b->st.state = BRANCH_READY;
 	b->st.bytes_copied = b->st.bytes_total;
 	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
 	return 0;
 }
 
-static int take_live(struct branch *b, struct pause_window *w, char *err, size_t errlen)
+static int take_live(struct branch *b, struct pause_window *w, struct error *err)
 {
 	struct vmm *v = w->v;
 	char vmstate[PATH_MAX], mem[PATH_MAX];
@@ -819,34 +803,32 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 
 	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
 	    path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
-		return errf(err, errlen, -ENAMETOOLONG, "branch path too long");
-	r = vmm_ensure_engine(v, b->st.bytes_total, err, errlen);
+		return error_set(err, -ENAMETOOLONG, "branch path too long");
+	r = vmm_ensure_engine(v, b->st.bytes_total, err);
 	if (r < 0)
 		return r;
 	b->mem_fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (b->mem_fd < 0)
-		return errf(err, errlen, -errno, "creating %s: %m", mem);
+		return error_set_errno(err, -errno, "creating %s", mem);
 	/* prepare may pre-arm write-protection: from here an error disarms. */
 	w->armed = true;
-	r = engine_prepare(v->engine);
+	r = engine_prepare(v->engine, err);
 	if (r < 0)
-		return leave_pause(w, err, errlen,
-				   errf(err, errlen, r, "preparing guest memory: %s", strerror(-r)));
+		return leave_pause(w, err, error_prefix(err, r, "preparing guest memory"));
 
-	r = enter_pause(w, err, errlen);
+	r = enter_pause(w, err);
 	if (r < 0)
 		return r;
-	r = engine_arm(v->engine, b->mem_fd);
+	r = engine_arm(v->engine, b->mem_fd, err);
 	if (r < 0)
-		return leave_pause(w, err, errlen,
-				   errf(err, errlen, r, "arming write-protection: %s", strerror(-r)));
+		return leave_pause(w, err, error_prefix(err, r, "arming write-protection"));
 	w->t_armed = now_usec();
 	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate, NULL, VMSTATE_TIMEOUT_MS);
 	if (r < 0)
-		return leave_pause(w, err, errlen,
-				   fc_errf(v, err, errlen, r, "PUT /snapshot/create VmstateOnly"));
+		return leave_pause(w, err,
+				   fc_error(v->fc, r, err, "PUT /snapshot/create VmstateOnly"));
 	w->t_saved = now_usec();
-	r = leave_pause(w, err, errlen, 0);
+	r = leave_pause(w, err, 0);
 	b->st.pause_us = now_usec() - w->t0;
 	log_debug("%s: pause window: pause %" PRIu64 " us, arm %" PRIu64 " us, vmstate %" PRIu64
 		  " us, resume %" PRIu64 " us",
@@ -855,7 +837,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	/* Durable before the copy can persist "ready" (faults are served
 	 * meanwhile: the engine is armed). */
 	if (r == 0)
-		r = fsync_file(b->dir, "vmstate", err, errlen);
+		r = fsync_file(b->dir, "vmstate", err);
 	if (r < 0) {
 		engine_disarm(v->engine);
 		return r;
@@ -871,7 +853,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 	b->copy_running = true;
 	pthread_mutex_unlock(&b->lock);
 	engine_set_rate(v->engine, atomic_load(&v->copy_rate));
-	r = engine_start_copy(v->engine, branch_copy_done, b);
+	r = engine_start_copy(v->engine, branch_copy_done, b, err);
 	if (r < 0) {
 		pthread_mutex_lock(&v->lock);
 		v->active = NULL;
@@ -884,7 +866,7 @@ static int take_live(struct branch *b, struct pause_window *w, char *err, size_t
 		pthread_mutex_unlock(&b->lock);
 		branch_unref(b);
 		engine_disarm(v->engine);
-		return errf(err, errlen, r, "starting the copy: %s", strerror(-r));
+		return error_prefix(err, r, "starting the copy");
 	}
 	return 0;
 }
@@ -901,8 +883,8 @@ static void remove_branch_files(const char *dir)
 			unlink(path);
 }
 
-static int resolve_mode(struct vmm *v, enum branch_mode_req req, enum branch_mode *ret, char *err,
-			size_t errlen)
+static int resolve_mode(struct vmm *v, enum branch_mode_req req, enum branch_mode *ret,
+			struct error *err)
 {
 	bool live_ok;
 	int r;
@@ -911,20 +893,20 @@ static int resolve_mode(struct vmm *v, enum branch_mode_req req, enum branch_mod
 		*ret = BRANCH_FULL;
 		return 0;
 	}
-	r = vmm_ensure_caps(v, err, errlen);
+	r = vmm_ensure_caps(v, err);
 	if (r < 0)
 		return r;
 	live_ok = v->caps.uffd_wp && v->caps.vmstate_only;
 	if (req == BRANCH_MODE_LIVE && !live_ok)
-		return errf(err, errlen, -EOPNOTSUPP,
-			    "live mode forced but the VMM lacks %s (stock Firecracker?)",
-			    !v->caps.uffd_wp ? "PUT /uffd/wp" : "VmstateOnly snapshots");
+		return error_set(err, -EOPNOTSUPP,
+				 "live mode forced but the VMM lacks %s (stock Firecracker?)",
+				 !v->caps.uffd_wp ? "PUT /uffd/wp" : "VmstateOnly snapshots");
 	*ret = live_ok ? BRANCH_LIVE : BRANCH_FULL;
 	return 0;
 }
 
-int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struct branch **ret,
-		char *err, size_t errlen)
+int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, struct branch **ret,
+		  struct error *err)
 {
 	struct pause_window w = { .v = v };
 	struct engine *detached_engine = NULL;
@@ -934,19 +916,19 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 	int r;
 
 	if (atomic_load(&v->dead))
-		return errf(err, errlen, -ESRCH, "the VMM is not running");
+		return error_set(err, -ESRCH, "the VMM is not running");
 	b = branch_alloc(dir);
 	if (!b)
-		return errf(err, errlen, -ENOMEM, "out of memory");
+		return error_set(err, -ENOMEM, "out of memory");
 	b->start_usec = now_usec();
 
 	/* Reserve the vmm, then work without its lock: the FUSE loop takes it
 	 * (cancel, detach) and must never wait for a slow or hung VMM. */
 	pthread_mutex_lock(&v->lock);
 	if (v->active || v->taking) {
-		r = errf(err, errlen, -EBUSY, "another branch of this VM is %s (%s)",
-			 v->taking ? "being taken" : "still copying",
-			 v->active ? v->active->dir : "");
+		r = error_set(err, -EBUSY, "another branch of this VM is %s (%s)",
+			      v->taking ? "being taken" : "still copying",
+			      v->active ? v->active->dir : "");
 		pthread_mutex_unlock(&v->lock);
 		branch_unref(b);
 		return r;
@@ -958,45 +940,46 @@ int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struc
 
 	r = fc_get_instance_info(v->fc, &info);
 	if (r < 0) {
-		r = fc_errf(v, err, errlen, r, "GET /");
+		r = fc_error(v->fc, r, err, "GET /");
 		goto out_unlock;
 	}
 	if (info.state != FC_STATE_RUNNING && info.state != FC_STATE_PAUSED) {
-		r = errf(err, errlen, -EINVAL, "the VM is not started (state \"%s\")",
-			 fc_vm_state_to_string(info.state));
+		r = error_set(err, -EINVAL, "the VM is not started (state \"%s\")",
+			      fc_vm_state_to_string(info.state));
 		goto out_unlock;
 	}
 	w.was_running = info.state == FC_STATE_RUNNING;
 	r = fc_get_machine_config(v->fc, &mc);
 	if (r < 0) {
-		r = fc_errf(v, err, errlen, r, "GET /machine-config");
+		r = fc_error(v->fc, r, err, "GET /machine-config");
 		goto out_unlock;
 	}
 	if (mc.mem_size_mib == 0 || mc.mem_size_mib > MAX_MEM_MIB) {
-		r = errf(err, errlen, -EPROTO, "the VMM reports an implausible memory size (%" PRIu64
-			 " MiB)", mc.mem_size_mib);
+		r = error_set(err, -EPROTO,
+			      "the VMM reports an implausible memory size (%" PRIu64 " MiB)",
+			      mc.mem_size_mib);
 		goto out_unlock;
 	}
 	b->st.bytes_total = mc.mem_size_mib * MIB;
-	r = resolve_mode(v, mode, &b->st.mode, err, errlen);
+	r = resolve_mode(v, mode, &b->st.mode, err);
 	if (r < 0)
 		goto out_unlock;
 	b->st.state = BRANCH_COPYING;
 	r = branch_save_state(b, &b->st);
 	if (r < 0) {
-		r = errf(err, errlen, r, "writing %s/%s: %s", dir, STATE_FILE, strerror(-r));
+		r = error_set_errno(err, r, "writing %s/%s", dir, STATE_FILE);
 		goto out_unlock;
 	}
 	/* A live branch is the copy's from its start (it persists the end);
 	 * a full one is ready here. */
 	if (b->st.mode == BRANCH_LIVE) {
-		r = take_live(b, &w, err, errlen);
+		r = take_live(b, &w, err);
 	} else {
-		r = take_full(b, &w, err, errlen);
+		r = take_full(b, &w, err);
 		if (r == 0)
-			r = fsync_file(dir, "vmstate", err, errlen);
-		if (r == 0)
-			r = branch_save_state(b, &b->st);
+			r = fsync_file(dir, "vmstate", err);
+		if (r == 0 && (r = branch_save_state(b, &b->st)) < 0)
+			error_set_errno(err, r, "writing %s/%s", dir, STATE_FILE);
 	}
 out_unlock:
 	pthread_mutex_lock(&v->lock);

@@ -14,8 +14,9 @@
  * resumed (if it was running) before the error is returned, and the branch
  * directory's files are removed.
  *
- * Thread safety: branch_get_status(), branch_read() and branch_cancel() may be
- * called from any thread while the copy runs. Objects are refcounted.
+ * Thread safety: branch_get_status(), branch_read_memory(),
+ * branch_complete_image() and branch_cancel() may be called from any thread
+ * while the copy runs. Objects are refcounted.
  */
 #pragma once
 
@@ -28,8 +29,10 @@ enum branch_mode_req { BRANCH_MODE_AUTO, BRANCH_MODE_LIVE, BRANCH_MODE_FULL };
 enum branch_mode { BRANCH_LIVE, BRANCH_FULL };
 enum branch_state { BRANCH_COPYING, BRANCH_READY, BRANCH_FAILED };
 
+/* The size of branch_status.error (and of fusefs's copy of a take's reason). */
 #define BRANCH_ERR_MAX 256
 
+struct error;
 struct vmm;
 struct branch;
 
@@ -66,12 +69,14 @@ struct branch_status {
 	char error[BRANCH_ERR_MAX];
 };
 
-/* Take a branch into dir (which must exist and be empty). err gets the reason
- * on failure, also suitable for the sandbox log. Returns 0, or -EBUSY (another
- * branch of this VMM is copying), -ENOTSUP (live forced but not supported),
- * -ETIMEDOUT, -EIO, -ENOSPC, ... */
+/* Take a branch into dir (which must exist and be empty). err (may be NULL)
+ * gets the reason on failure, for the caller to log (the sandbox log):
+ * nothing here logs it. Returns 0, or -EBUSY (another branch of this VMM is
+ * copying), -ENOTSUP (live forced but not supported), -ETIMEDOUT, -EIO,
+ * -ENOSPC, ... */
 int branch_take(struct vmm *v, const char *dir, enum branch_mode_req mode, struct branch **ret,
-		char *err, size_t errlen);
+		struct error *err);
+
 /* Re-open a branch found in the store (after a restart). A branch that was
  * copying when forkfs stopped becomes failed with "interrupted". */
 int branch_load(const char *dir, struct branch **ret);
@@ -85,7 +90,7 @@ size_t branch_status_format(const struct branch_status *st, char *buf, size_t si
 const char *branch_state_to_string(enum branch_state s);
 const char *branch_mode_to_string(enum branch_mode m);
 
-/* Size of memory.bin (guest memory) and of vmstate. */
+/* Size of memory.bin: the guest memory. */
 uint64_t branch_memory_size(struct branch *b);
 /* Point-in-time read of memory.bin at any moment: ranges not yet copied are
  * copied first. Returns bytes read or -errno. */

@@ -4,9 +4,9 @@
  * Each .c file may define LOG_PREFIX ("uffd: ") before including this header.
  * Functions that handle an error log it once and return the negative errno
  * they were given, so "return log_error_errno(r, ...)" reads naturally.
- * Messages go to stderr (or syslog-less daemons' log file) and, when a sink is
- * installed, also to it: forkfs uses the sink to copy a sandbox's messages
- * into that sandbox's "log" file.
+ * Messages go to stderr, one write(2) per line. Nothing else: a sandbox's
+ * "log" file is written by forkfs itself (sb_log()), from the reasons that
+ * failing functions hand up in a struct error (common/error.h).
  */
 #pragma once
 

@@ -16,6 +16,11 @@
 #define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
 #define ALIGN_UP(n, a) (((n) + (a)-1) & ~((__typeof__(n))(a)-1))
 #define ALIGN_DOWN(n, a) ((n) & ~((__typeof__(n))(a)-1))
+
+/* Sizes. PAGE_4K is the one page size forkfs copies, and the one a VMM's
+ * uffd handshake may announce. */
+#define MIB (1024ULL * 1024ULL)
+#define PAGE_4K 4096ULL
 #define _unused_ __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _noreturn_ __attribute__((noreturn))

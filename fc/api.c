@@ -8,18 +8,25 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <json-c/json.h>
+#include "common/error.h"
+#include "common/json.h"
 #include "common/macro.h"
 #include "fc/fc.h"
 #include "fc/internal.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
-#define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* What the uffd probe sends: a socket that can never be connected to. */
 #define PROBE_UFFD_SOCKET "/dev/null/forkfs-probe-uffd.sock"
 #define PROBE_VMSTATE_PATH "/dev/null/forkfs-probe-vmstate"
 #define PROBE_MEM_PATH "/dev/null/forkfs-probe-mem"
+
+int fc_error(struct fc_client *c, int r, struct error *e, const char *what)
+{
+	const char *text = c ? fc_client_last_error(c) : NULL;
+
+	if (text && *text)
+		return error_set(e, r, "%s: %s", what, text);
+	return error_set_errno(e, r, "%s", what);
+}
 
 /* Add v (just made, possibly NULL on allocation failure) under key; it is
  * freed if it cannot be added. */
@@ -204,28 +211,6 @@ int fc_put_boot_source(struct fc_client *c, const char *kernel_image_path, const
 	    (initrd_path && add_string(o, "initrd_path", initrd_path) < 0))
 		return -ENOMEM;
 	return call_json(c, "PUT", "/boot-source", o, 0);
-}
-
-/* Firecracker's ID rule (checked_id): non-empty, alphanumerics and '_'. */
-static bool id_is_valid(const char *id)
-{
-	if (!id || !*id || strlen(id) > 64)
-		return false;
-	for (; *id; id++)
-		if (!((*id >= 'a' && *id <= 'z') || (*id >= 'A' && *id <= 'Z') ||
-		      (*id >= '0' && *id <= '9') || *id == '_'))
-			return false;
-	return true;
-}
-
-int fc_put_drive(struct fc_client *c, const char *drive_id, const char *json_body)
-{
-	char path[96];
-
-	if (!id_is_valid(drive_id) || !json_body)
-		return -EINVAL;
-	snprintf(path, sizeof(path), "/drives/%s", drive_id);
-	return fc_call(c, "PUT", path, json_body, 0, NULL);
 }
 
 int fc_put_json(struct fc_client *c, const char *path, const char *json_body)

@@ -28,6 +28,7 @@
 /* Never opened by a forkd VMM for VmstateOnly; any accidental open fails with ENOTDIR. */
 #define FC_VMSTATE_ONLY_MEM_PLACEHOLDER "/dev/null/forkfs-vmstate-only-mem-ignored"
 
+struct error;
 struct fc_client;
 
 int fc_client_new(const char *api_socket, struct fc_client **ret);
@@ -36,6 +37,11 @@ void fc_client_set_timeout(struct fc_client *c, unsigned timeout_ms);
 const char *fc_client_socket(const struct fc_client *c);
 /* The error text of the last failed call (API fault text or transport reason). */
 const char *fc_client_last_error(const struct fc_client *c);
+/* The reason of a failed call r for whoever reports it: sets e (common/error.h)
+ * to "WHAT: " and fc_client_last_error(c) (the VMM's fault message or the
+ * transport reason), or strerror(-r) when c has no text (c may be NULL).
+ * Returns r. */
+int fc_error(struct fc_client *c, int r, struct error *e, const char *what);
 
 /* A parsed response. body is NUL-terminated (NULL when there is none). */
 struct fc_response {
@@ -94,10 +100,9 @@ int fc_get_machine_config(struct fc_client *c, struct fc_machine_config *ret);
 int fc_put_machine_config(struct fc_client *c, const struct fc_machine_config *mc);
 int fc_put_boot_source(struct fc_client *c, const char *kernel_image_path, const char *boot_args,
 		       const char *initrd_path);
-/* PUT /drives/{id} with a caller-made JSON body. */
-int fc_put_drive(struct fc_client *c, const char *drive_id, const char *json_body);
 /* PUT any resource with a caller-made JSON body (config-file resources such as
- * /network-interfaces/{id}, /entropy); 0 on 2xx, -EREMOTEIO otherwise. */
+ * /drives/{id}, /network-interfaces/{id}, /entropy); 0 on 2xx, -EREMOTEIO
+ * otherwise. */
 int fc_put_json(struct fc_client *c, const char *path, const char *json_body);
 int fc_instance_start(struct fc_client *c);
 int fc_pause(struct fc_client *c);

@@ -34,6 +34,7 @@
 /* <uv.h> pulls in <sys/param.h>, whose MIN/MAX macro.h defines again. */
 #undef MIN
 #undef MAX
+#include "common/error.h"
 #include "common/macro.h"
 #include "fc/fc.h"
 #include "fc/internal.h"
@@ -75,7 +76,7 @@ int fc__set_error(struct fc_client *c, int r, const char *fmt, ...)
 	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
 	va_end(ap);
 	/* It may quote the VMM (its fault text, a raw body) and goes to logs. */
-	fc__replace_control(c->last_error);
+	string_sanitize(c->last_error);
 	return r;
 }
 

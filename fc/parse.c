@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <json-c/json.h>
+#include "common/error.h"
 #include "common/macro.h"
 #include "fc/fc.h"
 #include "fc/internal.h"
@@ -321,14 +322,6 @@ static char *json_text(const char *body, size_t len)
 	return s;
 }
 
-char *fc__replace_control(char *s)
-{
-	for (char *p = s; p && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	return s;
-}
-
 char *fc_error_text(const char *body, size_t len)
 {
 	char *s;
@@ -341,5 +334,6 @@ char *fc_error_text(const char *body, size_t len)
 		s = scan_key(body, len, "fault_message");
 	if (!s)
 		s = first_line(scan_key(body, len, "error"));
-	return fc__replace_control(s);
+	string_sanitize(s);
+	return s;
 }

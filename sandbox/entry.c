@@ -289,11 +289,7 @@ static void take_run(uv_work_t *w)
 {
 	struct take_job *j = w->data;
 
-	char err[BRANCH_ERR_MAX] = "";
-
-	j->r = branch_take(j->vmm, j->dir, j->mode, &j->b, err, sizeof(err));
-	if (j->r < 0 && err[0])
-		error_set(&j->err, j->r, "%s", err);
+	j->r = branch_take(j->vmm, j->dir, j->mode, &j->b, &j->err);
 }
 
 static void take_done(uv_work_t *w, int status)

@@ -380,7 +380,7 @@ static void pause_run(uv_work_t *w)
 
 	j->r = j->pause ? fc_pause(c) : fc_resume(c);
 	if (j->r < 0)
-		error_set(&j->err, j->r, "%s", fc_client_last_error(c) ?: strerror(-j->r));
+		fc_error(c, j->r, &j->err, j->pause ? "PATCH /vm Paused" : "PATCH /vm Resumed");
 }
 
 static void pause_done(uv_work_t *w, int status)

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "spawner: "
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "sandbox/spawner.h"
@@ -52,77 +53,6 @@ struct spawn_msg {
 	int32_t pid;
 	int32_t value;	/* STARTED: 0 or -errno; EXITED: wait status */
 };
-
-/* ---- fd passing ---- */
-
-static ssize_t send_with_fds(int sock, const void *data, size_t len, const int *fds, size_t nfds)
-{
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&u, 0, sizeof(u));
-		msg.msg_control = u.buf;
-		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	do
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
-/* One message and up to two fds (CLOEXEC); unused fd slots are -1. Returns
- * the byte count (0 at EOF) or -errno; a truncated message is -EMSGSIZE. */
-static ssize_t recv_with_fds(int sock, void *data, size_t len, int fds[2], int flags)
-{
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = data, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			      .msg_controllen = sizeof(u.buf) };
-	size_t k = 0;
-	ssize_t n;
-
-	fds[0] = fds[1] = -1;
-	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (k < 2)
-				fds[k++] = fd;
-			else
-				close(fd);
-		}
-	}
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		fds[0] = safe_close(fds[0]);
-		fds[1] = safe_close(fds[1]);
-		return -EMSGSIZE;
-	}
-	return n;
-}
 
 /* ---- the spawner process ---- */
 
@@ -215,10 +145,10 @@ static int serve_request(int sock)
 	char *argv[SPAWN_ARGS_MAX + 1];
 	struct spawn_msg m = { .type = SPAWN_MSG_STARTED };
 	int fds[2], pidfd = -1;
-	size_t argc = 0;
+	size_t argc = 0, nfds;
 	ssize_t n;
 
-	n = recv_with_fds(sock, buf, SPAWN_REQ_MAX, fds, 0);
+	n = fdpass_recv(sock, buf, SPAWN_REQ_MAX, fds, &nfds, 2, 0);
 	if (n == 0)
 		return 0;
 	if (n == -EAGAIN)
@@ -240,7 +170,7 @@ static int serve_request(int sock)
 		m.value = launch(argv, fds[0], fds[1], &m.pid, &pidfd);
 	safe_close(fds[0]);
 	safe_close(fds[1]);
-	n = send_with_fds(sock, &m, sizeof(m), &pidfd, pidfd >= 0 ? 1 : 0);
+	n = fdpass_send(sock, &m, sizeof(m), &pidfd, pidfd >= 0 ? 1 : 0);
 	safe_close(pidfd);
 	return n < 0 ? (int)n : 1;
 }
@@ -255,7 +185,7 @@ static void reap(int sock)
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		m.pid = pid;
 		m.value = st;
-		send_with_fds(sock, &m, sizeof(m), NULL, 0);	/* daemon gone: EOF ends us */
+		fdpass_send(sock, &m, sizeof(m), NULL, 0);	/* daemon gone: EOF ends us */
 	}
 }
 
@@ -343,7 +273,8 @@ int spawner_fork(int *ret_fd, pid_t *ret_pid)
 static int read_msg(int fd, struct spawn_msg *m, int *pidfd)
 {
 	int fds[2];
-	ssize_t n = recv_with_fds(fd, m, sizeof(*m), fds, MSG_DONTWAIT);
+	size_t nfds;
+	ssize_t n = fdpass_recv(fd, m, sizeof(*m), fds, &nfds, 2, MSG_DONTWAIT);
 
 	safe_close(fds[1]);
 	*pidfd = fds[0];
@@ -415,7 +346,7 @@ int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_e
 		memcpy(buf + len, argv[i], l);
 		len += l;
 	}
-	n = send_with_fds(fd, buf, len, fds, 2);
+	n = fdpass_send(fd, buf, len, fds, 2);
 	if (n < 0)
 		return n == -EPIPE ? -ECONNRESET : (int)n;
 	for (;;) {

@@ -143,9 +143,7 @@ static int wait_for_socket(struct start_job *j)
 
 static int api_fail(struct start_job *j, struct fc_client *c, int r, const char *what)
 {
-	const char *m = c ? fc_client_last_error(c) : NULL;
-
-	return error_set(&j->err, r, "%s: %s", what, m && *m ? m : strerror(-r));
+	return fc_error(c, r, &j->err, what);
 }
 
 static int put(struct fc_client *c, const char *path, json_object *o)

@@ -68,6 +68,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
@@ -75,10 +76,9 @@
 #include "uffd/pagestate.h"
 #include "uffd/uffd.h"
 
-#define PAGE 4096ULL
 #define CHUNK_MIN (64ULL << 10)
 #define CHUNK_MAX (4ULL << 20)
-#define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE)
+#define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE_4K)
 #define FAULT_BATCH 64
 #define PREARM_ROUNDS 2
 
@@ -114,12 +114,13 @@ struct engine {
 	/* The session: reset by engine_arm(). */
 	struct pagestate ps;
 	atomic_int error;
+	struct error why;		/* protected by lock: the reason of error */
 	atomic_bool cancel_req;
 	atomic_uint nwaiters;
 	atomic_bool vmm_gone;
 	_Atomic uint64_t bytes_copied, pages_faulted, pages_demanded, fault_count;
 
-	uint8_t fault_buf[PAGE];	/* fault thread only */
+	uint8_t fault_buf[PAGE_4K];	/* fault thread only */
 };
 
 static const char *const state_names[] = {
@@ -135,8 +136,6 @@ const char *engine_state_to_string(enum engine_state s)
 		return NULL;
 	return state_names[s];
 }
-
-uint64_t engine_total_bytes(const struct engine *e) { return e->total; }
 
 static bool state_active(int s) { return s == ENGINE_ARMED || s == ENGINE_COPYING; }
 
@@ -212,13 +211,16 @@ static void broadcast(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* The first failure is the session's: its reason goes to done_cb. */
 static void session_fail(struct engine *e, int r, const char *what)
 {
 	int expected = 0;
 
+	pthread_mutex_lock(&e->lock);
 	if (atomic_compare_exchange_strong(&e->error, &expected, r))
-		log_error_errno(r, "copy failed (%s)", what);
-	broadcast(e);
+		error_set_errno(&e->why, r, "%s", what);
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* Enter the active session; returns false (and *ret_state) when there is none. */
@@ -246,7 +248,8 @@ static void session_leave(struct engine *e)
 /* Write-protect (on) or release (off, waking its waiters) image bytes
  * [off, off+len), split per region. A VMM that has exited makes the ioctl
  * fail with ESRCH/ENOENT: there is nothing left to wake, so a release
- * remembers that instead of failing; a protect fails. */
+ * remembers that instead of failing; a protect fails (its caller reports it;
+ * a failed release is only logged: nobody waits for it). */
 static int wp_image(struct engine *e, uint64_t off, uint64_t len, bool on)
 {
 	int ret = 0;
@@ -261,7 +264,7 @@ static int wp_image(struct engine *e, uint64_t off, uint64_t len, bool on)
 		n = MIN(len, reg->offset + reg->size - off);
 		r = uffd_wp_range(e->uffd, reg->base + (off - reg->offset), n, on, false);
 		if (on && r < 0)
-			return log_error_errno(r, "cannot write-protect guest memory");
+			return r;
 		if ((r == -ESRCH || r == -ENOENT) && !atomic_exchange(&e->vmm_gone, true))
 			log_info("the VMM's memory is gone; un-protecting is moot");
 		else if (r < 0 && r != -ESRCH && r != -ENOENT)
@@ -293,14 +296,14 @@ static int copy_segment(struct engine *e, size_t first, unsigned n, void *buf, s
 		uint64_t m = mask >> s;
 		unsigned run = m == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~m);
 		uint64_t bits = (run == 64 ? ~0ULL : (1ULL << run) - 1) << s;
-		int r = copy_bytes(e, (first + s) * PAGE, run * PAGE, buf, buflen);
+		int r = copy_bytes(e, (first + s) * PAGE_4K, run * PAGE_4K, buf, buflen);
 
 		if (r < 0) {
 			session_fail(e, r, "copying guest memory");
 			return r;
 		}
 		pagestate_mark_copied(&e->ps, first, bits);
-		atomic_fetch_add(&e->bytes_copied, run * PAGE);
+		atomic_fetch_add(&e->bytes_copied, run * PAGE_4K);
 		if (atomic_load(&e->nwaiters))
 			broadcast(e);
 		mask &= ~bits;
@@ -335,11 +338,11 @@ static int wait_copied(struct engine *e, size_t first, size_t n)
  * word aligned: a segment never crosses one, so copy_segment's runs do not. */
 static unsigned region_segment(const struct engine *e, size_t p, size_t end)
 {
-	const struct uffd_region *reg = region_of_offset(e, p * PAGE);
+	const struct uffd_region *reg = region_of_offset(e, p * PAGE_4K);
 	unsigned n = pagestate_segment(p, end);
 
 	if (reg)
-		n = (unsigned)MIN((uint64_t)n, (reg->offset + reg->size) / PAGE - p);
+		n = (unsigned)MIN((uint64_t)n, (reg->offset + reg->size) / PAGE_4K - p);
 	return n;
 }
 
@@ -376,8 +379,8 @@ static bool release_prearmed(struct engine *e, uint64_t off)
 	pthread_mutex_lock(&e->lock);
 	prearmed = e->prearmed;
 	if (prearmed) {
-		atomic_fetch_or(&e->rearm[off / PAGE / 64], 1ULL << (off / PAGE % 64));
-		unprotect(e, off, PAGE);
+		atomic_fetch_or(&e->rearm[off / PAGE_4K / 64], 1ULL << (off / PAGE_4K % 64));
+		unprotect(e, off, PAGE_4K);
 	}
 	pthread_mutex_unlock(&e->lock);
 	return prearmed;
@@ -385,7 +388,7 @@ static bool release_prearmed(struct engine *e, uint64_t off)
 
 static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 {
-	uint64_t addr = ALIGN_DOWN((uint64_t)msg->arg.pagefault.address, PAGE);
+	uint64_t addr = ALIGN_DOWN((uint64_t)msg->arg.pagefault.address, PAGE_4K);
 	const struct uffd_region *reg = region_of_addr(e, addr);
 	uint64_t off;
 	int state;
@@ -394,7 +397,7 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 		/* Not ours to resolve (we register write-protect only): just wake. */
 		log_warning("unexpected fault at 0x%" PRIx64 " (flags 0x%llx)", addr,
 			    (unsigned long long)msg->arg.pagefault.flags);
-		uffd_wake(e->uffd, addr, PAGE);
+		uffd_wake(e->uffd, addr, PAGE_4K);
 		return;
 	}
 	off = reg->offset + (addr - reg->base);
@@ -403,16 +406,16 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 	atomic_fetch_add(&e->fault_count, 1);
 	if (session_enter(e, &state)) {
 		if (session_ended(e) == 0) {
-			int r = copy_segment(e, off / PAGE, 1, e->fault_buf, sizeof(e->fault_buf));
+			int r = copy_segment(e, off / PAGE_4K, 1, e->fault_buf, sizeof(e->fault_buf));
 			if (r > 0)
 				atomic_fetch_add(&e->pages_faulted, 1);
 			else if (r == 0)
-				wait_copied(e, off / PAGE, 1);
+				wait_copied(e, off / PAGE_4K, 1);
 		}
 		session_leave(e);
 	}
 	/* COPIED, or the session is over: release the page and wake the writer. */
-	unprotect(e, off, PAGE);
+	unprotect(e, off, PAGE_4K);
 }
 
 /* Nobody serves write-protect faults any more: fail the session, mark the
@@ -489,8 +492,11 @@ static void release_dest(struct engine *e)
 	safe_close(fd);
 }
 
-static void session_finish(struct engine *e, int r)
+/* what: the reason of a failure r that was not a session_fail() (NULL for
+ * success and cancel). */
+static void session_finish(struct engine *e, int r, const char *what)
 {
+	struct error why = ERROR_INIT;
 	engine_done_fn cb;
 	void *userdata;
 
@@ -503,8 +509,10 @@ static void session_finish(struct engine *e, int r)
 	else {
 		int expected = 0;
 
-		atomic_compare_exchange_strong(&e->error, &expected, r);
+		if (atomic_compare_exchange_strong(&e->error, &expected, r))
+			error_set_errno(&e->why, r, "%s", what ? what : "copying guest memory");
 		atomic_store(&e->state, ENGINE_FAILED);
+		why = e->why;
 	}
 	cb = TAKE_PTR(e->done_cb);
 	userdata = e->userdata;
@@ -514,7 +522,7 @@ static void session_finish(struct engine *e, int r)
 	/* Last: the callback may drop the last reference to the engine's owner,
 	 * and so free the engine from this very thread (see join_bulk()). */
 	if (cb)
-		cb(userdata, r);
+		cb(userdata, r, &why);
 }
 
 struct throttle {
@@ -562,7 +570,7 @@ static int bulk_copy(struct engine *e, void *buf)
 
 		while (off < end) {
 			uint64_t len = MIN(chunk, end - off), faults;
-			int r = copy_range(e, off / PAGE, len / PAGE, buf, CHUNK_MAX, NULL);
+			int r = copy_range(e, off / PAGE_4K, len / PAGE_4K, buf, CHUNK_MAX, NULL);
 
 			if (r < 0)
 				return r;
@@ -584,6 +592,7 @@ static int bulk_copy(struct engine *e, void *buf)
 static void *bulk_main(void *userdata)
 {
 	struct engine *e = userdata;
+	const char *what = NULL;
 	void *buf = NULL;
 	int r = 0;
 
@@ -592,16 +601,16 @@ static void *bulk_main(void *userdata)
 	if (e->src.kind == MEMSRC_PROCESS) {
 		buf = malloc(CHUNK_MAX);
 		if (!buf)
-			r = -ENOMEM;
+			r = -ENOMEM, what = "allocating the copy buffer";
 	}
 	if (r == 0)
 		r = bulk_copy(e, buf);
 	if (r == 0 && fsync(e->dest_fd) < 0)
-		r = log_error_errno(-errno, "fsync of the image failed");
+		r = -errno, what = "fsync of the image";
 	if (r == 0)
 		r = session_ended(e);	/* a failure that raced with the last page */
 	free(buf);
-	session_finish(e, r);
+	session_finish(e, r, what);
 	return NULL;
 }
 
@@ -646,12 +655,12 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char
 
 /* ---- the API ---- */
 
-static int check_broken(struct engine *e, const char *what)
+static int check_broken(struct engine *e, struct error *err)
 {
 	if (!atomic_load(&e->broken))
 		return 0;
-	return log_error_errno(-EIO, "%s: the fault thread has stopped; this sandbox cannot "
-			       "branch any more", what);
+	return error_set(err, -EIO,
+			 "the fault thread has stopped; this VMM cannot be branched any more");
 }
 
 /* Leave the pre-armed phase without arming: release every page. */
@@ -709,11 +718,11 @@ static int rearm_recorded(struct engine *e, bool take)
 		}
 		while (m) {
 			unsigned s = (unsigned)__builtin_ctzll(m), run;
-			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE;
+			uint64_t x = m >> s, off = ((uint64_t)w * 64 + s) * PAGE_4K;
 			int r;
 
 			run = x == ~0ULL ? 64 : (unsigned)__builtin_ctzll(~x);
-			r = wp_image(e, off, run * PAGE, true);
+			r = wp_image(e, off, run * PAGE_4K, true);
 			if (r < 0)
 				return r;
 			m &= run == 64 ? 0 : ~(((1ULL << run) - 1) << s);
@@ -722,13 +731,13 @@ static int rearm_recorded(struct engine *e, bool take)
 	return 0;
 }
 
-int engine_prepare(struct engine *e)
+int engine_prepare(struct engine *e, struct error *err)
 {
 	void *buf;
 	bool prearm;
 	int s, r;
 
-	r = check_broken(e, "prepare");
+	r = check_broken(e, err);
 	if (r < 0)
 		return r;
 	/* The last session's thread may still be closing its image: wait here,
@@ -738,7 +747,7 @@ int engine_prepare(struct engine *e)
 	s = atomic_load(&e->state);
 	pthread_mutex_unlock(&e->lock);
 	if (state_active(s))
-		return log_error_errno(-EBUSY, "prepare: a copy is in progress");
+		return error_set(err, -EBUSY, "a copy is in progress");
 
 	/* Anonymous memory: write-protect skips PTEs that were never populated, so
 	 * a first write after arming would escape. Reading every page maps the
@@ -746,14 +755,15 @@ int engine_prepare(struct engine *e)
 	if (e->src.kind == MEMSRC_PROCESS) {
 		buf = malloc(CHUNK_MAX);
 		if (!buf)
-			return log_error_errno(-ENOMEM, "prepare");
+			return error_set(err, -ENOMEM, "out of memory");
 		for (size_t i = 0; i < e->n_regions; i++)
 			for (uint64_t o = 0; o < e->regions[i].size; o += CHUNK_MAX) {
 				r = read_process(e->src.pid, e->regions[i].base + o, buf,
 						 MIN(CHUNK_MAX, e->regions[i].size - o));
 				if (r < 0) {
 					free(buf);
-					return log_error_errno(r, "cannot populate guest memory");
+					return error_set_errno(err, r,
+							       "cannot populate guest memory");
 				}
 			}
 		free(buf);
@@ -761,7 +771,7 @@ int engine_prepare(struct engine *e)
 	pthread_mutex_lock(&e->lock);
 	if (state_active(atomic_load(&e->state))) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EBUSY, "prepare: a copy is in progress");
+		return error_set(err, -EBUSY, "a copy is in progress");
 	}
 	atomic_store(&e->state, ENGINE_PREPARED);
 	e->prepared = true;
@@ -781,8 +791,10 @@ int engine_prepare(struct engine *e)
 		r = protect_all(e);
 		for (int round = 0; r == 0 && round < PREARM_ROUNDS; round++)
 			r = rearm_recorded(e, true);
-		if (r == 0)
-			r = check_broken(e, "prepare");	/* it died meanwhile */
+		if (r < 0)
+			error_set_errno(err, r, "cannot write-protect guest memory");
+		else
+			r = check_broken(e, err);	/* it died meanwhile */
 		if (r < 0) {
 			drop_prearm(e);
 			return r;
@@ -792,23 +804,23 @@ int engine_prepare(struct engine *e)
 }
 
 
-int engine_arm(struct engine *e, int dest_fd)
+int engine_arm(struct engine *e, int dest_fd, struct error *err)
 {
 	bool prearmed;
 	int fd, r;
 
-	r = check_broken(e, "arm");
+	r = check_broken(e, err);
 	if (r < 0)
 		return r;
 	join_bulk(e);
 	pthread_mutex_lock(&e->lock);
 	if (state_active(atomic_load(&e->state))) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EBUSY, "arm: a copy is in progress");
+		return error_set(err, -EBUSY, "a copy is in progress");
 	}
 	if (e->src.kind == MEMSRC_PROCESS && !e->prepared) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EINVAL, "arm: engine_prepare() must run first");
+		return error_set(err, -EINVAL, "engine_prepare() must run first");
 	}
 	while (e->users > 0)
 		pthread_cond_wait(&e->cond, &e->lock);
@@ -817,12 +829,13 @@ int engine_arm(struct engine *e, int dest_fd)
 		r = -errno;
 		safe_close(fd);
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(r, "arm: cannot set up the image file");
+		return error_set_errno(err, r, "cannot set up the image file");
 	}
 	safe_close(e->dest_fd);
 	e->dest_fd = fd;
 	pagestate_reset(&e->ps);
 	atomic_store(&e->error, 0);
+	error_clear(&e->why);
 	atomic_store(&e->cancel_req, false);
 	atomic_store(&e->vmm_gone, false);
 	atomic_store(&e->bytes_copied, 0);
@@ -839,10 +852,12 @@ int engine_arm(struct engine *e, int dest_fd)
 	pthread_mutex_unlock(&e->lock);
 
 	r = prearmed ? rearm_recorded(e, false) : protect_all(e);
-	if (r == 0)
+	if (r < 0)
+		error_set_errno(err, r, "cannot write-protect guest memory");
+	else
 		/* The fault thread died meanwhile: it may have released everything
 		 * before we protected, so nobody would serve the faults. */
-		r = check_broken(e, "arm");
+		r = check_broken(e, err);
 	if (r < 0)
 		engine_disarm(e);
 	return r;
@@ -887,7 +902,8 @@ int engine_disarm(struct engine *e)
 	return end_armed(e, ENGINE_IDLE);
 }
 
-int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
+int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata,
+		      struct error *err)
 {
 	int r;
 
@@ -895,7 +911,7 @@ int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
 	pthread_mutex_lock(&e->lock);
 	if (atomic_load(&e->state) != ENGINE_ARMED) {
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(-EINVAL, "start_copy: not armed");
+		return error_set(err, -EINVAL, "not armed");
 	}
 	e->done_cb = done_cb;
 	e->userdata = userdata;
@@ -905,7 +921,7 @@ int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata)
 		atomic_store(&e->state, ENGINE_ARMED);
 		e->done_cb = NULL;
 		pthread_mutex_unlock(&e->lock);
-		return log_error_errno(r, "cannot start the copy thread");
+		return error_set_errno(err, r, "cannot start the copy thread");
 	}
 	e->bulk_joinable = true;
 	pthread_mutex_unlock(&e->lock);
@@ -922,8 +938,8 @@ int engine_demand(struct engine *e, uint64_t off, uint64_t len)
 		return -EINVAL;
 	if (len == 0)
 		return 0;
-	end = ALIGN_UP(off + len, PAGE);
-	off = ALIGN_DOWN(off, PAGE);
+	end = ALIGN_UP(off + len, PAGE_4K);
+	off = ALIGN_DOWN(off, PAGE_4K);
 	if (!session_enter(e, &state)) {
 		if (state == ENGINE_DONE)
 			return 0;
@@ -936,7 +952,7 @@ int engine_demand(struct engine *e, uint64_t off, uint64_t len)
 	if (e->src.kind == MEMSRC_PROCESS && !buf)
 		r = -ENOMEM;
 	else
-		r = copy_range(e, off / PAGE, (end - off) / PAGE, buf, DEMAND_BUF,
+		r = copy_range(e, off / PAGE_4K, (end - off) / PAGE_4K, buf, DEMAND_BUF,
 			       &e->pages_demanded);
 	free(buf);
 	session_leave(e);
@@ -1009,44 +1025,45 @@ void engine_get_progress(struct engine *e, struct engine_progress *ret)
 
 /* Is the uffd registered for write-protect over every region? Releasing a
  * range is harmless and fails (ENOENT/EINVAL) where WP is not registered. */
-static int check_wp(struct engine *e)
+static int check_wp(struct engine *e, struct error *err)
 {
 	for (size_t i = 0; i < e->n_regions; i++) {
 		int r = uffd_wp_range(e->uffd, e->regions[i].base, e->regions[i].size, false,
 				      false);
 		if (r == -ESRCH)
-			return log_error_errno(r, "the VMM exited");
+			return error_set_errno(err, r, "the VMM exited");
 		if (r < 0)
-			return log_error_errno(-EOPNOTSUPP,
-					       "the VMM's userfaultfd does not support write-protect "
-					       "on region %zu (UFFDIO_WRITEPROTECT: %s)",
-					       i, strerror(-r));
+			return error_set(err, -EOPNOTSUPP,
+					 "the VMM's userfaultfd does not support write-protect on "
+					 "region %zu (UFFDIO_WRITEPROTECT: %s)",
+					 i, strerror(-r));
 	}
 	return 0;
 }
 
-static int map_source(struct engine *e)
+static int map_source(struct engine *e, struct error *err)
 {
 	struct stat st;
 	void *p;
 
-	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE)
-		return log_error_errno(-EINVAL, "bad memory source");
+	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE_4K)
+		return error_set(err, -EINVAL, "bad memory source");
 	if (fstat(e->src.fd, &st) < 0)
-		return log_error_errno(-errno, "fstat of the memory source");
+		return error_set_errno(err, -errno, "fstat of the memory source");
 	if ((uint64_t)st.st_size < (uint64_t)e->src.fd_offset + e->total)
-		return log_error_errno(-EINVAL, "memory source holds %" PRIu64 " bytes, need %" PRIu64,
-				       (uint64_t)st.st_size, (uint64_t)e->src.fd_offset + e->total);
+		return error_set(err, -EINVAL,
+				 "memory source holds %" PRIu64 " bytes, need %" PRIu64,
+				 (uint64_t)st.st_size, (uint64_t)e->src.fd_offset + e->total);
 	p = mmap(NULL, e->total, PROT_READ, MAP_SHARED | MAP_NORESERVE, e->src.fd,
 		 e->src.fd_offset);
 	if (p == MAP_FAILED)
-		return log_error_errno(-errno, "cannot map the memory source");
+		return error_set_errno(err, -errno, "cannot map the memory source");
 	e->map = p;
 	return 0;
 }
 
 int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
-	       struct engine **ret)
+	       struct engine **ret, struct error *err)
 {
 	pthread_condattr_t cattr;
 	struct engine *e;
@@ -1057,7 +1074,7 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	if (!e) {
 		safe_close(uffd);
 		src->fd = safe_close(src->fd);
-		return log_error_errno(-ENOMEM, "engine_new");
+		return error_set(err, -ENOMEM, "out of memory");
 	}
 	e->uffd = uffd;
 	e->src = *src;
@@ -1071,12 +1088,12 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	atomic_store(&e->state, ENGINE_IDLE);
 
 	if (n == 0 || n > UFFD_MAX_REGIONS) {
-		r = log_error_errno(-EINVAL, "engine_new: %zu regions", n);
+		r = error_set(err, -EINVAL, "%zu regions", n);
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (regions[i].offset != total || regions[i].size % PAGE || !regions[i].size) {
-			r = log_error_errno(-EINVAL, "engine_new: bad region table");
+		if (regions[i].offset != total || regions[i].size % PAGE_4K || !regions[i].size) {
+			r = error_set(err, -EINVAL, "bad region table");
 			goto fail;
 		}
 		total += regions[i].size;
@@ -1085,31 +1102,33 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	e->n_regions = n;
 	e->total = total;
 
-	r = check_wp(e);
+	r = check_wp(e, err);
 	if (r < 0)
 		goto fail;
 	if (e->src.kind == MEMSRC_FD) {
-		r = map_source(e);
+		r = map_source(e, err);
 		if (r < 0)
 			goto fail;
 	}
-	r = pagestate_init(&e->ps, total / PAGE);
-	if (r < 0)
+	r = pagestate_init(&e->ps, total / PAGE_4K);
+	if (r < 0) {
+		error_set(err, r, "out of memory");
 		goto fail;
+	}
 	e->rearm = calloc(e->ps.nwords, sizeof(uint64_t));
 	if (!e->rearm) {
-		r = log_error_errno(-ENOMEM, "engine_new");
+		r = error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	e->prearm = true;
 	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0) {
-		r = log_error_errno(-errno, "eventfd");
+		r = error_set_errno(err, -errno, "eventfd");
 		goto fail;
 	}
 	r = start_thread(&e->fault_thread, fault_main, e, "forkfs-fault");
 	if (r < 0) {
-		log_error_errno(r, "cannot start the fault thread");
+		error_set_errno(err, r, "cannot start the fault thread");
 		goto fail;
 	}
 	e->fault_thread_started = true;

@@ -3,9 +3,10 @@
  * userfaultfd plus a way to read its guest memory into a point-in-time image
  * of that memory, while the guest keeps running. No FUSE, no HTTP.
  *
- * One engine per sandbox: it owns the uffd (kept across branches, since the
- * VMM's registration lives exactly as long as some copy of that fd) and a
- * fault thread that is always ready to serve write-protect faults. One copy
+ * One engine per struct vmm (branch.h), i.e. per VMM process: it owns the
+ * uffd (kept across branches, since the VMM's registration lives exactly as
+ * long as some copy of that fd) and a fault thread that is always ready to
+ * serve write-protect faults. One copy
  * ("session") at a time runs on it:
  *
  *   engine_prepare()      before the pause (may take long: populates
@@ -18,6 +19,12 @@
  *   engine_cancel()       stop, un-protect everything, guest unaffected
  *
  * Progress counters are exact and may be read from any thread.
+ *
+ * Errors: functions return 0 or -errno and, where a caller reports the
+ * failure, fill a struct error (common/error.h; may be NULL) with its reason
+ * instead of logging it. A copy's failure reaches done_cb with its reason.
+ * Only what has no caller to report it is logged: the fault thread's death,
+ * un-protect failures, unexpected faults.
  */
 #pragma once
 
@@ -26,6 +33,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "uffd/handshake.h"
+
+struct error;
 
 /* How forkfs reads the guest memory the uffd protects. */
 enum memsrc_kind {
@@ -45,7 +54,7 @@ struct memsrc {
  * /proc/PID/map_files/ when the regions are shared file mappings, else
  * process_vm_readv. */
 int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
-			struct memsrc *ret);
+			struct memsrc *ret, struct error *err);
 
 enum engine_state {
 	ENGINE_IDLE,		/* no session */
@@ -73,20 +82,21 @@ struct engine;
  * really supports write-protect (UFFDIO_WRITEPROTECT on the regions) and
  * starts the fault thread. */
 int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
-	       struct engine **ret);
+	       struct engine **ret, struct error *err);
 /* Cancels any session, un-protects everything, joins threads, closes fds. NULL-safe. */
 struct engine *engine_free(struct engine *e);
 
-uint64_t engine_total_bytes(const struct engine *e);
-
-int engine_prepare(struct engine *e);
+int engine_prepare(struct engine *e, struct error *err);
 /* dest_fd: the memory.bin being written (the engine dups it and sizes it). */
-int engine_arm(struct engine *e, int dest_fd);
+int engine_arm(struct engine *e, int dest_fd, struct error *err);
 int engine_disarm(struct engine *e);
 
-/* done_cb runs once on an engine thread with 0, -ECANCELED or the failure. */
-typedef void (*engine_done_fn)(void *userdata, int result);
-int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata);
+/* done_cb runs once on an engine thread with 0, -ECANCELED or the failure;
+ * why holds the failure's reason ("copying guest memory: No space left on
+ * device"), and is not set for 0 and -ECANCELED. */
+typedef void (*engine_done_fn)(void *userdata, int result, const struct error *why);
+int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata,
+		      struct error *err);
 
 /* Block until [off, off+len) of the image has been copied into dest (copying
  * those pages first). Returns 0, or the session's error. */

@@ -8,12 +8,11 @@
  * Everything received is untrusted: the message must fit the 4096-byte buffer,
  * carry exactly one fd, which must be a userfaultfd, and describe a dense,
  * page-aligned, cumulative region table; anything else is rejected and every
- * received fd is closed.
+ * received fd is closed. Nothing here logs: the reason of a rejection goes to
+ * the caller's struct error.
  */
-#define LOG_PREFIX "uffd: "
 #include <errno.h>
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,15 +20,16 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include "common/log.h"
+#include "common/error.h"
+#include "common/fdpass.h"
+#include "common/json.h"
 #include "common/macro.h"
 #include "common/util.h"
 #include "uffd/handshake.h"
 
-#define PAGE_SIZE_SUPPORTED 4096ULL
 #define MAX_FDS 4
 
-int uffd_listen(const char *path, int *ret_fd)
+int uffd_listen(const char *path, int *ret_fd, struct error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1;
@@ -37,25 +37,25 @@ int uffd_listen(const char *path, int *ret_fd)
 	int r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return log_error_errno(-ENAMETOOLONG, "socket path too long: %s", path);
+		return error_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
 	strcpy(sa.sun_path, path);
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return log_error_errno(-errno, "socket()");
+		return error_set_errno(err, -errno, "socket()");
 	if (unlink(path) < 0 && errno != ENOENT)
-		return log_error_errno(-errno, "cannot remove old socket %s", path);
+		return error_set_errno(err, -errno, "cannot remove old socket %s", path);
 	/* Bind under a umask so that the socket never exists with a wider mode. */
 	old_umask = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	r = r < 0 ? -errno : 0;
 	umask(old_umask);
 	if (r < 0)
-		return log_error_errno(r, "bind(%s)", path);
+		return error_set_errno(err, r, "bind(%s)", path);
 	if (chmod(path, 0600) < 0)
-		return log_error_errno(-errno, "chmod(%s)", path);
+		return error_set_errno(err, -errno, "chmod(%s)", path);
 	if (listen(fd, 4) < 0)
-		return log_error_errno(-errno, "listen(%s)", path);
+		return error_set_errno(err, -errno, "listen(%s)", path);
 	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
@@ -80,127 +80,116 @@ static int wait_readable(int fd, uint64_t deadline_us)
 }
 
 /* A JSON number that must be a non-negative integer. */
-static int get_u64(struct json_object *obj, const char *key, bool required, uint64_t *ret)
+static int get_u64(struct json_object *obj, const char *key, bool required, uint64_t *ret,
+		   struct error *err)
 {
 	struct json_object *v;
 
 	if (!json_object_object_get_ex(obj, key, &v)) {
 		if (required)
-			return log_error_errno(-EINVAL, "handshake: region lacks \"%s\"", key);
+			return error_set(err, -EINVAL, "region lacks \"%s\"", key);
 		return -ENOENT;
 	}
 	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-		return log_error_errno(-EINVAL, "handshake: \"%s\" is not a non-negative integer", key);
+		return error_set(err, -EINVAL, "\"%s\" is not a non-negative integer", key);
 	errno = 0;
 	*ret = json_object_get_uint64(v);
 	if (errno != 0)
-		return log_error_errno(-EINVAL, "handshake: \"%s\" out of range", key);
+		return error_set(err, -EINVAL, "\"%s\" out of range", key);
 	return 0;
 }
 
-static int parse_region(struct json_object *obj, uint64_t expect_offset, struct uffd_region *ret)
+static int parse_region(struct json_object *obj, uint64_t expect_offset, struct uffd_region *ret,
+			struct error *err)
 {
 	uint64_t ps = 0, ps_kib = 0;
 	int r, r_ps, r_kib;
 
 	if (!json_object_is_type(obj, json_type_object))
-		return log_error_errno(-EINVAL, "handshake: region is not an object");
-	r = get_u64(obj, "base_host_virt_addr", true, &ret->base);
+		return error_set(err, -EINVAL, "region is not an object");
+	r = get_u64(obj, "base_host_virt_addr", true, &ret->base, err);
 	if (r < 0)
 		return r;
-	r = get_u64(obj, "size", true, &ret->size);
+	r = get_u64(obj, "size", true, &ret->size, err);
 	if (r < 0)
 		return r;
-	r = get_u64(obj, "offset", true, &ret->offset);
+	r = get_u64(obj, "offset", true, &ret->offset, err);
 	if (r < 0)
 		return r;
 	/* Both keys hold bytes (Firecracker sends 4096 in each); prefer page_size. */
-	r_ps = get_u64(obj, "page_size", false, &ps);
+	r_ps = get_u64(obj, "page_size", false, &ps, err);
 	if (r_ps < 0 && r_ps != -ENOENT)
 		return r_ps;
-	r_kib = get_u64(obj, "page_size_kib", false, &ps_kib);
+	r_kib = get_u64(obj, "page_size_kib", false, &ps_kib, err);
 	if (r_kib < 0 && r_kib != -ENOENT)
 		return r_kib;
 	if (r_ps == -ENOENT && r_kib == -ENOENT)
-		return log_error_errno(-EINVAL, "handshake: region has no page size");
+		return error_set(err, -EINVAL, "region has no page size");
 	ret->page_size = r_ps == 0 ? ps : ps_kib;
-	if (ret->page_size != PAGE_SIZE_SUPPORTED)
-		return log_error_errno(-EOPNOTSUPP, "handshake: page size %" PRIu64 " unsupported",
-				       ret->page_size);
-	if (ret->size == 0 || ret->size % PAGE_SIZE_SUPPORTED || ret->base % PAGE_SIZE_SUPPORTED)
-		return log_error_errno(-EINVAL, "handshake: region not page aligned or empty");
+	if (ret->page_size != PAGE_4K)
+		return error_set(err, -EOPNOTSUPP, "page size %" PRIu64 " unsupported",
+				 ret->page_size);
+	if (ret->size == 0 || ret->size % PAGE_4K || ret->base % PAGE_4K)
+		return error_set(err, -EINVAL, "region not page aligned or empty");
 	if (ret->base + ret->size < ret->base)
-		return log_error_errno(-EINVAL, "handshake: region wraps around");
+		return error_set(err, -EINVAL, "region wraps around");
 	if (ret->offset != expect_offset)
-		return log_error_errno(-EINVAL, "handshake: region offset %" PRIu64
-				       " is not the running total %" PRIu64,
-				       ret->offset, expect_offset);
+		return error_set(err, -EINVAL,
+				 "region offset %" PRIu64 " is not the running total %" PRIu64,
+				 ret->offset, expect_offset);
 	return 0;
 }
 
 int uffd_parse_regions(const char *json, size_t len, uint64_t expect_total,
-		       struct uffd_region *ret, size_t max, size_t *ret_n)
+		       struct uffd_region *ret, size_t max, size_t *ret_n, struct error *err)
 {
 	struct uffd_region regions[UFFD_MAX_REGIONS];
+	_cleanup_json_ struct json_object *root = NULL;
 	struct json_tokener *tok;
-	struct json_object *root;
 	uint64_t total = 0;
 	size_t n, i, j;
-	int r = 0;
+	bool complete;
+	int r;
 
 	if (len == 0 || len > UFFD_HANDSHAKE_MAX_BYTES || len > INT32_MAX)
-		return log_error_errno(-EINVAL, "handshake: message of %zu bytes", len);
+		return error_set(err, -EINVAL, "message of %zu bytes", len);
 	if (memchr(json, '\0', len))
-		return log_error_errno(-EINVAL, "handshake: NUL byte in message");
+		return error_set(err, -EINVAL, "NUL byte in message");
 	tok = json_tokener_new_ex(8);
 	if (!tok)
-		return log_error_errno(-ENOMEM, "json_tokener_new");
+		return error_set(err, -ENOMEM, "out of memory");
 	root = json_tokener_parse_ex(tok, json, (int)len);
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len) {
-		json_object_put(root);
-		json_tokener_free(tok);
-		return log_error_errno(-EINVAL, "handshake: message is not one complete JSON value");
-	}
+	complete = json_tokener_get_error(tok) == json_tokener_success &&
+		   json_tokener_get_parse_end(tok) == len;
 	json_tokener_free(tok);
+	if (!root || !complete)
+		return error_set(err, -EINVAL, "message is not one complete JSON value");
 
-	if (!json_object_is_type(root, json_type_array)) {
-		r = log_error_errno(-EINVAL, "handshake: message is not a JSON array");
-		goto out;
-	}
+	if (!json_object_is_type(root, json_type_array))
+		return error_set(err, -EINVAL, "message is not a JSON array");
 	n = json_object_array_length(root);
-	if (n == 0 || n > max || n > UFFD_MAX_REGIONS) {
-		r = log_error_errno(-EINVAL, "handshake: %zu regions (1..%zu allowed)", n,
-				    MIN(max, (size_t)UFFD_MAX_REGIONS));
-		goto out;
-	}
+	if (n == 0 || n > max || n > UFFD_MAX_REGIONS)
+		return error_set(err, -EINVAL, "%zu regions (1..%zu allowed)", n,
+				 MIN(max, (size_t)UFFD_MAX_REGIONS));
 	for (i = 0; i < n; i++) {
-		r = parse_region(json_object_array_get_idx(root, i), total, &regions[i]);
+		r = parse_region(json_object_array_get_idx(root, i), total, &regions[i], err);
 		if (r < 0)
-			goto out;
-		if (total + regions[i].size < total) {
-			r = log_error_errno(-EINVAL, "handshake: total size overflows");
-			goto out;
-		}
+			return r;
+		if (total + regions[i].size < total)
+			return error_set(err, -EINVAL, "total size overflows");
 		total += regions[i].size;
 		for (j = 0; j < i; j++)
 			if (regions[i].base < regions[j].base + regions[j].size &&
-			    regions[j].base < regions[i].base + regions[i].size) {
-				r = log_error_errno(-EINVAL, "handshake: regions %zu and %zu overlap",
-						    j, i);
-				goto out;
-			}
+			    regions[j].base < regions[i].base + regions[i].size)
+				return error_set(err, -EINVAL, "regions %zu and %zu overlap", j, i);
 	}
-	if (expect_total && total != expect_total) {
-		r = log_error_errno(-EINVAL, "handshake: regions hold %" PRIu64
-				    " bytes, guest memory is %" PRIu64, total, expect_total);
-		goto out;
-	}
+	if (expect_total && total != expect_total)
+		return error_set(err, -EINVAL,
+				 "regions hold %" PRIu64 " bytes, guest memory is %" PRIu64, total,
+				 expect_total);
 	memcpy(ret, regions, n * sizeof(*regions));
 	*ret_n = n;
-out:
-	json_object_put(root);
-	return r;
+	return 0;
 }
 
 static void close_fds(const int *fds, size_t n)
@@ -209,55 +198,28 @@ static void close_fds(const int *fds, size_t n)
 		safe_close(fds[i]);
 }
 
-/* recvmsg one message; collect every SCM_RIGHTS fd into fds. */
-static int recv_one(int conn, char *buf, size_t size, size_t *ret_len, int *fds, size_t *ret_nfds)
+/* recvmsg one message and the fds that came with it (up to MAX_FDS). */
+static int recv_one(int conn, char *buf, size_t size, size_t *ret_len, int *fds, size_t *ret_nfds,
+		    struct error *err)
 {
-	union {
-		char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = buf, .iov_len = size };
-	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = &control,
-		.msg_controllen = sizeof(control),
-	};
-	size_t nfds = 0;
-	ssize_t n;
+	ssize_t n = fdpass_recv(conn, buf, size, fds, ret_nfds, MAX_FDS, MSG_DONTWAIT);
 
-	memset(&control, 0, sizeof(control));
-	do
-		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	if (n == -EMSGSIZE)
+		return error_set(err, -EMSGSIZE, "message or its fds truncated");
 	if (n < 0)
-		return log_error_errno(-errno, "handshake: recvmsg");
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k && nfds < MAX_FDS; i++)
-			memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-	}
-	*ret_nfds = nfds;
+		return error_set_errno(err, (int)n, "recvmsg");
 	*ret_len = (size_t)n;
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-		return log_error_errno(-EMSGSIZE, "handshake: message or its fds truncated");
 	/* A stream socket never sets MSG_TRUNC: a full buffer means "too long". */
 	if ((size_t)n >= size)
-		return log_error_errno(-EMSGSIZE, "handshake: message longer than %zu bytes",
-				       size - 1);
+		return error_set(err, -EMSGSIZE, "message longer than %zu bytes", size - 1);
 	if (n == 0)
-		return log_error_errno(-ECONNRESET, "handshake: peer closed without sending");
+		return error_set(err, -ECONNRESET, "peer closed without sending");
 	return 0;
 }
 
 /* Is fd a userfaultfd? Its /proc/self/fd link names the anonymous inode; a
  * file, pipe or socket reads otherwise (a file's link is an absolute path). */
-static int check_uffd(int fd)
+static int check_uffd(int fd, struct error *err)
 {
 	char path[32], target[64];
 	ssize_t n;
@@ -265,19 +227,18 @@ static int check_uffd(int fd)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	n = readlink(path, target, sizeof(target) - 1);
 	if (n < 0)
-		return log_error_errno(-errno, "handshake: cannot inspect the received fd");
+		return error_set_errno(err, -errno, "cannot inspect the received fd");
 	target[n] = '\0';
 	if (strcmp(target, "anon_inode:[userfaultfd]") == 0)
 		return 0;
-	/* The link may name a file the VMM chose: keep its bytes out of the log. */
-	for (char *c = target; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
-	return log_error_errno(-EBADF, "handshake: the received fd is not a userfaultfd (%s%s)",
-			       target, (size_t)n == sizeof(target) - 1 ? "..." : "");
+	/* The link may name a file the VMM chose: error_set() keeps its control
+	 * characters out of the reason. */
+	return error_set(err, -EBADF, "the received fd is not a userfaultfd (%s%s)", target,
+			 (size_t)n == sizeof(target) - 1 ? "..." : "");
 }
 
-int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uffd_handshake *ret)
+int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uffd_handshake *ret,
+		 struct error *err)
 {
 	uint64_t deadline = now_usec() + (uint64_t)MAX(timeout_ms, 0) * USEC_PER_MSEC;
 	char buf[UFFD_HANDSHAKE_MAX_BYTES + 1];
@@ -290,25 +251,25 @@ int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uf
 
 	r = wait_readable(listen_fd, deadline);
 	if (r < 0)
-		return log_error_errno(r, "handshake: no connection from the VMM");
+		return error_set_errno(err, r, "no connection from the VMM");
 	conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	if (conn < 0)
-		return log_error_errno(-errno, "handshake: accept");
+		return error_set_errno(err, -errno, "accept");
 	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
-		return log_error_errno(-errno, "handshake: SO_PEERCRED");
+		return error_set_errno(err, -errno, "SO_PEERCRED");
 	r = wait_readable(conn, deadline);
 	if (r < 0)
-		return log_error_errno(r, "handshake: no message from the VMM");
+		return error_set_errno(err, r, "no message from the VMM");
 
 	/* One byte more than allowed, so that an over-long message is detected. */
-	r = recv_one(conn, buf, sizeof(buf), &len, fds, &nfds);
+	r = recv_one(conn, buf, sizeof(buf), &len, fds, &nfds, err);
 	if (r >= 0 && nfds != 1)
-		r = log_error_errno(-EBADMSG, "handshake: %zu fds received, expected 1", nfds);
+		r = error_set(err, -EBADMSG, "%zu fds received, expected 1", nfds);
 	if (r >= 0)
 		r = uffd_parse_regions(buf, len, expect_total, ret->regions, UFFD_MAX_REGIONS,
-				       &ret->n_regions);
+				       &ret->n_regions, err);
 	if (r >= 0)
-		r = check_uffd(fds[0]);
+		r = check_uffd(fds[0], err);
 	if (r < 0) {
 		close_fds(fds, nfds);
 		return r;

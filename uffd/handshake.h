@@ -3,6 +3,8 @@
  * fork's PUT /uffd/wp and Firecracker's restore-side Uffd backend both send one
  * message holding a compact JSON array of regions and exactly one SCM_RIGHTS fd.
  * No FUSE, no HTTP: the caller makes the API call between listen and receive.
+ * Nothing here logs: each function returns 0 or -errno and, on failure, puts
+ * the reason in err (common/error.h; may be NULL) for the caller to report.
  */
 #pragma once
 
@@ -13,6 +15,8 @@
 
 #define UFFD_MAX_REGIONS 16
 #define UFFD_HANDSHAKE_MAX_BYTES 4096
+
+struct error;
 
 struct uffd_region {
 	uint64_t base;		/* base_host_virt_addr: the VMM's address */
@@ -29,13 +33,14 @@ struct uffd_handshake {
 };
 
 /* Create a listening AF_UNIX socket at path (mode 0600; an old file is removed). */
-int uffd_listen(const char *path, int *ret_fd);
+int uffd_listen(const char *path, int *ret_fd, struct error *err);
 /* Accept one connection within timeout_ms, recvmsg, validate. expect_total is
  * the guest memory size (0 = do not check). Rejects truncation, fd counts other
  * than one, any region table that is not page aligned, cumulative and
  * complete, and an fd that is not a userfaultfd (-EBADF). Closes any received
  * fd on failure. The caller checks ret->pid against the VMM it launched. */
-int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uffd_handshake *ret);
+int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uffd_handshake *ret,
+		 struct error *err);
 /* Parse and validate the JSON region array (fuzzed entry point). */
 int uffd_parse_regions(const char *json, size_t len, uint64_t expect_total,
-		       struct uffd_region *ret, size_t max, size_t *ret_n);
+		       struct uffd_region *ret, size_t max, size_t *ret_n, struct error *err);

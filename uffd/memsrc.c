@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "uffd/engine.h"
@@ -103,7 +104,7 @@ static bool regions_map_one_file(const struct uffd_region *regions, size_t n,
 }
 
 int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
-			struct memsrc *ret)
+			struct memsrc *ret, struct error *err)
 {
 	struct vma vmas[MAX_VMAS];
 	off_t fd_offset = 0;
@@ -113,12 +114,12 @@ int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
 	int fd, r;
 
 	if (pid <= 0 || n == 0)
-		return -EINVAL;
+		return error_set(err, -EINVAL, "no process or no regions");
 	r = read_vmas(pid, regions, n, vmas, &nv);
 	if (r < 0)
-		return log_error_errno(r, "cannot read the memory map of pid %d", (int)pid);
+		return error_set_errno(err, r, "cannot read the memory map of pid %d", (int)pid);
 	if (nv == 0)
-		return log_error_errno(-ENOENT, "pid %d maps none of the guest regions", (int)pid);
+		return error_set(err, -ENOENT, "pid %d maps none of the guest regions", (int)pid);
 
 	if (!regions_map_one_file(regions, n, vmas, nv, &fd_offset))
 		goto process;
@@ -134,7 +135,7 @@ int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
 	if (fstat(fd, &st) < 0 || st.st_ino != vmas[0].inode ||
 	    major(st.st_dev) != vmas[0].dev_major || minor(st.st_dev) != vmas[0].dev_minor) {
 		safe_close(fd);
-		return log_error_errno(-ESTALE, "memory map of pid %d changed", (int)pid);
+		return error_set(err, -ESTALE, "memory map of pid %d changed", (int)pid);
 	}
 	*ret = (struct memsrc){ .kind = MEMSRC_FD, .fd = fd, .fd_offset = fd_offset, .pid = pid };
 	return 0;

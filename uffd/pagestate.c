@@ -71,18 +71,3 @@ uint64_t pagestate_not_copied(struct pagestate *ps, size_t first, unsigned n)
 
 	return (want & ~have) >> shift;
 }
-
-bool pagestate_is_copied(struct pagestate *ps, size_t page)
-{
-	return pagestate_not_copied(ps, page, 1) == 0;
-}
-
-size_t pagestate_count_copied(struct pagestate *ps)
-{
-	size_t n = 0;
-
-	for (size_t w = 0; w < ps->nwords; w++)
-		n += (size_t)__builtin_popcountll(
-			atomic_load_explicit(&ps->copied[w], memory_order_acquire));
-	return n;
-}

@@ -34,8 +34,6 @@ uint64_t pagestate_claim(struct pagestate *ps, size_t first, unsigned n);
 void pagestate_mark_copied(struct pagestate *ps, size_t first, uint64_t mask);
 /* Mask of the pages among [first, first+n) (one word) that are not COPIED yet. */
 uint64_t pagestate_not_copied(struct pagestate *ps, size_t first, unsigned n);
-bool pagestate_is_copied(struct pagestate *ps, size_t page);
-size_t pagestate_count_copied(struct pagestate *ps);
 
 /* Length of the segment starting at page p that stays within p's word and below end. */
 static inline unsigned pagestate_segment(size_t p, size_t end)

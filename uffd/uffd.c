@@ -46,13 +46,6 @@ int uffd_register(int uffd, uint64_t start, uint64_t len, uint64_t mode)
 	return ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 ? negative_errno() : 0;
 }
 
-int uffd_unregister(int uffd, uint64_t start, uint64_t len)
-{
-	struct uffdio_range range = { .start = start, .len = len };
-
-	return ioctl(uffd, UFFDIO_UNREGISTER, &range) < 0 ? negative_errno() : 0;
-}
-
 int uffd_wp_range(int uffd, uint64_t start, uint64_t len, bool protect, bool dontwake)
 {
 	struct uffdio_writeprotect wp = {

@@ -18,7 +18,6 @@ int uffd_open(int *ret_fd);
 int uffd_api(int uffd, uint64_t features, uint64_t *ret_features);
 /* UFFDIO_REGISTER with mode (UFFDIO_REGISTER_MODE_WP / _MISSING). */
 int uffd_register(int uffd, uint64_t start, uint64_t len, uint64_t mode);
-int uffd_unregister(int uffd, uint64_t start, uint64_t len);
 /* UFFDIO_WRITEPROTECT: protect (mode WP) or release (mode 0, which also wakes
  * threads waiting on the range unless dontwake). Retries EAGAIN. */
 int uffd_wp_range(int uffd, uint64_t start, uint64_t len, bool protect, bool dontwake);

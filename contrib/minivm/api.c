@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define LOG_PREFIX "api: "
+#include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "contrib/minivm/api.h"
@@ -316,6 +317,7 @@ static void instance_start(struct api *a, struct ctx *c)
 		.split_mib = a->opts.split_mib,
 		.anon = a->opts.anon,
 	};
+	struct error err = ERROR_INIT;
 	int r;
 
 	if (a->vm)
@@ -323,9 +325,9 @@ static void instance_start(struct api *a, struct ctx *c)
 	if (!a->kernel_path)
 		return reply_fault(c, "Start microVM error: Cannot start microvm without kernel "
 				      "configuration.");
-	r = vm_create_boot(&cfg, a->kernel_path, &a->vm, c->err, sizeof(c->err));
+	r = vm_create_boot(&cfg, a->kernel_path, &a->vm, &err);
 	if (r < 0)
-		return reply_faultf(c, "Start microVM error: %s", c->err);
+		return reply_faultf(c, "Start microVM error: %s", error_msg(&err));
 	vm_set_console(a->vm, console_line, NULL);
 	r = vm_start(a->vm, false);
 	if (r < 0) {
@@ -399,6 +401,7 @@ static void snapshot_create(struct api *a, struct ctx *c)
 	};
 	struct json_object *o = parse_body(c, fields, ARRAY_SIZE(fields));
 	const char *type, *vmstate, *mem;
+	struct error err = ERROR_INIT;
 	uint64_t t0 = now_usec();
 
 	if (!o)
@@ -415,13 +418,14 @@ static void snapshot_create(struct api *a, struct ctx *c)
 	else if (!vm_is_paused(a->vm))
 		reply_fault(c, "Create snapshot error: Cannot save the microVM state: Operation not "
 			       "allowed: save/restore unavailable while running");
-	else if (vm_save_vmstate(a->vm, vmstate, c->err, sizeof(c->err)) < 0)
-		reply_faultf(c, "Create snapshot error: Cannot save the microVM state: %s", c->err);
+	else if (vm_save_vmstate(a->vm, vmstate, &err) < 0)
+		reply_faultf(c, "Create snapshot error: Cannot save the microVM state: %s",
+			     error_msg(&err));
 	/* VmstateOnly never opens mem_file_path. A Diff is written dense: minivm
 	 * does not track dirty pages, and a full image is a valid diff base. */
-	else if (strcmp(type, "VmstateOnly") &&
-		 vm_save_memory(a->vm, mem, c->err, sizeof(c->err)) < 0)
-		reply_faultf(c, "Create snapshot error: Cannot write memory file: %s", c->err);
+	else if (strcmp(type, "VmstateOnly") && vm_save_memory(a->vm, mem, &err) < 0)
+		reply_faultf(c, "Create snapshot error: Cannot write memory file: %s",
+			     error_msg(&err));
 	else {
 		log_info("snapshot %s written in %llu us", type,
 			 (unsigned long long)(now_usec() - t0));
@@ -448,6 +452,7 @@ static void snapshot_load(struct api *a, struct ctx *c)
 		{ "network_overrides", BT_SEQ },
 	};
 	struct json_object *o = parse_body(c, fields, ARRAY_SIZE(fields)), *backend;
+	struct error err = ERROR_INIT;
 	const char *mem_path;
 	bool shared = false, resume;
 	int r;
@@ -492,11 +497,11 @@ static void snapshot_load(struct api *a, struct ctx *c)
 
 	/* From here on a failure is fatal, as in Firecracker. */
 	r = vm_create_restore(body_string(o, "snapshot_path"), mem_path, shared, a->opts.split_mib,
-			      &a->vm, c->err, sizeof(c->err));
+			      &a->vm, &err);
 	if (r < 0) {
 		c->resp->fatal = true;
 		reply_faultf(c, "Load snapshot error: Cannot build a microVM from snapshot: %s",
-			     c->err);
+			     error_msg(&err));
 		goto out;
 	}
 	vm_set_console(a->vm, console_line, NULL);
@@ -520,13 +525,14 @@ static void put_uffd_wp(struct api *a, struct ctx *c)
 {
 	static const struct body_field fields[] = { { "socket", BT_PATH, true } };
 	struct json_object *o = parse_body(c, fields, ARRAY_SIZE(fields));
+	struct error err = ERROR_INIT;
 
 	if (!o)
 		return;
 	if (!a->vm)
 		reply_fault(c, MSG_BEFORE_START);
-	else if (wp_setup(a->vm, body_string(o, "socket"), c->err, sizeof(c->err)) < 0)
-		reply_fault(c, c->err);
+	else if (wp_setup(a->vm, body_string(o, "socket"), &err) < 0)
+		reply_fault(c, error_msg(&err));
 	else
 		reply_204(c);
 	json_object_put(o);

@@ -39,7 +39,7 @@
 #define EFER_LME 0x100ULL
 #define EFER_LMA 0x400ULL
 
-static int boot__load_image(struct vm *vm, const char *path, char *err, size_t errlen)
+static int boot__load_image(struct vm *vm, const char *path, struct error *err)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
@@ -49,26 +49,22 @@ static int boot__load_image(struct vm *vm, const char *path, char *err, size_t e
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int r = -errno;
 
-		vm__set_err(err, errlen, "cannot open guest image %s: %s", path, strerror(-r));
-		return r;
+		return error_set_errno(err, r, "cannot open guest image %s", path);
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > GUEST_IMAGE_MAX) {
-		vm__set_err(err, errlen, "guest image %s must be a file of 1..%d bytes", path,
-			    GUEST_IMAGE_MAX);
-		return -EINVAL;
-	}
+	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > GUEST_IMAGE_MAX)
+		return error_set(err, -EINVAL, "guest image %s must be a file of 1..%d bytes", path,
+				 GUEST_IMAGE_MAX);
 	n = pread_full(fd, vm__gpa_to_host(vm, GUEST_LOAD_ADDR, (size_t)st.st_size),
 		       (size_t)st.st_size, 0);
 	if (n != st.st_size) {
 		int r = n < 0 ? (int)n : -EIO;
 
-		vm__set_err(err, errlen, "cannot read guest image %s: %s", path, strerror(-r));
-		return r;
+		return error_set_errno(err, r, "cannot read guest image %s", path);
 	}
 	return 0;
 }
 
-static int boot__page_tables(struct vm *vm, char *err, size_t errlen)
+static int boot__page_tables(struct vm *vm, struct error *err)
 {
 	uint64_t top = 0, ngib;
 	uint64_t *pml4 = vm__gpa_to_host(vm, GUEST_PML4_ADDR, GUEST_PAGE_SIZE);
@@ -77,11 +73,9 @@ static int boot__page_tables(struct vm *vm, char *err, size_t errlen)
 	for (size_t i = 0; i < vm->nr_regions; i++)
 		top = MAX(top, vm->regions[i].gpa + vm->regions[i].size);
 	ngib = DIV_ROUND_UP(top, GIB);
-	if (ngib > GUEST_PD_MAX) {
-		vm__set_err(err, errlen, "guest memory above %d GiB is not supported",
-			    GUEST_PD_MAX);
-		return -EINVAL;
-	}
+	if (ngib > GUEST_PD_MAX)
+		return error_set(err, -EINVAL, "guest memory above %d GiB is not supported",
+				 GUEST_PD_MAX);
 	pml4[0] = GUEST_PDPT_ADDR | PTE_P | PTE_RW;
 	for (uint64_t g = 0; g < ngib; g++) {
 		uint64_t pd_gpa = GUEST_PD_ADDR + g * GUEST_PAGE_SIZE;
@@ -160,27 +154,23 @@ static int boot__vcpu(struct vcpu *v)
 	return RET_NERRNO(ioctl(v->fd, KVM_SET_FPU, &fpu));
 }
 
-int boot__setup(struct vm *vm, const char *kernel_path, char *err, size_t errlen)
+int boot__setup(struct vm *vm, const char *kernel_path, struct error *err)
 {
 	int r;
 
-	if (vm->regions[0].size < GUEST_FIRST_PAGE + GUEST_PAGE_SIZE) {
-		vm__set_err(err, errlen, "region 0 is too small for the guest");
-		return -EINVAL;
-	}
-	r = boot__load_image(vm, kernel_path, err, errlen);
+	if (vm->regions[0].size < GUEST_FIRST_PAGE + GUEST_PAGE_SIZE)
+		return error_set(err, -EINVAL, "region 0 is too small for the guest");
+	r = boot__load_image(vm, kernel_path, err);
 	if (r < 0)
 		return r;
-	r = boot__page_tables(vm, err, errlen);
+	r = boot__page_tables(vm, err);
 	if (r < 0)
 		return r;
 	boot__gdt_and_info(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		r = boot__vcpu(&vm->vcpus[i]);
-		if (r < 0) {
-			vm__set_err(err, errlen, "vcpu %u register set-up: %s", i, strerror(-r));
-			return r;
-		}
+		if (r < 0)
+			return error_set_errno(err, r, "vcpu %u register set-up", i);
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "common/error.h"
 #include "contrib/minivm/vm.h"
 
 /* MSRs saved and restored per vCPU, in this order (vmstate.c documents it). */
@@ -58,16 +59,15 @@ struct vm {
 
 /* vm.c */
 int vm__alloc(struct vm **ret);
-int vm__open_kvm(struct vm *vm, char *err, size_t errlen);
+int vm__open_kvm(struct vm *vm, struct error *err);
 void vm__layout(uint64_t mem_size, uint64_t split, struct vm_region *regions, size_t *nr);
 /* Map regions: fd < 0 → memfd (or anon when anon), else map fd per region. */
-int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, size_t errlen);
-int vm__create_vcpus(struct vm *vm, unsigned count, char *err, size_t errlen);
+int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, struct error *err);
+int vm__create_vcpus(struct vm *vm, unsigned count, struct error *err);
 void *vm__gpa_to_host(struct vm *vm, uint64_t gpa, size_t len);
-void vm__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* boot.c */
-int boot__setup(struct vm *vm, const char *kernel_path, char *err, size_t errlen);
+int boot__setup(struct vm *vm, const char *kernel_path, struct error *err);
 
 /* vmstate.c */
 uint64_t vmstate__crc64(uint64_t crc, const void *buf, size_t len);

@@ -28,7 +28,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,17 +45,6 @@
 #define VM_PAUSE_TIMEOUT_SEC 10
 #define VM_REGION_GAP (2ULL << 20)
 #define VM_MAP_ALIGN (2ULL << 20)
-
-void vm__set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void kick_handler(int sig) { (void)sig; }
 
@@ -127,37 +115,31 @@ static int vm__get_supported_cpuid(struct vm *vm)
 	return -E2BIG;
 }
 
-int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
+int vm__open_kvm(struct vm *vm, struct error *err)
 {
 	int r;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		r = -errno;
-		vm__set_err(err, errlen, "cannot open /dev/kvm: %s", strerror(-r));
-		return r;
+		return error_set_errno(err, r, "cannot open /dev/kvm");
 	}
 	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-	if (r != KVM_API_VERSION) {
-		vm__set_err(err, errlen, "KVM API version %d, want %d", r, KVM_API_VERSION);
-		return -ENOTSUP;
-	}
+	if (r != KVM_API_VERSION)
+		return error_set(err, -ENOTSUP, "KVM API version %d, want %d", r, KVM_API_VERSION);
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		r = -errno;
-		vm__set_err(err, errlen, "KVM_CREATE_VM: %s", strerror(-r));
-		return r;
+		return error_set_errno(err, r, "KVM_CREATE_VM");
 	}
 	r = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (r < (int)sizeof(struct kvm_run)) {
-		vm__set_err(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
-		return -ENOTSUP;
-	}
+	if (r < (int)sizeof(struct kvm_run))
+		return error_set(err, -ENOTSUP, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
 	vm->run_size = (size_t)r;
 	r = vm__get_supported_cpuid(vm);
 	if (r < 0)
-		vm__set_err(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
-	return r;
+		return error_set_errno(err, r, "KVM_GET_SUPPORTED_CPUID");
+	return 0;
 }
 
 void vm__layout(uint64_t mem_size, uint64_t split, struct vm_region *regions, size_t *nr)
@@ -177,7 +159,7 @@ void vm__layout(uint64_t mem_size, uint64_t split, struct vm_region *regions, si
 
 /* fd >= 0: map every region from fd (a memory image); otherwise create the
  * memfd, or private anonymous memory when anon is set. */
-int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, size_t errlen)
+int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, struct error *err)
 {
 	uint8_t *base;
 	size_t total = VM_MAP_ALIGN;
@@ -187,8 +169,7 @@ int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, siz
 		vm->mem_fd = memfd_create("forkfs-minivm-guest", MFD_CLOEXEC);
 		if (vm->mem_fd < 0 || ftruncate(vm->mem_fd, (off_t)vm->mem_size) < 0) {
 			r = -errno;
-			vm__set_err(err, errlen, "guest memory memfd: %s", strerror(-r));
-			return r;
+			return error_set_errno(err, r, "guest memory memfd");
 		}
 		fd = vm->mem_fd;
 		shared = true;
@@ -199,8 +180,7 @@ int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, siz
 			   -1, 0);
 	if (vm->reserve == MAP_FAILED) {
 		vm->reserve = NULL;
-		vm__set_err(err, errlen, "cannot reserve %zu bytes of address space", total);
-		return -ENOMEM;
+		return error_set(err, -ENOMEM, "cannot reserve %zu bytes of address space", total);
 	}
 	vm->reserve_size = total;
 	base = (uint8_t *)ALIGN_UP((uintptr_t)vm->reserve, VM_MAP_ALIGN);
@@ -219,8 +199,7 @@ int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, siz
 				 (off_t)reg->file_offset);
 		if (p == MAP_FAILED) {
 			r = -errno;
-			vm__set_err(err, errlen, "mmap of guest region %zu: %s", i, strerror(-r));
-			return r;
+			return error_set_errno(err, r, "mmap of guest region %zu", i);
 		}
 		reg->host = p;
 		kreg = (struct kvm_userspace_memory_region){
@@ -231,9 +210,7 @@ int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, char *err, siz
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kreg) < 0) {
 			r = -errno;
-			vm__set_err(err, errlen, "KVM_SET_USER_MEMORY_REGION %zu: %s", i,
-				    strerror(-r));
-			return r;
+			return error_set_errno(err, r, "KVM_SET_USER_MEMORY_REGION %zu", i);
 		}
 		/* Leave a PROT_NONE gap so the next region is not adjacent. */
 		base += ALIGN_UP(reg->size, VM_MAP_ALIGN) + VM_REGION_GAP;
@@ -273,7 +250,7 @@ static int vcpu__set_cpuid(struct vcpu *v)
 	return RET_NERRNO(ioctl(v->fd, KVM_SET_CPUID2, c));
 }
 
-int vm__create_vcpus(struct vm *vm, unsigned count, char *err, size_t errlen)
+int vm__create_vcpus(struct vm *vm, unsigned count, struct error *err)
 {
 	int r;
 
@@ -285,8 +262,7 @@ int vm__create_vcpus(struct vm *vm, unsigned count, char *err, size_t errlen)
 		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
 		if (v->fd < 0) {
 			r = -errno;
-			vm__set_err(err, errlen, "KVM_CREATE_VCPU %u: %s", i, strerror(-r));
-			return r;
+			return error_set_errno(err, r, "KVM_CREATE_VCPU %u", i);
 		}
 		/* KVM does not set O_CLOEXEC on vCPU fds before 5.x; make sure. */
 		fcntl(v->fd, F_SETFD, FD_CLOEXEC);
@@ -295,14 +271,11 @@ int vm__create_vcpus(struct vm *vm, unsigned count, char *err, size_t errlen)
 		if (v->run == MAP_FAILED) {
 			v->run = NULL;
 			r = -errno;
-			vm__set_err(err, errlen, "mmap of kvm_run %u: %s", i, strerror(-r));
-			return r;
+			return error_set_errno(err, r, "mmap of kvm_run %u", i);
 		}
 		r = vcpu__set_cpuid(v);
-		if (r < 0) {
-			vm__set_err(err, errlen, "KVM_SET_CPUID2 %u: %s", i, strerror(-r));
-			return r;
-		}
+		if (r < 0)
+			return error_set_errno(err, r, "KVM_SET_CPUID2 %u", i);
 	}
 	return 0;
 }
@@ -567,25 +540,19 @@ unsigned vm_vcpu_count(struct vm *vm) { return vm->nr_vcpus; }
 uint64_t vm_mem_size(struct vm *vm) { return vm->mem_size; }
 
 int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct vm **ret,
-		   char *err, size_t errlen)
+		   struct error *err)
 {
 	struct vm *vm = NULL;
 	uint64_t split_mib = cfg->split_mib ? cfg->split_mib : VM_DEFAULT_SPLIT_MIB;
 	int r;
 
-	if (cfg->vcpu_count < 1 || cfg->vcpu_count > VM_MAX_VCPUS) {
-		vm__set_err(err, errlen, "vcpu_count must be 1..%d", VM_MAX_VCPUS);
-		return -EINVAL;
-	}
-	if (cfg->mem_size_mib < 8 || cfg->mem_size_mib > (64ULL << 10)) {
-		vm__set_err(err, errlen, "guest memory must be 8 MiB..64 GiB");
-		return -EINVAL;
-	}
+	if (cfg->vcpu_count < 1 || cfg->vcpu_count > VM_MAX_VCPUS)
+		return error_set(err, -EINVAL, "vcpu_count must be 1..%d", VM_MAX_VCPUS);
+	if (cfg->mem_size_mib < 8 || cfg->mem_size_mib > (64ULL << 10))
+		return error_set(err, -EINVAL, "guest memory must be 8 MiB..64 GiB");
 	/* Region 0 must end below region 1 at 4 GiB. */
-	if (split_mib < 8 || (cfg->mem_size_mib > split_mib && split_mib > 4096)) {
-		vm__set_err(err, errlen, "the region split must be 8..4096 MiB");
-		return -EINVAL;
-	}
+	if (split_mib < 8 || (cfg->mem_size_mib > split_mib && split_mib > 4096))
+		return error_set(err, -EINVAL, "the region split must be 8..4096 MiB");
 	r = vm__alloc(&vm);
 	if (r < 0)
 		return r;
@@ -593,16 +560,16 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
 	vm->split = split_mib << 20;
 	vm__layout(vm->mem_size, vm->split, vm->regions, &vm->nr_regions);
 
-	r = vm__open_kvm(vm, err, errlen);
+	r = vm__open_kvm(vm, err);
 	if (r < 0)
 		goto err;
-	r = vm__map_memory(vm, -1, true, cfg->anon, err, errlen);
+	r = vm__map_memory(vm, -1, true, cfg->anon, err);
 	if (r < 0)
 		goto err;
-	r = vm__create_vcpus(vm, cfg->vcpu_count, err, errlen);
+	r = vm__create_vcpus(vm, cfg->vcpu_count, err);
 	if (r < 0)
 		goto err;
-	r = boot__setup(vm, kernel_path, err, errlen);
+	r = boot__setup(vm, kernel_path, err);
 	if (r < 0)
 		goto err;
 	*ret = vm;

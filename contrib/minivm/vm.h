@@ -4,8 +4,8 @@
  *
  * The HTTP/API half (api.c, http.c, main.c) calls only what is declared here;
  * this half knows nothing of HTTP or JSON. All functions return 0 or -errno.
- * Functions that can fail for a reason the API must report take an error
- * buffer and fill it with a human-readable message (without trailing newline).
+ * Functions that can fail for a reason the API must report take a struct
+ * error (common/error.h) and fill it with a one-line human-readable reason.
  *
  * Guest memory layout follows Firecracker on x86_64: one region at GPA 0 when
  * mem_size_mib <= split_mib (3328 by default), otherwise region 0 is
@@ -69,6 +69,7 @@ struct vm_region {
 	void *host;		/* host virtual address of the mapping */
 };
 
+struct error;
 struct vm;
 
 /* Lines the guest prints (without newline), e.g. "guest: verify ok ...".
@@ -80,7 +81,7 @@ void vm_set_console(struct vm *vm, vm_console_fn fn, void *userdata);
  * linked for the guest's load address), set up long mode and the boot info
  * the guest reads. The vCPUs do not run until vm_start(). */
 int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct vm **ret,
-		   char *err, size_t errlen);
+		   struct error *err);
 
 /* Restore path: read and validate the vmstate, map the memory image
  * (MAP_SHARED + O_RDWR when shared, else MAP_PRIVATE + O_RDONLY, like
@@ -88,7 +89,7 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
  * vm_start() then vm_resume() (or only vm_start(), which runs) continues it.
  * Tells the guest it was restored so that it verifies its memory. */
 int vm_create_restore(const char *vmstate_path, const char *mem_path, bool shared,
-		      uint64_t split_mib, struct vm **ret, char *err, size_t errlen);
+		      uint64_t split_mib, struct vm **ret, struct error *err);
 
 /* Start the vCPU threads. With start_paused they park before entering the
  * guest; otherwise they run (also for a restored VM, which is paused until
@@ -106,8 +107,8 @@ bool vm_is_paused(struct vm *vm);
 bool vm_has_stopped(struct vm *vm);
 
 /* Snapshot files; the VM must be paused. */
-int vm_save_vmstate(struct vm *vm, const char *path, char *err, size_t errlen);
-int vm_save_memory(struct vm *vm, const char *path, char *err, size_t errlen);
+int vm_save_vmstate(struct vm *vm, const char *path, struct error *err);
+int vm_save_memory(struct vm *vm, const char *path, struct error *err);
 
 /* The guest memory regions in ascending GPA order. */
 size_t vm_get_regions(struct vm *vm, const struct vm_region **ret);

@@ -1,6 +1,6 @@
 # contrib/minivm/vm.mk — the KVM half of forkfs-minivm (vm.c, boot.c,
-# vmstate.c; the API half lists $(MINIVM_VM_SOURCES) in its program), the
-# freestanding guest image guest.img, and the vm-core test.
+# vmstate.c; the API half lists $(MINIVM_VM_SOURCES) in its program) and the
+# freestanding guest image guest.img. The vm-core test is in tests/local.mk.
 MINIVM_VM_SOURCES = contrib/minivm/vm.h contrib/minivm/vm-internal.h \
 	contrib/minivm/vm.c contrib/minivm/boot.c contrib/minivm/vmstate.c \
 	contrib/minivm/guest/abi.h
@@ -27,9 +27,3 @@ contrib/minivm/guest.elf: $(MINIVM_GUEST_FILES) contrib/minivm/guest/guest.ld \
 
 contrib/minivm/guest.img: contrib/minivm/guest.elf
 	$(AM_V_GEN)$(OBJCOPY) -O binary contrib/minivm/guest.elf $@
-
-# The VM core test links the core directly (no HTTP).
-check_PROGRAMS += tests/minivm/vm-core.t
-TESTS += tests/minivm/vm-core.t
-tests_minivm_vm_core_t_SOURCES = tests/minivm/vm-core.c tests/tap.h $(MINIVM_VM_SOURCES)
-tests_minivm_vm_core_t_LDADD = common/libcommon.la

@@ -180,8 +180,7 @@ static int vcpu__save(struct vcpu *v, struct vmstate_vcpu *rec)
 	return r;
 }
 
-static int vcpu__restore(struct vcpu *v, const struct vmstate_vcpu *rec, char *err,
-			 size_t errlen)
+static int vcpu__restore(struct vcpu *v, const struct vmstate_vcpu *rec, struct error *err)
 {
 	struct {
 		struct kvm_msrs hdr;
@@ -210,20 +209,17 @@ static int vcpu__restore(struct vcpu *v, const struct vmstate_vcpu *rec, char *e
 		goto fail;
 	memcpy(m.e, rec->msrs, rec->nmsrs * sizeof(m.e[0]));
 	r = ioctl(v->fd, KVM_SET_MSRS, &m);
-	if (r != (int)rec->nmsrs) {
-		vm__set_err(err, errlen, "vcpu %u: KVM_SET_MSRS restored %d of %u MSRs", v->id, r,
-			    rec->nmsrs);
-		return -EIO;
-	}
+	if (r != (int)rec->nmsrs)
+		return error_set(err, -EIO, "vcpu %u: KVM_SET_MSRS restored %d of %u MSRs", v->id,
+				 r, rec->nmsrs);
 	return 0;
 fail:
 	r = -errno;
-	vm__set_err(err, errlen, "vcpu %u: %s: %s", v->id, what, strerror(-r));
-	return r;
+	return error_set_errno(err, r, "vcpu %u: %s", v->id, what);
 }
 
 /* The vCPU state may be read only while every living vCPU thread is parked. */
-static int vm__require_paused(struct vm *vm, char *err, size_t errlen)
+static int vm__require_paused(struct vm *vm, struct error *err)
 {
 	bool parked;
 
@@ -232,22 +228,19 @@ static int vm__require_paused(struct vm *vm, char *err, size_t errlen)
 	pthread_mutex_unlock(&vm->lock);
 	if (parked)
 		return 0;
-	vm__set_err(err, errlen, "the VM must be paused");
-	return -EBUSY;
+	return error_set(err, -EBUSY, "the VM must be paused");
 }
 
-static int write_new_file(const char *path, char *err, size_t errlen)
+static int write_new_file(const char *path, struct error *err)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
-	if (fd < 0) {
-		fd = -errno;
-		vm__set_err(err, errlen, "cannot create %s: %s", path, strerror(-fd));
-	}
+	if (fd < 0)
+		return error_set_errno(err, -errno, "cannot create %s", path);
 	return fd;
 }
 
-int vm_save_vmstate(struct vm *vm, const char *path, char *err, size_t errlen)
+int vm_save_vmstate(struct vm *vm, const char *path, struct error *err)
 {
 	size_t len = sizeof(struct vmstate_header) + vm->nr_vcpus * sizeof(struct vmstate_vcpu) + 8;
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -256,7 +249,7 @@ int vm_save_vmstate(struct vm *vm, const char *path, char *err, size_t errlen)
 	uint64_t crc;
 	int r;
 
-	r = vm__require_paused(vm, err, errlen);
+	r = vm__require_paused(vm, err);
 	if (r < 0)
 		return r;
 	buf = calloc(1, len);
@@ -280,33 +273,30 @@ int vm_save_vmstate(struct vm *vm, const char *path, char *err, size_t errlen)
 		struct vmstate_vcpu *rec = (struct vmstate_vcpu *)(buf + sizeof(*h)) + i;
 
 		r = vcpu__save(&vm->vcpus[i], rec);
-		if (r < 0) {
-			vm__set_err(err, errlen, "vcpu %u: cannot read its state: %s", i,
-				    strerror(-r));
-			return r;
-		}
+		if (r < 0)
+			return error_set_errno(err, r, "vcpu %u: cannot read its state", i);
 	}
 	crc = vmstate__crc64(0, buf, len - 8);
 	memcpy(buf + len - 8, &crc, 8);
 
-	fd = write_new_file(path, err, errlen);
+	fd = write_new_file(path, err);
 	if (fd < 0)
 		return fd;
 	r = write_full(fd, buf, len);
 	if (r < 0)
-		vm__set_err(err, errlen, "cannot write %s: %s", path, strerror(-r));
-	return r;
+		return error_set_errno(err, r, "cannot write %s", path);
+	return 0;
 }
 
-int vm_save_memory(struct vm *vm, const char *path, char *err, size_t errlen)
+int vm_save_memory(struct vm *vm, const char *path, struct error *err)
 {
 	_cleanup_close_ int fd = -1;
 	int r;
 
-	r = vm__require_paused(vm, err, errlen);
+	r = vm__require_paused(vm, err);
 	if (r < 0)
 		return r;
-	fd = write_new_file(path, err, errlen);
+	fd = write_new_file(path, err);
 	if (fd < 0)
 		return fd;
 	/* One large pwrite per region, straight from the guest mapping. */
@@ -314,101 +304,77 @@ int vm_save_memory(struct vm *vm, const char *path, char *err, size_t errlen)
 		const struct vm_region *reg = &vm->regions[i];
 
 		r = pwrite_full(fd, reg->host, reg->size, (off_t)reg->file_offset);
-		if (r < 0) {
-			vm__set_err(err, errlen, "cannot write %s: %s", path, strerror(-r));
-			return r;
-		}
+		if (r < 0)
+			return error_set_errno(err, r, "cannot write %s", path);
 	}
 	return 0;
 }
 
 /* Validate a vmstate image; returns 0 or -EINVAL with the reason in err. */
-static int vmstate__check(const uint8_t *buf, size_t len, char *err, size_t errlen)
+static int vmstate__check(const uint8_t *buf, size_t len, struct error *err)
 {
 	const struct vmstate_header *h = (const void *)buf;
 	uint64_t crc, total = 0;
 
-	if (len < sizeof(*h) + 8) {
-		vm__set_err(err, errlen, "vmstate: file too short (%zu bytes)", len);
-		return -EINVAL;
-	}
-	if (memcmp(h->magic, VMSTATE_MAGIC, sizeof(h->magic)) != 0) {
-		vm__set_err(err, errlen, "vmstate: bad magic (not a forkfs-minivm vmstate)");
-		return -EINVAL;
-	}
+	if (len < sizeof(*h) + 8)
+		return error_set(err, -EINVAL, "vmstate: file too short (%zu bytes)", len);
+	if (memcmp(h->magic, VMSTATE_MAGIC, sizeof(h->magic)) != 0)
+		return error_set(err, -EINVAL, "vmstate: bad magic (not a forkfs-minivm vmstate)");
 	memcpy(&crc, buf + len - 8, 8);
-	if (crc != vmstate__crc64(0, buf, len - 8)) {
-		vm__set_err(err, errlen, "vmstate: checksum mismatch");
-		return -EINVAL;
-	}
-	if (h->version != VMSTATE_VERSION) {
-		vm__set_err(err, errlen, "vmstate: unsupported format version %u (want %u)",
-			    h->version, VMSTATE_VERSION);
-		return -EINVAL;
-	}
-	if (h->header_size != sizeof(*h) || h->vcpu_record_size != sizeof(struct vmstate_vcpu)) {
-		vm__set_err(err, errlen, "vmstate: unexpected header or vCPU record size");
-		return -EINVAL;
-	}
+	if (crc != vmstate__crc64(0, buf, len - 8))
+		return error_set(err, -EINVAL, "vmstate: checksum mismatch");
+	if (h->version != VMSTATE_VERSION)
+		return error_set(err, -EINVAL, "vmstate: unsupported format version %u (want %u)",
+				 h->version, VMSTATE_VERSION);
+	if (h->header_size != sizeof(*h) || h->vcpu_record_size != sizeof(struct vmstate_vcpu))
+		return error_set(err, -EINVAL, "vmstate: unexpected header or vCPU record size");
 	if (h->vcpu_count < 1 || h->vcpu_count > VM_MAX_VCPUS || h->nr_regions < 1 ||
-	    h->nr_regions > VM_MAX_REGIONS) {
-		vm__set_err(err, errlen, "vmstate: bad vCPU or region count");
-		return -EINVAL;
-	}
-	if (len != sizeof(*h) + h->vcpu_count * sizeof(struct vmstate_vcpu) + 8) {
-		vm__set_err(err, errlen, "vmstate: size mismatch (%zu bytes for %u vCPUs)", len,
-			    h->vcpu_count);
-		return -EINVAL;
-	}
+	    h->nr_regions > VM_MAX_REGIONS)
+		return error_set(err, -EINVAL, "vmstate: bad vCPU or region count");
+	if (len != sizeof(*h) + h->vcpu_count * sizeof(struct vmstate_vcpu) + 8)
+		return error_set(err, -EINVAL, "vmstate: size mismatch (%zu bytes for %u vCPUs)",
+				 len, h->vcpu_count);
 	for (uint32_t i = 0; i < h->nr_regions; i++) {
 		if (h->regions[i].file_offset != total || h->regions[i].size % GUEST_PAGE_SIZE ||
 		    !h->regions[i].size || (i == 0 && h->regions[i].gpa != 0) ||
-		    (i > 0 && h->regions[i].gpa < h->regions[i - 1].gpa + h->regions[i - 1].size)) {
-			vm__set_err(err, errlen, "vmstate: bad region table");
-			return -EINVAL;
-		}
+		    (i > 0 && h->regions[i].gpa < h->regions[i - 1].gpa + h->regions[i - 1].size))
+			return error_set(err, -EINVAL, "vmstate: bad region table");
 		total += h->regions[i].size;
 	}
-	if (total != h->mem_size) {
-		vm__set_err(err, errlen, "vmstate: region sizes do not add up to the memory size");
-		return -EINVAL;
-	}
+	if (total != h->mem_size)
+		return error_set(err, -EINVAL,
+				 "vmstate: region sizes do not add up to the memory size");
 	for (uint32_t i = 0; i < h->vcpu_count; i++) {
 		const struct vmstate_vcpu *rec = (const struct vmstate_vcpu *)(buf + sizeof(*h)) + i;
 
-		if (rec->id != i || rec->nmsrs > VM_STATE_MAX_MSRS) {
-			vm__set_err(err, errlen, "vmstate: bad vCPU record %u", i);
-			return -EINVAL;
-		}
+		if (rec->id != i || rec->nmsrs > VM_STATE_MAX_MSRS)
+			return error_set(err, -EINVAL, "vmstate: bad vCPU record %u", i);
 	}
 	return 0;
 }
 
-static int vm__open_image(struct vm *vm, const char *mem_path, bool shared, char *err,
-			  size_t errlen)
+static int vm__open_image(struct vm *vm, const char *mem_path, bool shared, struct error *err)
 {
 	struct stat st;
 	int fd, r;
 
 	fd = open(mem_path, (shared ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		r = -errno;
-		vm__set_err(err, errlen, "cannot open memory file %s: %s", mem_path, strerror(-r));
+		r = error_set_errno(err, -errno, "cannot open memory file %s", mem_path);
 		safe_close(fd);
 		return r;
 	}
 	if ((uint64_t)st.st_size != vm->mem_size) {
-		vm__set_err(err, errlen,
-			    "memory file %s is %llu bytes, the vmstate says %llu", mem_path,
-			    (unsigned long long)st.st_size, (unsigned long long)vm->mem_size);
 		safe_close(fd);
-		return -EINVAL;
+		return error_set(err, -EINVAL,
+				 "memory file %s is %llu bytes, the vmstate says %llu", mem_path,
+				 (unsigned long long)st.st_size, (unsigned long long)vm->mem_size);
 	}
 	return fd;
 }
 
 int vm_create_restore(const char *vmstate_path, const char *mem_path, bool shared,
-		      uint64_t split_mib, struct vm **ret, char *err, size_t errlen)
+		      uint64_t split_mib, struct vm **ret, struct error *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	const struct vmstate_header *h;
@@ -418,12 +384,10 @@ int vm_create_restore(const char *vmstate_path, const char *mem_path, bool share
 	int r;
 
 	r = read_file(vmstate_path, VMSTATE_FILE_MAX, &buf, &len);
-	if (r < 0) {
-		vm__set_err(err, errlen, "vmstate: cannot read %s: %s", vmstate_path,
-			    r == -EFBIG ? "file too large" : strerror(-r));
-		return r;
-	}
-	r = vmstate__check((const uint8_t *)buf, len, err, errlen);
+	if (r < 0)
+		return error_set(err, r, "vmstate: cannot read %s: %s", vmstate_path,
+				 r == -EFBIG ? "file too large" : strerror(-r));
+	r = vmstate__check((const uint8_t *)buf, len, err);
 	if (r < 0)
 		return r;
 	h = (const struct vmstate_header *)buf;
@@ -442,24 +406,24 @@ int vm_create_restore(const char *vmstate_path, const char *mem_path, bool share
 		vm->regions[i].size = h->regions[i].size;
 		vm->regions[i].file_offset = h->regions[i].file_offset;
 	}
-	fd = vm__open_image(vm, mem_path, shared, err, errlen);
+	fd = vm__open_image(vm, mem_path, shared, err);
 	if (fd < 0) {
 		r = fd;
 		goto err;
 	}
-	r = vm__open_kvm(vm, err, errlen);
+	r = vm__open_kvm(vm, err);
 	if (r < 0)
 		goto err;
-	r = vm__map_memory(vm, fd, shared, false, err, errlen);
+	r = vm__map_memory(vm, fd, shared, false, err);
 	if (r < 0)
 		goto err;
-	r = vm__create_vcpus(vm, h->vcpu_count, err, errlen);
+	r = vm__create_vcpus(vm, h->vcpu_count, err);
 	if (r < 0)
 		goto err;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		const struct vmstate_vcpu *rec = (const void *)(buf + sizeof(*h));
 
-		r = vcpu__restore(&vm->vcpus[i], rec + i, err, errlen);
+		r = vcpu__restore(&vm->vcpus[i], rec + i, err);
 		if (r < 0)
 			goto err;
 		atomic_store(&vm->vcpus[i].restored, true);

@@ -25,6 +25,8 @@
 #include <linux/userfaultfd.h>
 
 #define LOG_PREFIX "wp: "
+#include "common/error.h"
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "contrib/minivm/vm.h"
 #include "contrib/minivm/wp.h"
@@ -32,8 +34,6 @@
 #if !HAVE_DECL_USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
-
-#define WP_PAGE_SIZE 4096
 
 static int uffd_create(void)
 {
@@ -73,61 +73,38 @@ int wp_format_regions(struct vm *vm, char *buf, size_t len)
 	for (size_t i = 0; i < n && off < len; i++)
 		off += (size_t)snprintf(buf + off, len - off,
 					"%s{\"base_host_virt_addr\":%" PRIu64 ",\"size\":%" PRIu64
-					",\"offset\":%" PRIu64 ",\"page_size\":%d,\"page_size_kib\":%d}",
+					",\"offset\":%" PRIu64 ",\"page_size\":%llu,\"page_size_kib\":%llu}",
 					i ? "," : "", (uint64_t)(uintptr_t)regions[i].host,
-					regions[i].size, regions[i].file_offset, WP_PAGE_SIZE,
-					WP_PAGE_SIZE);
+					regions[i].size, regions[i].file_offset, PAGE_4K,
+					PAGE_4K);
 	if (off < len)
 		off += (size_t)snprintf(buf + off, len - off, "]");
 	return off < len ? (int)off : -ENOBUFS;
 }
 
-static int send_with_fd(int sock, const char *data, size_t len, int fd)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cbuf.buf,
-		.msg_controllen = sizeof(cbuf.buf),
-	};
-	struct cmsghdr *c;
-
-	memset(&cbuf, 0, sizeof(cbuf));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 /* Rust's io::Error display: "No such file or directory (os error 2)". */
-static int wp_fail(char *err, size_t errlen, const char *what, int r)
+static int wp_fail(struct error *err, const char *what, int r)
 {
-	snprintf(err, errlen, "Setup WP uffd error: %s: %s (os error %d)", what, strerror(-r), -r);
-	return r;
+	return error_set(err, r, "Setup WP uffd error: %s: %s (os error %d)", what, strerror(-r),
+			 -r);
 }
 
-int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
+int wp_setup(struct vm *vm, const char *socket_path, struct error *err)
 {
 	const struct vm_region *regions;
 	size_t n = vm_get_regions(vm, &regions);
 	_cleanup_close_ int uffd = -1, sock = -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char json[1024];
+	ssize_t sent;
 	int r;
 
 	uffd = uffd_create();
 	if (uffd < 0)
-		return wp_fail(err, errlen, "Failed to create userfaultfd", uffd);
+		return wp_fail(err, "Failed to create userfaultfd", uffd);
 	r = uffd_api_wp(uffd);
 	if (r < 0)
-		return wp_fail(err, errlen, "Failed to create userfaultfd", r);
+		return wp_fail(err, "Failed to create userfaultfd", r);
 
 	for (size_t i = 0; i < n; i++) {
 		struct uffdio_register reg = {
@@ -137,27 +114,26 @@ int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen)
 		};
 
 		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
-			return wp_fail(err, errlen,
-				       "Failed to register guest memory region with userfaultfd",
-				       -errno);
+			return wp_fail(
+			    err, "Failed to register guest memory region with userfaultfd", -errno);
 	}
 
 	r = wp_format_regions(vm, json, sizeof(json));
 	if (r < 0)
-		return wp_fail(err, errlen, "Failed to serialize region descriptors", r);
+		return wp_fail(err, "Failed to serialize region descriptors", r);
 
 	if (strlen(socket_path) >= sizeof(sa.sun_path))
-		return wp_fail(err, errlen, "Failed to connect to listener UDS", -ENAMETOOLONG);
+		return wp_fail(err, "Failed to connect to listener UDS", -ENAMETOOLONG);
 	strcpy(sa.sun_path, socket_path);
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
-		return wp_fail(err, errlen, "Failed to connect to listener UDS", -errno);
+		return wp_fail(err, "Failed to connect to listener UDS", -errno);
 	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return wp_fail(err, errlen, "Failed to connect to listener UDS", -errno);
+		return wp_fail(err, "Failed to connect to listener UDS", -errno);
 
-	r = send_with_fd(sock, json, strlen(json), uffd);
-	if (r < 0)
-		return wp_fail(err, errlen, "Failed to send file descriptor", r);
+	sent = fdpass_send(sock, json, strlen(json), &uffd, 1);
+	if (sent < 0)
+		return wp_fail(err, "Failed to send file descriptor", (int)sent);
 	log_info("sent WP uffd over %zu region(s) to %s", n, socket_path);
 	return 0;
 }

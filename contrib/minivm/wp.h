@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+struct error;
 struct vm;
 
 /* Create a userfaultfd (O_CLOEXEC|O_NONBLOCK, features PAGEFAULT_FLAG_WP
@@ -14,7 +15,7 @@ struct vm;
  * sendmsg, then close both. On failure err holds Firecracker's message
  * ("Setup WP uffd error: Failed to connect to listener UDS: ...") and a
  * negative errno is returned. */
-int wp_setup(struct vm *vm, const char *socket_path, char *err, size_t errlen);
+int wp_setup(struct vm *vm, const char *socket_path, struct error *err);
 
 /* The JSON array of region descriptors, as the fork serialises it. */
 int wp_format_regions(struct vm *vm, char *buf, size_t len);

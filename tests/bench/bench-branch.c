@@ -20,13 +20,13 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
 #include "branch/branch.h"
 #include "tests/branch/minivm-proc.h"
 
-#define MIB (1024ULL * 1024ULL)
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -110,7 +110,7 @@ static int bench_size(const char *store, uint64_t mib, int n, enum branch_mode_r
 	uint64_t pauses[64], ready[64], faulted = 0;
 	struct minivm_proc a = { 0 };
 	struct vmm *v = NULL;
-	char dir[PATH_MAX], err[256], name[64];
+	char dir[PATH_MAX], name[64];
 	int i, r = 0;
 
 	snprintf(name, sizeof(name), "bench-%" PRIu64, mib);
@@ -127,13 +127,14 @@ static int bench_size(const char *store, uint64_t mib, int n, enum branch_mode_r
 	}
 	sleep(1);	/* the guest writes on every vCPU from now on */
 	for (i = 0; i < n && i < 64; i++) {
+		struct error err = ERROR_INIT;
 		struct branch_status st;
 		struct branch *b = NULL;
 
 		clean_branch(dir);
-		r = branch_take(v, dir, mode, &b, err, sizeof(err));
+		r = branch_take(v, dir, mode, &b, &err);
 		if (r < 0) {
-			fprintf(stderr, "bench: branch failed: %s\n", err);
+			fprintf(stderr, "bench: branch failed: %s\n", error_msg(&err));
 			goto out;
 		}
 		do {

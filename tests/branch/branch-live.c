@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/error.h"
 #include "common/macro.h"
 #include "common/util.h"
 #include "branch/branch.h"
@@ -27,7 +28,6 @@
 #include "tests/branch/minivm-proc.h"
 #include "tests/tap.h"
 
-#define MIB (1024ULL * 1024ULL)
 
 static char tmpdir[] = "/tmp/forkfs-branch.XXXXXX";
 
@@ -180,7 +180,8 @@ struct branch_case {
 /* Branch a running guest; check mode, point-in-time read, ready, restore. */
 static void run_case(const struct branch_case *tc)
 {
-	char dir[PATH_MAX], err[256], rname[64], path[PATH_MAX];
+	char dir[PATH_MAX], rname[64], path[PATH_MAX];
+	struct error err = ERROR_INIT;
 	struct minivm_proc a = { 0 }, b = { 0 };
 	struct branch_status st;
 	struct branch *br = NULL;
@@ -199,8 +200,8 @@ static void run_case(const struct branch_case *tc)
 	usleep(300000);	/* let the guest write, and reach pages it has not touched yet */
 	if (vmm_new(a.sock, a.pid, -1, tmpdir, &v) < 0)
 		goto out;
-	r = branch_take(v, dir, BRANCH_MODE_AUTO, &br, err, sizeof(err));
-	if (!tap_ok(r == 0, "%s: branch_take (%s)", tc->name, r ? err : "ok"))
+	r = branch_take(v, dir, BRANCH_MODE_AUTO, &br, &err);
+	if (!tap_ok(r == 0, "%s: branch_take (%s)", tc->name, r ? error_msg(&err) : "ok"))
 		goto out;
 	branch_get_status(br, &st);
 	tap_ok(st.mode == tc->want_mode, "%s: mode %s", tc->name, branch_mode_to_string(st.mode));
@@ -257,7 +258,8 @@ static void test_injected_failure(bool stock)
 {
 	const char *const stock_args[] = { "--stock", NULL };
 	const char *name = stock ? "inject-full" : "inject-live";
-	char dir[PATH_MAX], sub[PATH_MAX], err[256];
+	char dir[PATH_MAX], sub[PATH_MAX];
+	struct error err = ERROR_INIT;
 	struct minivm_proc a = { 0 };
 	struct branch *br = NULL;
 	struct vmm *v = NULL;
@@ -272,15 +274,16 @@ static void test_injected_failure(bool stock)
 		tap_ok(false, "%s: set-up", name);
 		goto out;
 	}
-	r = branch_take(v, dir, BRANCH_MODE_AUTO, &br, err, sizeof(err));
-	tap_ok(r < 0, "%s: branch_take fails (%d: %s)", name, r, err);
+	r = branch_take(v, dir, BRANCH_MODE_AUTO, &br, &err);
+	tap_ok(r < 0 && err.code == r, "%s: branch_take fails (%d: %s)", name, r, error_msg(&err));
 	tap_ok(vm_state_is(a.sock, FC_STATE_RUNNING), "%s: the VM runs again", name);
 	tap_ok(!file_exists(dir, "memory.bin") && !file_exists(dir, "branch.state"),
 	       "%s: nothing half-made left", name);
 	/* And a later branch of the same VM works. */
 	rmdir(sub);
-	r = branch_take(v, dir, BRANCH_MODE_AUTO, &br, err, sizeof(err));
-	if (tap_ok(r == 0, "%s: the next branch works (%s)", name, r ? err : "ok")) {
+	error_clear(&err);
+	r = branch_take(v, dir, BRANCH_MODE_AUTO, &br, &err);
+	if (tap_ok(r == 0, "%s: the next branch works (%s)", name, r ? error_msg(&err) : "ok")) {
 		struct branch_status st;
 		tap_ok(wait_final(br, &st, 120) == 0 && st.state == BRANCH_READY, "%s: ready",
 		       name);
@@ -296,7 +299,8 @@ out:
  * cancel: a branch cancelled mid-copy fails "cancelled", the guest runs on. */
 static void test_chain_and_cancel(void)
 {
-	char dir1[PATH_MAX], dir2[PATH_MAX], dir3[PATH_MAX], err[256];
+	char dir1[PATH_MAX], dir2[PATH_MAX], dir3[PATH_MAX];
+	struct error err = ERROR_INIT;
 	struct minivm_proc a = { 0 }, b = { 0 }, c = { 0 };
 	struct branch *br = NULL, *br2 = NULL, *br3 = NULL;
 	struct vmm *va = NULL, *vb = NULL;
@@ -313,7 +317,7 @@ static void test_chain_and_cancel(void)
 	    vmm_new(a.sock, a.pid, -1, tmpdir, &va) < 0)
 		goto fail;
 	usleep(200000);
-	if (branch_take(va, dir1, BRANCH_MODE_LIVE, &br, err, sizeof(err)) < 0 ||
+	if (branch_take(va, dir1, BRANCH_MODE_LIVE, &br, &err) < 0 ||
 	    wait_final(br, &st, 120) < 0 || st.state != BRANCH_READY)
 		goto fail;
 	if (!tap_ok(restore_and_verify("chain-b", dir1, 2, false, &b, &memfd),
@@ -322,15 +326,15 @@ static void test_chain_and_cancel(void)
 	if (vmm_new(b.sock, b.pid, memfd, tmpdir, &vb) < 0)
 		goto fail;
 	usleep(200000);
-	r = branch_take(vb, dir2, BRANCH_MODE_LIVE, &br2, err, sizeof(err));
+	r = branch_take(vb, dir2, BRANCH_MODE_LIVE, &br2, &err);
 	if (!tap_ok(r == 0 && wait_final(br2, &st, 120) == 0 && st.state == BRANCH_READY,
-		    "chain: branch of the restored VM (%s)", r ? err : "ok"))
+		    "chain: branch of the restored VM (%s)", r ? error_msg(&err) : "ok"))
 		goto out;
 	tap_ok(restore_and_verify("chain-c", dir2, 2, false, &c, NULL),
 	       "chain: the grandchild verifies");
 
-	r = branch_take(vb, dir3, BRANCH_MODE_LIVE, &br3, err, sizeof(err));
-	if (tap_ok(r == 0, "cancel: branch taken (%s)", r ? err : "ok")) {
+	r = branch_take(vb, dir3, BRANCH_MODE_LIVE, &br3, &err);
+	if (tap_ok(r == 0, "cancel: branch taken (%s)", r ? error_msg(&err) : "ok")) {
 		bool was_copying;
 
 		branch_get_status(br3, &st);
@@ -346,7 +350,7 @@ static void test_chain_and_cancel(void)
 	}
 	goto out;
 fail:
-	tap_ok(false, "chain: set-up (%s)", err);
+	tap_ok(false, "chain: set-up (%s)", error_msg(&err));
 out:
 	branch_unref(br);
 	branch_unref(br2);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include "common/error.h"
 #include "common/macro.h"
 #include "fc/fc.h"
 #include "tests/tap.h"
@@ -220,8 +221,32 @@ static void test_back_to_back(void)
 	fc_response_clear(&r);
 }
 
+/* fc_error(): the client's text when it has one, else strerror. No VMM
+ * needed: nobody listens on the socket. */
+static void test_fc_error(void)
+{
+	struct fc_client *c = NULL;
+	struct error e = ERROR_INIT;
+	int r;
+
+	TAP_CHECK(fc_client_new("/nonexistent-forkfs-dir/api.sock", &c) == 0);
+	r = c ? fc_pause(c) : -ENOMEM;
+	TAP_CHECK(r == -ENOENT);
+	TAP_CHECK(fc_error(c, r, &e, "pausing the VM") == r && e.code == -ENOENT);
+	tap_ok(strcmp(error_msg(&e), "pausing the VM: connect /nonexistent-forkfs-dir/api.sock: "
+		      "No such file or directory") == 0, "fc_error: the client's text (%s)",
+	       error_msg(&e));
+	TAP_CHECK(fc_error(c, -EIO, &e, "later") == -EIO && e.code == -ENOENT);
+	error_clear(&e);
+	TAP_CHECK(fc_error(NULL, -ETIMEDOUT, &e, "GET /") == -ETIMEDOUT &&
+		  strcmp(error_msg(&e), "GET /: Connection timed out") == 0);
+	TAP_CHECK(fc_error(c, -EPIPE, NULL, "nobody listens") == -EPIPE);
+	fc_client_free(c);
+}
+
 int main(void)
 {
+	test_fc_error();
 	test_204();
 	test_200_body();
 	test_400_fault();

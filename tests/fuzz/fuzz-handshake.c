@@ -3,7 +3,8 @@
  * region table a VMM sends with its userfaultfd (untrusted bytes).
  *
  * Invariants checked (abort() on violation): the result is 0, -EINVAL,
- * -EOPNOTSUPP or -ENOMEM; on failure the output is untouched; on success there
+ * -EOPNOTSUPP or -ENOMEM; on failure the output is untouched and the reason is
+ * set (with that code, one printable line), on success no reason; on success there
  * are 1..UFFD_MAX_REGIONS regions, each page-aligned (base and size), with a
  * 4096-byte page, offsets forming the running total, not wrapping, not
  * overlapping; and parsing again with that total as expect_total succeeds
@@ -12,7 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common/log.h"
+#include "common/error.h"
 #include "tests/fuzz/fuzz.h"
 #include "uffd/handshake.h"
 
@@ -33,8 +34,6 @@ const struct fuzz_seed fuzz_seeds[] = {
 };
 const size_t fuzz_n_seeds = sizeof(fuzz_seeds) / sizeof(fuzz_seeds[0]);
 
-#define PAGE 4096ULL
-
 static void check_table(const struct uffd_region *r, size_t n, uint64_t *ret_total)
 {
 	uint64_t total = 0;
@@ -42,8 +41,8 @@ static void check_table(const struct uffd_region *r, size_t n, uint64_t *ret_tot
 	if (n == 0 || n > UFFD_MAX_REGIONS)
 		abort();
 	for (size_t i = 0; i < n; i++) {
-		if (r[i].page_size != PAGE || r[i].size == 0 || r[i].size % PAGE ||
-		    r[i].base % PAGE || r[i].offset != total || r[i].base + r[i].size < r[i].base)
+		if (r[i].page_size != PAGE_4K || r[i].size == 0 || r[i].size % PAGE_4K ||
+		    r[i].base % PAGE_4K || r[i].offset != total || r[i].base + r[i].size < r[i].base)
 			abort();
 		for (size_t j = 0; j < i; j++)
 			if (r[i].base < r[j].base + r[j].size && r[j].base < r[i].base + r[i].size)
@@ -60,28 +59,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const struct uffd_region poison = { 0xdead, 0xbeef, 0xf00d, 0xcafe };
 	struct uffd_region regs[UFFD_MAX_REGIONS], again[UFFD_MAX_REGIONS];
 	const char *json = (const char *)data;
+	struct error e = ERROR_INIT;
 	size_t n = 12345, n2 = 0;
 	uint64_t total = 0;
 	int r;
 
-	log_set_max_level((enum log_level)0);	/* rejections are expected: keep quiet */
 	for (size_t i = 0; i < UFFD_MAX_REGIONS; i++)
 		regs[i] = poison;
-	r = uffd_parse_regions(json, size, 0, regs, UFFD_MAX_REGIONS, &n);
+	r = uffd_parse_regions(json, size, 0, regs, UFFD_MAX_REGIONS, &n, &e);
 	if (r < 0) {
 		if (r != -EINVAL && r != -EOPNOTSUPP && r != -ENOMEM)
 			abort();
 		if (n != 12345 || memcmp(&regs[0], &poison, sizeof(poison)))
 			abort();
+		if (e.code != r || !e.msg[0])
+			abort();
+		for (const char *c = e.msg; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				abort();
 		return 0;
 	}
-	if (r != 0)
+	if (r != 0 || error_is_set(&e))
 		abort();
 	check_table(regs, n, &total);
-	if (uffd_parse_regions(json, size, total, again, UFFD_MAX_REGIONS, &n2) != 0 || n2 != n ||
+	if (uffd_parse_regions(json, size, total, again, UFFD_MAX_REGIONS, &n2, NULL) != 0 ||
+	    n2 != n ||
 	    memcmp(again, regs, n * sizeof(*regs)))
 		abort();
-	if (uffd_parse_regions(json, size, total + PAGE, again, UFFD_MAX_REGIONS, &n2) != -EINVAL)
+	if (uffd_parse_regions(json, size, total + PAGE_4K, again, UFFD_MAX_REGIONS, &n2, NULL) !=
+	    -EINVAL)
 		abort();
 	return 0;
 }

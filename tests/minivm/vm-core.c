@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/error.h"
 #include "common/macro.h"
 #include "common/util.h"
 #include "contrib/minivm/vm.h"
@@ -133,13 +134,13 @@ static int restore_and_verify(const char *vmstate, const char *mem, bool shared,
 			      unsigned vcpus, unsigned *ok, unsigned *fail)
 {
 	struct vm *vm = NULL;
-	char err[256] = "";
+	struct error err = ERROR_INIT;
 	int r;
 
 	console_reset();
-	r = vm_create_restore(vmstate, mem, shared, 0, &vm, err, sizeof(err));
+	r = vm_create_restore(vmstate, mem, shared, 0, &vm, &err);
 	if (r < 0) {
-		tap_diag("vm_create_restore: %s", err);
+		tap_diag("vm_create_restore: %s", error_msg(&err));
 		return r;
 	}
 	vm_set_console(vm, console_line, &con);
@@ -164,14 +165,14 @@ static int restore_and_verify(const char *vmstate, const char *mem, bool shared,
 static int boot_and_snapshot(const struct vm_config *cfg, const char *vmstate, const char *mem)
 {
 	struct vm *vm = NULL;
-	char err[256] = "";
+	struct error err = ERROR_INIT;
 	uint64_t t0, t1;
 	int r;
 
 	console_reset();
-	r = vm_create_boot(cfg, guest_img, &vm, err, sizeof(err));
+	r = vm_create_boot(cfg, guest_img, &vm, &err);
 	if (r < 0) {
-		tap_diag("vm_create_boot: %s", err);
+		tap_diag("vm_create_boot: %s", error_msg(&err));
 		return r;
 	}
 	vm_set_console(vm, console_line, &con);
@@ -182,15 +183,16 @@ static int boot_and_snapshot(const struct vm_config *cfg, const char *vmstate, c
 		r = -ETIMEDOUT;
 	if (r == 0) {
 		usleep(500 * 1000);
-		TAP_CHECK(vm_save_vmstate(vm, vmstate, err, sizeof(err)) == -EBUSY);
+		TAP_CHECK(vm_save_vmstate(vm, vmstate, &err) == -EBUSY);
+		error_clear(&err);
 		r = vm_pause(vm);
 	}
 	t0 = now_usec();
-	if (r == 0 && (r = vm_save_vmstate(vm, vmstate, err, sizeof(err))) < 0)
-		tap_diag("vm_save_vmstate: %s", err);
+	if (r == 0 && (r = vm_save_vmstate(vm, vmstate, &err)) < 0)
+		tap_diag("vm_save_vmstate: %s", error_msg(&err));
 	t1 = now_usec();
-	if (r == 0 && (r = vm_save_memory(vm, mem, err, sizeof(err))) < 0)
-		tap_diag("vm_save_memory: %s", err);
+	if (r == 0 && (r = vm_save_memory(vm, mem, &err)) < 0)
+		tap_diag("vm_save_memory: %s", error_msg(&err));
 	if (r == 0)
 		tap_diag("vm_save_vmstate took %llu us, vm_save_memory %llu us",
 			 (unsigned long long)(t1 - t0), (unsigned long long)(now_usec() - t1));
@@ -331,7 +333,8 @@ static int copy_file(const char *from, const char *to, off_t flip_at)
 
 static void check_vmstate_rejected(void)
 {
-	char vmstate[256], bad[256], mem[256], err[256];
+	char vmstate[256], bad[256], mem[256];
+	struct error err = ERROR_INIT;
 	struct vm *vm = NULL;
 	int r;
 
@@ -340,20 +343,22 @@ static void check_vmstate_rejected(void)
 	path_in_tmp(mem, sizeof(mem), "memory.bin");
 
 	TAP_CHECK(copy_file(vmstate, bad, file_size(vmstate) / 2) == 0);
-	err[0] = '\0';
-	r = vm_create_restore(bad, mem, false, 0, &vm, err, sizeof(err));
-	tap_ok(r < 0 && strstr(err, "checksum"), "corrupt vmstate byte refused: %s", err);
+	error_clear(&err);
+	r = vm_create_restore(bad, mem, false, 0, &vm, &err);
+	tap_ok(r < 0 && strstr(error_msg(&err), "checksum"), "corrupt vmstate byte refused: %s",
+	       error_msg(&err));
 
 	TAP_CHECK(copy_file(vmstate, bad, 0) == 0);
-	err[0] = '\0';
-	r = vm_create_restore(bad, mem, false, 0, &vm, err, sizeof(err));
-	tap_ok(r < 0 && strstr(err, "bad magic"), "bad vmstate magic refused: %s", err);
+	error_clear(&err);
+	r = vm_create_restore(bad, mem, false, 0, &vm, &err);
+	tap_ok(r < 0 && strstr(error_msg(&err), "bad magic"), "bad vmstate magic refused: %s",
+	       error_msg(&err));
 
 	TAP_CHECK(truncate(mem, (64 << 20) - 4096) == 0);
-	err[0] = '\0';
-	r = vm_create_restore(vmstate, mem, false, 0, &vm, err, sizeof(err));
-	tap_ok(r < 0 && strstr(err, "memory file"), "memory image of the wrong size refused: %s",
-	       err);
+	error_clear(&err);
+	r = vm_create_restore(vmstate, mem, false, 0, &vm, &err);
+	tap_ok(r < 0 && strstr(error_msg(&err), "memory file"),
+	       "memory image of the wrong size refused: %s", error_msg(&err));
 }
 
 /* A guest that halts at once is an exit the core does not expect: the VM
@@ -362,14 +367,15 @@ static void check_unexpected_exit(void)
 {
 	struct vm_config cfg = { 2, 16, 0, false };
 	static const unsigned char hlt[] = { 0xf4 };
-	char img[256], err[256] = "";
+	char img[256];
+	struct error err = ERROR_INIT;
 	struct vm *vm = NULL;
 	uint64_t deadline;
 
 	path_in_tmp(img, sizeof(img), "hlt.img");
 	if (!tap_ok(write_file_atomic(img, hlt, sizeof(hlt), 0600) == 0 &&
-			    vm_create_boot(&cfg, img, &vm, err, sizeof(err)) == 0,
-		    "hlt guest: created %s", err))
+			vm_create_boot(&cfg, img, &vm, &err) == 0,
+		    "hlt guest: created %s", error_msg(&err)))
 		return;
 	TAP_CHECK(vm_start(vm, false) == 0);
 	deadline = now_usec() + 10 * USEC_PER_SEC;
@@ -418,11 +424,11 @@ static void measure_latency(void)
 {
 	struct vm_config cfg = { 2, 64, 0, false };
 	struct vm *vm = NULL;
-	char err[256];
+	struct error err = ERROR_INIT;
 
 	console_reset();
-	if (vm_create_boot(&cfg, guest_img, &vm, err, sizeof(err)) < 0) {
-		tap_ok(false, "latency: vm_create_boot: %s", err);
+	if (vm_create_boot(&cfg, guest_img, &vm, &err) < 0) {
+		tap_ok(false, "latency: vm_create_boot: %s", error_msg(&err));
 		return;
 	}
 	vm_set_console(vm, console_line, &con);

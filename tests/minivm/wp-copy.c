@@ -35,9 +35,9 @@
 #include <json-c/json.h>
 #include <linux/userfaultfd.h>
 
+#include "common/macro.h"
 #include "contrib/minivm/guest/abi.h"
 
-#define PAGE 4096ULL
 #define CHUNK_PAGES 256
 #define MAX_REGIONS 4
 
@@ -131,9 +131,9 @@ static void parse_regions(const char *json)
 		json_object_object_get_ex(o, "offset", &v);
 		regions[i].offset = json_object_get_uint64(v);
 		if (!json_object_object_get_ex(o, "page_size", &v) ||
-		    json_object_get_uint64(v) != PAGE ||
+		    json_object_get_uint64(v) != PAGE_4K ||
 		    !json_object_object_get_ex(o, "page_size_kib", &v) ||
-		    json_object_get_uint64(v) != PAGE) {
+		    json_object_get_uint64(v) != PAGE_4K) {
 			fprintf(stderr, "wp-copy: page_size/page_size_kib are not 4096\n");
 			exit(1);
 		}
@@ -187,18 +187,18 @@ static void wp_range(uint64_t start, uint64_t len, bool protect)
 /* Copy pages [first, first+count) of region r that are not copied yet. */
 static void copy_pages(const struct region *r, uint64_t first, uint64_t count, char *buf)
 {
-	struct iovec local = { .iov_base = buf, .iov_len = count * PAGE };
-	struct iovec remote = { .iov_base = (void *)(uintptr_t)(r->base + first * PAGE),
-				.iov_len = count * PAGE };
+	struct iovec local = { .iov_base = buf, .iov_len = count * PAGE_4K };
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)(r->base + first * PAGE_4K),
+				.iov_len = count * PAGE_4K };
 
-	if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)(count * PAGE))
+	if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)(count * PAGE_4K))
 		die("process_vm_readv");
 	for (uint64_t i = 0; i < count; i++) {
-		uint64_t idx = (r->offset / PAGE) + first + i;
+		uint64_t idx = (r->offset / PAGE_4K) + first + i;
 
 		if (copied[idx])
 			continue;
-		if (pwrite(out_fd, buf + i * PAGE, PAGE, (off_t)(idx * PAGE)) != (ssize_t)PAGE)
+		if (pwrite(out_fd, buf + i * PAGE_4K, PAGE_4K, (off_t)(idx * PAGE_4K)) != (ssize_t)PAGE_4K)
 			die("pwrite");
 		copied[idx] = 1;
 	}
@@ -210,7 +210,7 @@ static void serve_faults(char *buf)
 	struct uffd_msg msg;
 
 	while (read(uffd, &msg, sizeof(msg)) == sizeof(msg)) {
-		uint64_t addr = msg.arg.pagefault.address & ~(PAGE - 1);
+		uint64_t addr = msg.arg.pagefault.address & ~(PAGE_4K - 1);
 
 		if (msg.event != UFFD_EVENT_PAGEFAULT ||
 		    !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
@@ -220,8 +220,8 @@ static void serve_faults(char *buf)
 
 			if (addr < r->base || addr >= r->base + r->size)
 				continue;
-			copy_pages(r, (addr - r->base) / PAGE, 1, buf);
-			wp_range(addr, PAGE, false);
+			copy_pages(r, (addr - r->base) / PAGE_4K, 1, buf);
+			wp_range(addr, PAGE_4K, false);
 			faulted++;
 		}
 	}
@@ -234,7 +234,7 @@ int main(int argc, char **argv)
 	char path[256], body[512];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	uint64_t total = 0, t0, pause_us, pages;
-	char *buf = malloc(CHUNK_PAGES * PAGE);
+	char *buf = malloc(CHUNK_PAGES * PAGE_4K);
 	int api_fd, lfd;
 	bool corrupt = argc > 4 && !strcmp(argv[4], "--corrupt");
 
@@ -260,7 +260,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nr_regions; i++)
 		total = regions[i].offset + regions[i].size > total ?
 				regions[i].offset + regions[i].size : total;
-	pages = total / PAGE;
+	pages = total / PAGE_4K;
 	copied = calloc(pages, 1);
 	snprintf(path, sizeof(path), "%s/memory.bin", argv[3]);
 	out_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -269,10 +269,10 @@ int main(int argc, char **argv)
 
 	/* 2. Populate: WP skips pages that were never touched. */
 	for (size_t i = 0; i < nr_regions; i++)
-		for (uint64_t p = 0; p < regions[i].size / PAGE; p += CHUNK_PAGES) {
-			struct iovec l = { buf, CHUNK_PAGES * PAGE };
-			struct iovec r = { (void *)(uintptr_t)(regions[i].base + p * PAGE),
-					   CHUNK_PAGES * PAGE };
+		for (uint64_t p = 0; p < regions[i].size / PAGE_4K; p += CHUNK_PAGES) {
+			struct iovec l = { buf, CHUNK_PAGES * PAGE_4K };
+			struct iovec r = { (void *)(uintptr_t)(regions[i].base + p * PAGE_4K),
+					   CHUNK_PAGES * PAGE_4K };
 
 			if (process_vm_readv(pid, &l, 1, &r, 1, 0) < 0)
 				die("populate");
@@ -300,12 +300,12 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nr_regions; i++) {
 		const struct region *r = &regions[i];
 
-		for (uint64_t p = 0; p < r->size / PAGE; p += CHUNK_PAGES) {
-			uint64_t n = r->size / PAGE - p < CHUNK_PAGES ? r->size / PAGE - p : CHUNK_PAGES;
+		for (uint64_t p = 0; p < r->size / PAGE_4K; p += CHUNK_PAGES) {
+			uint64_t n = r->size / PAGE_4K - p < CHUNK_PAGES ? r->size / PAGE_4K - p : CHUNK_PAGES;
 
 			serve_faults(buf);
 			copy_pages(r, p, n, buf);
-			wp_range(r->base + p * PAGE, n * PAGE, false);
+			wp_range(r->base + p * PAGE_4K, n * PAGE_4K, false);
 		}
 	}
 	serve_faults(buf);

@@ -22,12 +22,11 @@
 #include "tests/uffd/guest.h"
 #include "uffd/engine.h"
 
-#define MiB (1ULL << 20)
 
 static atomic_int done_calls;
 static int done_result;
 
-static void on_done(void *userdata, int result)
+static void on_done(void *userdata, int result, const struct error *why)
 {
 	done_result = result;
 	atomic_fetch_add(&done_calls, 1);
@@ -60,9 +59,9 @@ static int plain_pwrite(const char *dir, struct guest *g, uint64_t *ret_us)
 		return -errno;
 	t0 = now_usec();
 	for (size_t i = 0; i < g->n_regions && r == 0; i++)
-		for (uint64_t o = 0; o < g->regions[i].size && r == 0; o += 4 * MiB)
+		for (uint64_t o = 0; o < g->regions[i].size && r == 0; o += 4 * MIB)
 			r = pwrite_full(fd, (void *)(uintptr_t)(g->regions[i].base + o),
-					MIN(4 * MiB, g->regions[i].size - o),
+					MIN(4 * MIB, g->regions[i].size - o),
 					(off_t)(g->regions[i].offset + o));
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
@@ -84,16 +83,16 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 	char path[512];
 	int dest, r;
 
-	r = guest_new(&g, anon, 1, size_mib * MiB, &why);
+	r = guest_new(&g, anon, 1, size_mib * MIB, &why);
 	if (r < 0) {
 		fprintf(stderr, "guest: %s: %s\n", why, strerror(-r));
 		return r;
 	}
 	g.measure = true;
 	guest_open_virgin(&g);
-	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src);
+	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src, NULL);
 	if (r == 0)
-		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);
@@ -114,20 +113,20 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t t0;
 
-		r = engine_prepare(e);
+		r = engine_prepare(e, NULL);
 		if (r < 0)
 			break;
 		usleep(20000);	/* the guest runs between prepare and pause */
 		guest_pause(&g);
 		t0 = now_usec();
-		r = engine_arm(e, dest);
+		r = engine_arm(e, dest, NULL);
 		arm_us[i] = now_usec() - t0;
 		guest_resume(&g);
 		if (r < 0)
 			break;
 		atomic_store(&done_calls, 0);
 		t0 = now_usec();
-		r = engine_start_copy(e, on_done, NULL);
+		r = engine_start_copy(e, on_done, NULL, NULL);
 		while (r == 0 && atomic_load(&done_calls) == 0)
 			usleep(200);
 		copy_us[i] = now_usec() - t0;

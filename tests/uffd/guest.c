@@ -13,7 +13,6 @@
 #include "tests/uffd/guest.h"
 #include "uffd/uffd.h"
 
-#define PAGE 4096ULL
 #define GAP (2ULL << 20)
 #define PM_UFFD_WP (1ULL << 57)
 
@@ -62,7 +61,7 @@ int guest_new(struct guest *g, bool anon, size_t n_regions, uint64_t size, const
 		if (p == MAP_FAILED)
 			return -errno;
 		g->regions[i] = (struct uffd_region){ .base = (uintptr_t)p, .size = size,
-						      .offset = i * size, .page_size = PAGE };
+						      .offset = i * size, .page_size = PAGE_4K };
 	}
 	r = uffd_open(&g->uffd);
 	if (r < 0) {
@@ -83,8 +82,8 @@ int guest_new(struct guest *g, bool anon, size_t n_regions, uint64_t size, const
 		}
 	}
 	/* A quarter of the last region, in its middle, stays virgin. */
-	g->virgin_n = size / PAGE / 4;
-	g->virgin_first = (g->total - size) / PAGE + g->virgin_n;
+	g->virgin_n = size / PAGE_4K / 4;
+	g->virgin_first = (g->total - size) / PAGE_4K + g->virgin_n;
 	return 0;
 }
 
@@ -100,7 +99,7 @@ static bool page_is_wp(struct guest *g, uint8_t *p)
 {
 	uint64_t ent = 0;
 
-	if (pread(g->pagemap_fd, &ent, sizeof(ent), (off_t)((uintptr_t)p / PAGE * 8)) != 8)
+	if (pread(g->pagemap_fd, &ent, sizeof(ent), (off_t)((uintptr_t)p / PAGE_4K * 8)) != 8)
 		return false;
 	return ent & PM_UFFD_WP;
 }
@@ -124,7 +123,7 @@ static void record_latency(struct guest *g, uint64_t ns)
 static void *writer_main(void *arg)
 {
 	struct guest *g = arg;
-	uint64_t seed = (uintptr_t)pthread_self() | 1, npages = g->total / PAGE;
+	uint64_t seed = (uintptr_t)pthread_self() | 1, npages = g->total / PAGE_4K;
 
 	while (!atomic_load_explicit(&g->stop, memory_order_relaxed)) {
 		uint64_t page, stamp;
@@ -146,7 +145,7 @@ static void *writer_main(void *arg)
 		if (page >= g->virgin_first && page < g->virgin_first + g->virgin_n &&
 		    !atomic_load(&g->virgin_open))
 			continue;
-		p = guest_addr(g, page * PAGE);
+		p = guest_addr(g, page * PAGE_4K);
 		stamp = atomic_fetch_add_explicit(&g->stamp, 1, memory_order_relaxed) + 1;
 		timed = g->measure;
 		if (timed) {
@@ -154,7 +153,7 @@ static void *writer_main(void *arg)
 			t0 = now_nsec();
 		}
 		/* A small write: one 8-byte slot of the page. */
-		((volatile uint64_t *)p)[stamp % (PAGE / 8)] = stamp;
+		((volatile uint64_t *)p)[stamp % (PAGE_4K / 8)] = stamp;
 		if (timed && wp)
 			record_latency(g, now_nsec() - t0);
 		atomic_fetch_add_explicit(&g->writes, 1, memory_order_relaxed);
@@ -206,12 +205,12 @@ void guest_open_virgin(struct guest *g) { atomic_store(&g->virgin_open, true); }
 
 void guest_snapshot(struct guest *g, uint8_t *shadow)
 {
-	for (uint64_t page = 0; page < g->total / PAGE; page++) {
+	for (uint64_t page = 0; page < g->total / PAGE_4K; page++) {
 		if (page >= g->virgin_first && page < g->virgin_first + g->virgin_n &&
 		    !atomic_load(&g->virgin_open))
-			memset(shadow + page * PAGE, 0, PAGE);
+			memset(shadow + page * PAGE_4K, 0, PAGE_4K);
 		else
-			memcpy(shadow + page * PAGE, guest_addr(g, page * PAGE), PAGE);
+			memcpy(shadow + page * PAGE_4K, guest_addr(g, page * PAGE_4K), PAGE_4K);
 	}
 }
 
@@ -224,12 +223,12 @@ long guest_count_wp(struct guest *g)
 	if (fd < 0)
 		return -errno;
 	for (size_t i = 0; i < g->n_regions; i++) {
-		size_t np = g->regions[i].size / PAGE;
+		size_t np = g->regions[i].size / PAGE_4K;
 
 		ents = malloc(np * 8);
 		if (!ents)
 			return -ENOMEM;
-		if (pread_full(fd, ents, np * 8, (off_t)(g->regions[i].base / PAGE * 8)) !=
+		if (pread_full(fd, ents, np * 8, (off_t)(g->regions[i].base / PAGE_4K * 8)) !=
 		    (ssize_t)(np * 8)) {
 			free(ents);
 			return -EIO;
@@ -251,8 +250,8 @@ long image_mismatches(int fd, const uint8_t *shadow, uint64_t total)
 
 		if (pread_full(fd, buf, len, (off_t)off) != (ssize_t)len)
 			return -EIO;
-		for (size_t p = 0; p < len; p += PAGE)
-			bad += memcmp(buf + p, shadow + off + p, PAGE) != 0;
+		for (size_t p = 0; p < len; p += PAGE_4K)
+			bad += memcmp(buf + p, shadow + off + p, PAGE_4K) != 0;
 	}
 	return bad;
 }

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "tests/tap.h"
@@ -29,8 +30,6 @@
 #include "uffd/engine.h"
 #include "uffd/uffd.h"
 
-#define MiB (1ULL << 20)
-#define PAGE ((uint64_t)4096)
 
 static char tmpdir[] = "/tmp/uffd-engine.XXXXXX";
 static char store[64];
@@ -41,15 +40,17 @@ struct done_sync {
 	pthread_cond_t c;
 	int calls;
 	int result;
+	struct error why;
 };
 
-static void on_done(void *userdata, int result)
+static void on_done(void *userdata, int result, const struct error *why)
 {
 	struct done_sync *d = userdata;
 
 	pthread_mutex_lock(&d->m);
 	d->calls++;
 	d->result = result;
+	d->why = *why;
 	pthread_cond_broadcast(&d->c);
 	pthread_mutex_unlock(&d->m);
 }
@@ -169,39 +170,39 @@ static void run(const struct scenario *sc)
 	TAP_CHECK(guest_start_writers(&g, 2) == 0);
 	TAP_CHECK(guest_wait_writes(&g, 20000, 5000));
 
-	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src);
+	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src, NULL);
 	tap_ok(r == 0 && src.kind == (sc->anon ? MEMSRC_PROCESS : MEMSRC_FD),
 	       "%s: memory source is %s", sc->name, sc->anon ? "process_vm_readv" : "the memfd");
 	if (r < 0)
 		goto out;
-	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
 	if (!tap_ok(r == 0, "%s: engine_new: %s", sc->name, strerror(-r)))
 		goto out;
 	dest = open_dest(sc->full_store ? store : tmpdir, sc->name);
 	TAP_CHECK(dest >= 0);
 	engine_set_prearm(e, !sc->no_prearm);
-	TAP_CHECK(engine_prepare(e) == 0);
+	TAP_CHECK(engine_prepare(e, NULL) == 0);
 	if (!sc->no_prearm && !sc->broken_order) {
 		/* Pre-armed: writes now fault and are recorded for re-arming. */
 		TAP_CHECK(guest_wait_writes(&g, 5000, 5000));
 		wp = guest_count_wp(&g);
-		tap_ok(wp < (long)(g.total / PAGE), "%s: pre-armed; %ld pages released since",
-		       sc->name, (long)(g.total / PAGE) - wp);
+		tap_ok(wp < (long)(g.total / PAGE_4K), "%s: pre-armed; %ld pages released since",
+		       sc->name, (long)(g.total / PAGE_4K) - wp);
 	}
 
 	if (sc->broken_order) {
-		TAP_CHECK(engine_arm(e, dest) == 0);
+		TAP_CHECK(engine_arm(e, dest, NULL) == 0);
 		TAP_CHECK(guest_wait_writes(&g, 2000, 5000));
 		guest_pause(&g);
 		guest_snapshot(&g, shadow);
 	} else {
 		guest_pause(&g);
 		guest_snapshot(&g, shadow);
-		r = engine_arm(e, dest);
+		r = engine_arm(e, dest, NULL);
 		TAP_CHECK(r == 0);
 		wp = guest_count_wp(&g);
-		tap_ok(wp == (long)(g.total / PAGE), "%s: all %" PRIu64 " pages protected after arm"
-		       " (never-touched ones too): %ld", sc->name, g.total / PAGE, wp);
+		tap_ok(wp == (long)(g.total / PAGE_4K), "%s: all %" PRIu64 " pages protected after arm"
+		       " (never-touched ones too): %ld", sc->name, g.total / PAGE_4K, wp);
 	}
 	guest_open_virgin(&g);
 	guest_resume(&g);
@@ -222,7 +223,7 @@ static void run(const struct scenario *sc)
 		TAP_CHECK(wait_copied_first(e, true, 5000));
 	engine_set_rate(e, sc->rate_mib << 20);
 	t_start = now_usec();
-	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
 	if (sc->cancel && sc->rate_mib) {
 		/* Cancel reaches a bulk copy waiting for its next chunk's turn. */
 		usleep(200000);
@@ -266,13 +267,15 @@ static void run(const struct scenario *sc)
 		tap_ok(done.result == -ECANCELED && pr.state == ENGINE_CANCELLED,
 		       "%s: cancelled (%d)", sc->name, done.result);
 	} else if (sc->full_store) {
-		tap_ok(done.result == -ENOSPC && pr.state == ENGINE_FAILED && pr.error == -ENOSPC,
-		       "%s: failed with ENOSPC (%d, %s)", sc->name, done.result,
-		       engine_state_to_string(pr.state));
-		TAP_CHECK(engine_demand(e, 0, PAGE) == -ENOSPC);
+		tap_ok(done.result == -ENOSPC && pr.state == ENGINE_FAILED && pr.error == -ENOSPC &&
+		       done.why.code == -ENOSPC && strstr(error_msg(&done.why), "No space left"),
+		       "%s: failed with ENOSPC (%d, %s): %s", sc->name, done.result,
+		       engine_state_to_string(pr.state), error_msg(&done.why));
+		TAP_CHECK(engine_demand(e, 0, PAGE_4K) == -ENOSPC);
 	} else {
 		tap_ok(done.result == 0 && pr.state == ENGINE_DONE &&
-		       pr.bytes_copied == pr.bytes_total, "%s: copy complete", sc->name);
+		       pr.bytes_copied == pr.bytes_total && !error_is_set(&done.why),
+		       "%s: copy complete", sc->name);
 		bad = image_mismatches(dest, shadow, g.total);
 		if (sc->broken_order)
 			tap_ok(bad > 0, "%s: arming before the pause is detected: %ld pages differ",
@@ -307,7 +310,7 @@ static void kernel_semantics(bool anon)
 	const char *why = "";
 	long wp;
 
-	if (guest_new(&g, anon, 1, 64 * PAGE, &why) < 0) {
+	if (guest_new(&g, anon, 1, 64 * PAGE_4K, &why) < 0) {
 		tap_ok(false, "kernel semantics: %s", why);
 		guest_free(&g);
 		return;
@@ -318,7 +321,7 @@ static void kernel_semantics(bool anon)
 		tap_ok(wp == 0, "kernel: WP skips never-populated anonymous pages (%ld of 64)", wp);
 	else
 		tap_ok(wp == 64, "kernel: WP marks never-populated memfd pages (%ld of 64)", wp);
-	for (uint64_t o = 0; o < g.regions[0].size; o += PAGE)
+	for (uint64_t o = 0; o < g.regions[0].size; o += PAGE_4K)
 		(void)*(volatile uint8_t *)(uintptr_t)(g.regions[0].base + o);
 	TAP_CHECK(uffd_wp_range(g.uffd, g.regions[0].base, g.regions[0].size, true, false) == 0);
 	wp = guest_count_wp(&g);
@@ -329,18 +332,20 @@ static void kernel_semantics(bool anon)
 
 static void refuses_non_wp_uffd(void)
 {
-	uint64_t len = 16 * PAGE;
+	uint64_t len = 16 * PAGE_4K;
 	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct uffd_region reg = { .base = (uintptr_t)p, .size = len, .page_size = PAGE };
+	struct uffd_region reg = { .base = (uintptr_t)p, .size = len, .page_size = PAGE_4K };
 	struct memsrc src = { .kind = MEMSRC_PROCESS, .fd = -1, .pid = getpid() };
+	struct error why = ERROR_INIT;
 	struct engine *e = NULL;
 	int uffd = -1, r;
 
 	TAP_CHECK(uffd_open(&uffd) == 0 && uffd_api(uffd, 0, NULL) == 0 &&
 		  uffd_register(uffd, reg.base, len, UFFDIO_REGISTER_MODE_MISSING) == 0);
-	r = engine_new(uffd, &reg, 1, &src, &e);
-	tap_ok(r == -EOPNOTSUPP && !e, "engine_new refuses a uffd without write-protect: %s",
-	       strerror(-r));
+	r = engine_new(uffd, &reg, 1, &src, &e, &why);
+	tap_ok(r == -EOPNOTSUPP && !e && why.code == r &&
+	       strstr(error_msg(&why), "does not support write-protect on region 0"),
+	       "engine_new refuses a uffd without write-protect: %s", error_msg(&why));
 	munmap(p, len);
 }
 
@@ -352,17 +357,17 @@ static void arm_needs_prepare_for_anon(void)
 	struct guest g;
 	int fd;
 
-	if (guest_new(&g, true, 1, 64 * PAGE, &why) < 0) {
+	if (guest_new(&g, true, 1, 64 * PAGE_4K, &why) < 0) {
 		tap_ok(false, "set-up: %s", why);
 		guest_free(&g);
 		return;
 	}
-	TAP_CHECK(engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e) == 0);
+	TAP_CHECK(engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e, NULL) == 0);
 	fd = open_dest(tmpdir, "noprep");
-	TAP_CHECK(e && engine_arm(e, fd) == -EINVAL);
-	TAP_CHECK(e && engine_prepare(e) == 0 && engine_arm(e, fd) == 0);
+	TAP_CHECK(e && engine_arm(e, fd, NULL) == -EINVAL);
+	TAP_CHECK(e && engine_prepare(e, NULL) == 0 && engine_arm(e, fd, NULL) == 0);
 	TAP_CHECK(e && guest_count_wp(&g) == 64);
-	TAP_CHECK(e && engine_demand(e, 0, 64 * PAGE) == 0);
+	TAP_CHECK(e && engine_demand(e, 0, 64 * PAGE_4K) == 0);
 	TAP_CHECK(e && engine_cancel(e) == 0 && guest_count_wp(&g) == 0);
 	engine_free(e);
 	guest_free(&g);
@@ -384,37 +389,37 @@ static void unaligned_regions(bool anon)
 	long bad;
 	int dest = -1, r;
 
-	r = guest_new(&g, anon, 2, 10 * PAGE, &why);
+	r = guest_new(&g, anon, 2, 10 * PAGE_4K, &why);
 	if (r < 0) {
 		tap_ok(false, "%s unaligned regions: set-up: %s: %s", kind, why, strerror(-r));
 		goto out;
 	}
 	guest_open_virgin(&g);
 	for (uint64_t p = 0; p < 20; p++)
-		memset(guest_addr(&g, p * PAGE), (int)(p + 1), PAGE);
-	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src) == 0);
-	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+		memset(guest_addr(&g, p * PAGE_4K), (int)(p + 1), PAGE_4K);
+	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src, NULL) == 0);
+	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
 	TAP_CHECK(r == 0);
 	if (r < 0)
 		goto out;
 	snprintf(name, sizeof(name), "unaligned-%s", kind);
 	dest = open_dest(tmpdir, name);
-	TAP_CHECK(dest >= 0 && engine_prepare(e) == 0 && engine_arm(e, dest) == 0);
+	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, NULL) == 0);
 	guest_snapshot(&g, shadow);
 	/* Guest writes after arm: copied first by the fault thread. */
-	memset(guest_addr(&g, 2 * PAGE), 0xee, 16);
-	memset(guest_addr(&g, 17 * PAGE), 0xee, 16);
+	memset(guest_addr(&g, 2 * PAGE_4K), 0xee, 16);
+	memset(guest_addr(&g, 17 * PAGE_4K), 0xee, 16);
 
-	r = engine_demand(e, 8 * PAGE, 4 * PAGE);
+	r = engine_demand(e, 8 * PAGE_4K, 4 * PAGE_4K);
 	tap_ok(r == 0, "%s unaligned regions: demand of pages 8-11 across the boundary: %s", kind,
 	       strerror(-r));
-	TAP_CHECK(pread_full(dest, buf, sizeof(buf), 8 * PAGE) == (ssize_t)sizeof(buf));
-	tap_ok(r == 0 && memcmp(buf, shadow + 8 * PAGE, sizeof(buf)) == 0,
+	TAP_CHECK(pread_full(dest, buf, sizeof(buf), 8 * PAGE_4K) == (ssize_t)sizeof(buf));
+	tap_ok(r == 0 && memcmp(buf, shadow + 8 * PAGE_4K, sizeof(buf)) == 0,
 	       "%s unaligned regions: pages 8-11 hold the armed content", kind);
-	memset(guest_addr(&g, 9 * PAGE), 0xee, 16);
-	memset(guest_addr(&g, 10 * PAGE), 0xee, 16);
+	memset(guest_addr(&g, 9 * PAGE_4K), 0xee, 16);
+	memset(guest_addr(&g, 10 * PAGE_4K), 0xee, 16);
 
-	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
 	TAP_CHECK(wait_done(&done, 30));
 	tap_ok(done.result == 0, "%s unaligned regions: copy complete (%d)", kind, done.result);
 	bad = image_mismatches(dest, shadow, g.total);
@@ -447,6 +452,7 @@ static void *write_page(void *arg)
 static void fault_thread_dies(void)
 {
 	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct error err = ERROR_INIT;
 	struct memsrc src;
 	struct engine *e = NULL;
 	struct engine_progress pr = {};
@@ -460,18 +466,18 @@ static void fault_thread_dies(void)
 	long wp;
 	int dest = -1, fd = -1, r;
 
-	r = guest_new(&g, false, 1, 64 * PAGE, &why);
+	r = guest_new(&g, false, 1, 64 * PAGE_4K, &why);
 	if (r < 0) {
 		tap_ok(false, "fault thread dies: set-up: %s: %s", why, strerror(-r));
 		goto out;
 	}
-	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src) == 0);
-	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e);
+	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src, NULL) == 0);
+	r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
 	TAP_CHECK(r == 0);
 	if (r < 0)
 		goto out;
 	dest = open_dest(tmpdir, "fault-dies");
-	TAP_CHECK(dest >= 0 && engine_prepare(e) == 0 && engine_arm(e, dest) == 0);
+	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, NULL) == 0);
 	TAP_CHECK(guest_count_wp(&g) == 64);
 
 	TAP_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -481,7 +487,7 @@ static void fault_thread_dies(void)
 	/* This write wakes the fault thread, which serves it; its next poll() fails. */
 	*(volatile uint8_t *)guest_addr(&g, 0) = 1;
 	deadline = now_usec() + 3 * USEC_PER_SEC;
-	while ((r = engine_demand(e, 2 * PAGE, PAGE)) == 0 && now_usec() < deadline)
+	while ((r = engine_demand(e, 2 * PAGE_4K, PAGE_4K)) == 0 && now_usec() < deadline)
 		usleep(1000);
 	TAP_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
 	tap_ok(r == -EIO, "fault thread dies: the session fails with EIO (%d)", r);
@@ -492,7 +498,7 @@ static void fault_thread_dies(void)
 	tap_ok(wp == 0, "fault thread dies: every page released (%ld protected)", wp);
 
 	/* A guest write to a page that was protected completes. */
-	w.page = guest_addr(&g, PAGE);
+	w.page = guest_addr(&g, PAGE_4K);
 	started = pthread_create(&t, NULL, write_page, &w) == 0;
 	TAP_CHECK(started);
 	deadline = now_usec() + 3 * USEC_PER_SEC;
@@ -500,18 +506,22 @@ static void fault_thread_dies(void)
 		usleep(1000);
 	tap_ok(atomic_load(&w.done), "fault thread dies: the guest is not left blocked");
 
-	TAP_CHECK(engine_start_copy(e, on_done, &done) == 0);
+	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
 	TAP_CHECK(wait_done(&done, 10));
 	engine_get_progress(e, &pr);
-	tap_ok(done.result == -EIO && pr.state == ENGINE_FAILED && pr.error == -EIO,
-	       "fault thread dies: the copy ends failed with EIO (%d, %s)", done.result,
-	       engine_state_to_string(pr.state));
+	tap_ok(done.result == -EIO && pr.state == ENGINE_FAILED && pr.error == -EIO &&
+	       strstr(error_msg(&done.why), "the fault thread stopped"),
+	       "fault thread dies: the copy ends failed with EIO (%d, %s): %s", done.result,
+	       engine_state_to_string(pr.state), error_msg(&done.why));
 
 	fd = open_dest(tmpdir, "fault-dies-2");
-	r = engine_prepare(e);
-	tap_ok(r == -EIO, "fault thread dies: engine_prepare refuses (%d)", r);
-	r = engine_arm(e, fd);
-	tap_ok(r == -EIO, "fault thread dies: engine_arm refuses (%d)", r);
+	r = engine_prepare(e, &err);
+	tap_ok(r == -EIO && strstr(error_msg(&err), "the fault thread has stopped"),
+	       "fault thread dies: engine_prepare refuses (%d): %s", r, error_msg(&err));
+	error_clear(&err);
+	r = engine_arm(e, fd, &err);
+	tap_ok(r == -EIO && strstr(error_msg(&err), "the fault thread has stopped"),
+	       "fault thread dies: engine_arm refuses (%d): %s", r, error_msg(&err));
 	e = engine_free(e);	/* closing the uffd releases a still blocked writer */
 	if (started)
 		pthread_join(t, NULL);
@@ -535,30 +545,30 @@ static void cleanup(void)
 int main(void)
 {
 	static const struct scenario scenarios[] = {
-		{ "memfd", .n_regions = 1, .size = 64 * MiB },
-		{ "anon", .anon = true, .n_regions = 1, .size = 64 * MiB },
-		{ "memfd-2regions", .n_regions = 2, .size = 32 * MiB },
-		{ "memfd-no-prearm", .n_regions = 1, .size = 64 * MiB, .no_prearm = true },
-		{ "anon-no-prearm", .anon = true, .n_regions = 1, .size = 64 * MiB,
+		{ "memfd", .n_regions = 1, .size = 64 * MIB },
+		{ "anon", .anon = true, .n_regions = 1, .size = 64 * MIB },
+		{ "memfd-2regions", .n_regions = 2, .size = 32 * MIB },
+		{ "memfd-no-prearm", .n_regions = 1, .size = 64 * MIB, .no_prearm = true },
+		{ "anon-no-prearm", .anon = true, .n_regions = 1, .size = 64 * MIB,
 		  .no_prearm = true },
-		{ "anon-2regions", .anon = true, .n_regions = 2, .size = 32 * MiB },
+		{ "anon-2regions", .anon = true, .n_regions = 2, .size = 32 * MIB },
 		/* 1034-page regions: the boundary falls inside a bitmap word. */
-		{ "memfd-unaligned", .n_regions = 2, .size = 4 * MiB + 10 * PAGE, .readers = 2 },
-		{ "anon-unaligned", .anon = true, .n_regions = 2, .size = 4 * MiB + 10 * PAGE,
+		{ "memfd-unaligned", .n_regions = 2, .size = 4 * MIB + 10 * PAGE_4K, .readers = 2 },
+		{ "anon-unaligned", .anon = true, .n_regions = 2, .size = 4 * MIB + 10 * PAGE_4K,
 		  .readers = 2 },
-		{ "memfd-readers", .n_regions = 2, .size = 64 * MiB, .readers = 2 },
-		{ "anon-readers", .anon = true, .n_regions = 1, .size = 64 * MiB, .readers = 2 },
-		{ "memfd-cancel", .n_regions = 1, .size = 256 * MiB, .cancel = true },
-		{ "anon-cancel", .anon = true, .n_regions = 1, .size = 256 * MiB, .cancel = true },
-		{ "memfd-rate", .n_regions = 1, .size = 32 * MiB, .rate_mib = 32 },
-		{ "anon-rate-cancel", .anon = true, .n_regions = 1, .size = 64 * MiB,
+		{ "memfd-readers", .n_regions = 2, .size = 64 * MIB, .readers = 2 },
+		{ "anon-readers", .anon = true, .n_regions = 1, .size = 64 * MIB, .readers = 2 },
+		{ "memfd-cancel", .n_regions = 1, .size = 256 * MIB, .cancel = true },
+		{ "anon-cancel", .anon = true, .n_regions = 1, .size = 256 * MIB, .cancel = true },
+		{ "memfd-rate", .n_regions = 1, .size = 32 * MIB, .rate_mib = 32 },
+		{ "anon-rate-cancel", .anon = true, .n_regions = 1, .size = 64 * MIB,
 		  .rate_mib = 16, .cancel = true },
-		{ "memfd-broken-order", .n_regions = 1, .size = 64 * MiB, .broken_order = true },
-		{ "anon-broken-order", .anon = true, .n_regions = 1, .size = 64 * MiB,
+		{ "memfd-broken-order", .n_regions = 1, .size = 64 * MIB, .broken_order = true },
+		{ "anon-broken-order", .anon = true, .n_regions = 1, .size = 64 * MIB,
 		  .broken_order = true },
 	};
 	static const struct scenario full = { "memfd-full-store", .n_regions = 1,
-					      .size = 64 * MiB, .full_store = true };
+					      .size = 64 * MIB, .full_store = true };
 	int probe = -1;
 
 	if (uffd_open(&probe) < 0 || uffd_api(probe, UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL) < 0)

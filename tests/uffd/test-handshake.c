@@ -3,7 +3,6 @@
  * region-table parser, and the engine's behaviour when the VMM process (here
  * a forked child that sent its uffd exactly as Firecracker does) dies mid-copy.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,24 +15,34 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/error.h"
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "tests/fds.h"
 #include "tests/tap.h"
 #include "tests/uffd/guest.h"
 #include "uffd/engine.h"
 #include "uffd/handshake.h"
 #include "uffd/uffd.h"
 
-#define MiB (1ULL << 20)
-
 static char tmpdir[] = "/tmp/uffd-hs.XXXXXX";
 static char sock_path[128];
 
+/* Parse; a failure must come with its reason, a success with none. */
 static int parse(const char *json, uint64_t expect_total, size_t *n)
 {
 	struct uffd_region regs[UFFD_MAX_REGIONS];
+	struct error e = ERROR_INIT;
+	int r = uffd_parse_regions(json, strlen(json), expect_total, regs, UFFD_MAX_REGIONS, n, &e);
 
-	return uffd_parse_regions(json, strlen(json), expect_total, regs, UFFD_MAX_REGIONS, n);
+	if (r < 0 && (e.code != r || !*error_msg(&e)))
+		return tap_diag("parse: %d without a reason", r), -EPROTO;
+	if (r == 0 && error_is_set(&e))
+		return tap_diag("parse: success with a reason: %s", error_msg(&e)), -EPROTO;
+	if (r < 0)
+		tap_diag("rejected: %s", error_msg(&e));
+	return r;
 }
 
 static void parser_cases(void)
@@ -96,54 +105,41 @@ static void parser_cases(void)
 	TAP_CHECK(parse(big, 0, &n) == -EINVAL);
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
 /* The VMM's side: connect, one sendmsg with the JSON and nfds copies of fd. */
 static int send_handshake(const char *json, size_t len, int fd, int nfds)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	union {
-		char buf[CMSG_SPACE(16 * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = (void *)json, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	int s, r = 0;
+	int fds[FDPASS_MAX_FDS];
+	ssize_t n = 0;
+	int s;
 
+	if (nfds < 0 || nfds > FDPASS_MAX_FDS)
+		return -EINVAL;
+	for (int i = 0; i < nfds; i++)
+		fds[i] = fd;
 	strcpy(sa.sun_path, sock_path);
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		safe_close(s);
 		return -errno;
 	}
-	if (nfds > 0) {
-		struct cmsghdr *c;
-
-		memset(&control, 0, sizeof(control));
-		mh.msg_control = &control;
-		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-		for (int i = 0; i < nfds; i++)
-			memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
-	}
-	if (len > 0 && sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
-		r = -errno;
+	if (len > 0)
+		n = fdpass_send(s, json, len, fds, (size_t)nfds);
 	safe_close(s);
-	return r;
+	return n < 0 ? (int)n : 0;
+}
+
+/* uffd_receive() fails with want, for a reason that contains why. */
+static void receive_fails(int lfd, uint64_t expect_total, int timeout_ms, int want, const char *why)
+{
+	struct uffd_handshake hs;
+	struct error e = ERROR_INIT;
+	int r = uffd_receive(lfd, expect_total, timeout_ms, &hs, &e);
+
+	tap_ok(r == want && e.code == want && strstr(error_msg(&e), why),
+	       "receive refused: %d (want %d): %s", r, want, error_msg(&e));
+	if (r == 0)
+		safe_close(hs.uffd);
 }
 
 static const char good_json[] =
@@ -157,7 +153,16 @@ static void socket_cases(void)
 	char big[6000];
 	int lfd = -1, fd, uffd = -1, pipefd[2] = { -1, -1 }, before, r;
 
-	TAP_CHECK(uffd_listen(sock_path, &lfd) == 0);
+	{
+		struct error e = ERROR_INIT;
+		char longp[200];
+
+		memset(longp, 'a', sizeof(longp) - 1);
+		longp[sizeof(longp) - 1] = '\0';
+		TAP_CHECK(uffd_listen(longp, &lfd, &e) == -ENAMETOOLONG && e.code == -ENAMETOOLONG &&
+			  strstr(error_msg(&e), "socket path too long: aaa"));
+	}
+	TAP_CHECK(uffd_listen(sock_path, &lfd, NULL) == 0);
 	TAP_CHECK(stat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0600);
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -167,7 +172,7 @@ static void socket_cases(void)
 	else {
 		TAP_CHECK(send_handshake(good_json, strlen(good_json), uffd, 1) == 0);
 		memset(&hs, 0, sizeof(hs));
-		r = uffd_receive(lfd, 1073741824, 2000, &hs);
+		r = uffd_receive(lfd, 1073741824, 2000, &hs, NULL);
 		tap_ok(r == 0 && hs.n_regions == 1 && hs.regions[0].size == 1073741824 &&
 		       hs.regions[0].base == 139896748507136ULL && hs.pid == getpid() &&
 		       hs.uffd >= 0, "receive: one region, one fd, pid from SO_PEERCRED (%d)", r);
@@ -176,40 +181,35 @@ static void socket_cases(void)
 		uffd = safe_close(uffd);
 	}
 
-	before = count_fds();
+	before = count_open_fds();
 	/* A well-formed message whose fd is not a userfaultfd. */
 	TAP_CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), pipefd[0], 1) == 0);
-	r = uffd_receive(lfd, 0, 2000, &hs);
-	tap_ok(r == -EBADF, "receive refuses a pipe instead of a userfaultfd (%d)", r);
-	if (r == 0)
-		safe_close(hs.uffd);
+	receive_fails(lfd, 0, 2000, -EBADF, "the received fd is not a userfaultfd (pipe:[");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 1) == 0);
-	r = uffd_receive(lfd, 0, 2000, &hs);
-	tap_ok(r == -EBADF, "receive refuses /dev/null instead of a userfaultfd (%d)", r);
-	if (r == 0)
-		safe_close(hs.uffd);
+	receive_fails(lfd, 0, 2000, -EBADF, "the received fd is not a userfaultfd (/dev/null)");
 	safe_close(pipefd[0]);
 	safe_close(pipefd[1]);
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 0) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EBADMSG);
+	receive_fails(lfd, 0, 2000, -EBADMSG, "0 fds received, expected 1");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 2) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EBADMSG);
+	receive_fails(lfd, 0, 2000, -EBADMSG, "2 fds received, expected 1");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 8) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EMSGSIZE);
+	receive_fails(lfd, 0, 2000, -EMSGSIZE, "message or its fds truncated");
 	TAP_CHECK(send_handshake("[{\"size\":", 9, fd, 1) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EINVAL);
+	receive_fails(lfd, 0, 2000, -EINVAL, "message is not one complete JSON value");
 	TAP_CHECK(send_handshake(good_json, strlen(good_json), fd, 1) == 0);
-	TAP_CHECK(uffd_receive(lfd, 4096, 2000, &hs) == -EINVAL);
+	receive_fails(lfd, 4096, 2000, -EINVAL,
+		      "regions hold 1073741824 bytes, guest memory is 4096");
 	memset(big, ' ', sizeof(big));
 	memcpy(big, good_json, strlen(good_json));
 	TAP_CHECK(send_handshake(big, sizeof(big), fd, 1) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -EMSGSIZE);
+	receive_fails(lfd, 0, 2000, -EMSGSIZE, "message longer than 4096 bytes");
 	TAP_CHECK(send_handshake("", 0, fd, 0) == 0);
-	TAP_CHECK(uffd_receive(lfd, 0, 2000, &hs) == -ECONNRESET);
-	tap_ok(count_fds() == before, "rejected messages leak no fd (%d before, %d after)",
-	       before, count_fds());
-	TAP_CHECK(uffd_receive(lfd, 0, 100, &hs) == -ETIMEDOUT);
+	receive_fails(lfd, 0, 2000, -ECONNRESET, "peer closed without sending");
+	tap_ok(count_open_fds() == before, "rejected messages leak no fd (%d before, %d after)",
+	       before, count_open_fds());
+	receive_fails(lfd, 0, 100, -ETIMEDOUT, "no connection from the VMM: Connection timed out");
 	safe_close(fd);
 	safe_close(lfd);
 	unlink(sock_path);
@@ -224,7 +224,7 @@ static _noreturn_ void vmm_child(bool anon)
 	struct guest g;
 	size_t len = 1;
 
-	if (guest_new(&g, anon, 1, 256 * MiB, &why) < 0 || guest_start_writers(&g, 1) < 0)
+	if (guest_new(&g, anon, 1, 256 * MIB, &why) < 0 || guest_start_writers(&g, 1) < 0)
 		_exit(2);
 	json[0] = '[';
 	for (size_t i = 0; i < g.n_regions; i++)
@@ -244,7 +244,7 @@ static _noreturn_ void vmm_child(bool anon)
 static int done_result;
 static atomic_int done_calls;
 
-static void on_done(void *userdata, int result)
+static void on_done(void *userdata, int result, const struct error *why)
 {
 	done_result = result;
 	atomic_fetch_add(&done_calls, 1);
@@ -262,30 +262,30 @@ static void vmm_dies(bool anon)
 	pid_t child;
 	uint64_t deadline;
 
-	TAP_CHECK(uffd_listen(sock_path, &lfd) == 0);
+	TAP_CHECK(uffd_listen(sock_path, &lfd, NULL) == 0);
 	child = fork();
 	if (child == 0)
 		vmm_child(anon);
-	r = uffd_receive(lfd, 256 * MiB, 10000, &hs);
+	r = uffd_receive(lfd, 256 * MIB, 10000, &hs, NULL);
 	tap_ok(r == 0 && hs.pid == child, "%s VMM: handshake from pid %d (%d)", kind, hs.pid, r);
 	if (r < 0)
 		goto out;
-	r = memsrc_open_for_pid(child, hs.regions, hs.n_regions, &src);
+	r = memsrc_open_for_pid(child, hs.regions, hs.n_regions, &src, NULL);
 	tap_ok(r == 0 && src.kind == (anon ? MEMSRC_PROCESS : MEMSRC_FD),
 	       "%s VMM: memory source via %s", kind, anon ? "process_vm_readv" : "map_files");
 	if (r < 0)
 		goto out;
-	r = engine_new(TAKE_FD(hs.uffd), hs.regions, hs.n_regions, &src, &e);
+	r = engine_new(TAKE_FD(hs.uffd), hs.regions, hs.n_regions, &src, &e, NULL);
 	TAP_CHECK(r == 0);
 	if (r < 0)
 		goto out;
 	snprintf(dest_path, sizeof(dest_path), "%s/%s.bin", tmpdir, kind);
 	dest = open(dest_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	TAP_CHECK(engine_prepare(e) == 0);
+	TAP_CHECK(engine_prepare(e, NULL) == 0);
 	kill(child, SIGSTOP);	/* the pause */
-	TAP_CHECK(engine_arm(e, dest) == 0);
+	TAP_CHECK(engine_arm(e, dest, NULL) == 0);
 	kill(child, SIGCONT);
-	TAP_CHECK(engine_start_copy(e, on_done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(e, on_done, NULL, NULL) == 0);
 	kill(child, SIGKILL);
 	waitpid(child, &status, 0);
 	child = 0;
