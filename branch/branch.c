@@ -62,12 +62,14 @@ struct vmm {
 
 	pthread_mutex_t lock;
 	pthread_cond_t readers_gone;
-	bool caps_known;	/* protected by lock */
-	struct fc_caps caps;	/* protected by lock */
+	/* caps, the engine's creation and handshakes are used only inside
+	 * branch_take(), which sets taking under lock first: one taker at a time. */
+	bool caps_known;	/* guarded by taking */
+	struct fc_caps caps;	/* guarded by taking */
 	struct engine *engine;	/* protected by lock */
 	struct branch *active;	/* copying branch, protected by lock */
 	unsigned readers;	/* readers inside engine_demand, protected by lock */
-	unsigned handshakes;
+	unsigned handshakes;	/* guarded by taking */
 	atomic_bool dead;
 	_Atomic uint64_t copy_rate;	/* bytes/s cap of background copies, 0 = none */
 	bool detached;		/* protected by lock: release the engine when idle */
