@@ -7,6 +7,13 @@
 #include <string.h>
 #include "common/error.h"
 
+void mem_sanitize(char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			p[i] = '?';
+}
+
 void string_sanitize(char *s)
 {
 	for (; s && *s; s++)

@@ -49,3 +49,5 @@ void error_clear(struct error *e);
 /* Replace control characters (and DEL) in s by '?', in place: what
  * error_set() does to every reason. For other strings bound for a log. */
 void string_sanitize(char *s);
+/* The same for n bytes that may hold NULs (a pipe's output): NUL becomes '?' too. */
+void mem_sanitize(char *p, size_t n);

@@ -98,8 +98,7 @@ void sandbox_log_fd(int fd, const char *who, const char *msg, size_t n)
 		return;
 	n = MIN(n, sizeof(line) - 1 - (size_t)k);
 	memcpy(line + k, msg, n);
-	line[k + n] = 0;
-	string_sanitize(line + k);
+	mem_sanitize(line + k, n);
 	line[k + n] = '\n';
 	if (fd >= 0 && write(fd, line, (size_t)k + n + 1) < 0) {
 		/* The store is full or gone: stderr still has forkfs's lines. */

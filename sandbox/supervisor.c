@@ -332,8 +332,10 @@ int vmm_proc_spawn(uv_loop_t *loop, char *const argv[], const struct vmm_proc_ow
 	struct vmm_proc *p;
 
 	p = calloc(1, sizeof(*p));
-	if (!p)
-		return error_set(err, -ENOMEM, "cannot launch VMM %s: out of memory", argv[0]);
+	if (!p) {
+		owner->release(owner->ctx);	/* as promised: once, whatever happens */
+		return error_set(err, -EIO, "cannot launch VMM %s: out of memory", argv[0]);
+	}
 	p->owner = *owner;
 	p->pidfd = -1;
 	uv_pipe_init(loop, &p->out, 0);

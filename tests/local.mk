@@ -9,6 +9,10 @@ check_PROGRAMS += tests/common/fdpass.t
 TESTS += tests/common/fdpass.t
 tests_common_fdpass_t_SOURCES = tests/common/fdpass.c tests/fds.h tests/tap.h
 tests_common_fdpass_t_LDADD = common/libcommon.la
+check_PROGRAMS += tests/common/error.t
+TESTS += tests/common/error.t
+tests_common_error_t_SOURCES = tests/common/error.c tests/tap.h
+tests_common_error_t_LDADD = common/libcommon.la
 
 # ---- fc/: the Firecracker API client ------------------------------------------
 
