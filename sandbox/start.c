@@ -79,14 +79,31 @@ static void start_job_free(struct start_job *j)
 
 /* ---- step 1: the memfd of a restore ---- */
 
+/* Open an image named by config.json (or a branch) for reading: it must be a
+ * regular file. O_NONBLOCK: a FIFO there must not hold a pool thread for ever
+ * (regular files ignore the flag). */
+static int open_image(const char *path, const char *what, struct error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return error_set_errno(err, -errno, "cannot open %s %.300s", what, path);
+	if (!S_ISREG(st.st_mode))
+		return error_set(err, -EINVAL, "%s %.300s is not a regular file", what, path);
+	return TAKE_FD(fd);
+}
+
 static int fill_memfd(const char *path, int *ret_fd, struct error *err)
 {
-	_cleanup_close_ int src = open(path, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int mfd = -1;
+	_cleanup_close_ int src = -1, mfd = -1;
 	struct stat st;
 	off_t off = 0;
 
-	if (src < 0 || fstat(src, &st) < 0)
+	src = open_image(path, "memory image", err);
+	if (src < 0)
+		return src;
+	if (fstat(src, &st) < 0)
 		return error_set_errno(err, -errno, "cannot open memory image %.300s", path);
 	mfd = memfd_create("forkfs-guest-mem", MFD_CLOEXEC);
 	if (mfd < 0 || ftruncate(mfd, st.st_size) < 0)
@@ -107,12 +124,20 @@ static int fill_memfd(const char *path, int *ret_fd, struct error *err)
 static void prepare_run(uv_work_t *w)
 {
 	struct start_job *j = w->data;
+	int fd;
 
 	/* A source still copying: its image is copied first, then read. */
 	if (j->src.copying && (j->r = branch_complete_image(j->src.copying)) < 0) {
 		error_set(&j->err, j->r, "the source branch failed while it copied");
 		return;
 	}
+	/* The VMM opens the vmstate itself: a regular file, checked here. */
+	fd = open_image(j->src.snapshot_path, "snapshot", &j->err);
+	if (fd < 0) {
+		j->r = fd;
+		return;
+	}
+	close(fd);
 	j->r = fill_memfd(j->src.mem_path, &j->memfd, &j->err);
 }
 

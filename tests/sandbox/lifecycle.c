@@ -322,6 +322,56 @@ static void test_start_failures(void)
 	}
 }
 
+/* A restore from files named in config.json: what is not a regular file is
+ * refused before any VMM starts, and a FIFO does not hold a worker. */
+static void restore_refused(struct sandbox *sb, const char *snap, const char *mem,
+			    const char *reason)
+{
+	char cfg[3 * PATH_MAX];
+	uint64_t t0 = now_usec();
+	int n, r;
+
+	n = snprintf(cfg, sizeof(cfg),
+		     "{\"restore\":{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}}", snap,
+		     mem);
+	TAP_CHECK(sandbox_set_config(sb, cfg, (size_t)n) == 0);
+	r = ctl_sync(sb, "start\n");
+	tap_ok(r < 0 && r != -ETIMEDOUT && now_usec() - t0 < 5 * USEC_PER_SEC,
+	       "restore of %s + %s refused at once (%d)", snap, mem, r);
+	tap_ok(sb->state == SB_FAILED && !sb->proc && !sb->busy && log_has(sb, reason, 0),
+	       "log: %s", reason);
+}
+
+static void test_restore_paths(void)
+{
+	struct sandbox *sb = NULL;
+	char fifo[PATH_MAX], file[PATH_MAX], dir[PATH_MAX], msg[3 * PATH_MAX];
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+	snprintf(file, sizeof(file), "%s/file", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/dir", tmpdir);
+	TAP_CHECK(mkfifo(fifo, 0600) == 0 && mkdir(dir, 0700) == 0);
+	fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	TAP_CHECK(fd >= 0 && write(fd, "x", 1) == 1);
+	close(fd);
+	if (!TAP_CHECK(tree_mkdir_sandbox(&t, "p1", &sb) == 0))
+		return;
+	snprintf(msg, sizeof(msg), "start failed: memory image %s is not a regular file", fifo);
+	restore_refused(sb, file, fifo, msg);
+	snprintf(msg, sizeof(msg), "start failed: memory image %s is not a regular file", dir);
+	restore_refused(sb, file, dir, msg);
+	snprintf(msg, sizeof(msg), "start failed: snapshot %s is not a regular file", fifo);
+	restore_refused(sb, fifo, file, msg);
+	restore_refused(sb, file, "/nonexistent/mem",
+			"start failed: cannot open memory image /nonexistent/mem: No such file");
+	{
+		struct done d = { 0 };
+
+		TAP_CHECK(tree_rmdir_sandbox(&t, "p1", on_done, &d) == 0 && d.called && d.r == 0);
+	}
+}
+
 /* Concurrent mkdir of one tag, commands during the take, a restore from the
  * branch whose guest verifies its memory, rmdir of both. */
 static void test_branches(void)
@@ -456,6 +506,7 @@ int main(void)
 	test_start_stop();
 	test_vmm_dies_during_start();
 	test_start_failures();
+	test_restore_paths();
 	if (with_guest)
 		test_branches();
 	test_shutdown();
