@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * forkfs.h — the FUSE layer: the mounted filesystem object (struct forkfs)
- * that main.c sets up, daemon.c runs and ops.c answers requests for. It
- * translates between the kernel's requests and the FUSE-free sandbox
- * lifecycle of sandbox/ (tree.h); only main.c, daemon.c and ops.c include
- * <fuse_lowlevel.h>.
+ * that main.c sets up, daemon.c runs, and ops.c and files.c answer requests
+ * for (inodes: inode.h). It translates between the kernel's requests and the
+ * FUSE-free sandbox lifecycle of sandbox/ (tree.h); only main.c, daemon.c,
+ * ops.c and files.c include <fuse_lowlevel.h>.
  *
  * Threading: everything here runs on the one libuv loop thread (the rules of
  * sandbox/env.h). A read of memory.bin during a copy runs on a worker, with

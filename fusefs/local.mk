@@ -3,7 +3,8 @@
 # sandbox/, the man page, and the mount tests.
 bin_PROGRAMS += fusefs/forkfs
 fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c \
-	fusefs/inode.h fusefs/inode.c fusefs/ops.c fusefs/seccomp.h fusefs/seccomp.c
+	fusefs/inode.h fusefs/inode.c fusefs/ops.h fusefs/ops.c fusefs/files.c \
+	fusefs/seccomp.h fusefs/seccomp.c
 fusefs_forkfs_CFLAGS = $(AM_CFLAGS) $(FUSE_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
 fusefs_forkfs_LDADD = sandbox/libsandbox.la branch/libbranch.la fc/libfc.la uffd/libuffd.la \
 	common/libcommon.la $(FUSE_LIBS) $(UV_LIBS) $(JSONC_LIBS) $(SECCOMP_LIBS)

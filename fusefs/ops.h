@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT
+ * ops.h — what the two halves of the FUSE operations share: ops.c (name
+ * space, attributes, directories, the operations table) and files.c (open
+ * files: config.json, ctl, state, log, status, vmstate, memory.bin).
+ * Included by those two only.
+ */
+#pragma once
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fusefs/forkfs.h"
+
+#define STATUS_MAX 4096
+
+/* An open file. */
+struct fh {
+	struct sandbox *sb;	/* references */
+	struct sbranch *br;
+	char *buf;		/* config.json being written; status text */
+	size_t len;
+	bool dirty;		/* written or truncated since the last flush */
+	bool written;		/* write(2) seen: flush judges the content */
+	int fd;			/* log, vmstate */
+};
+
+static inline struct forkfs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static inline struct fh *fh_get(struct fuse_file_info *fi)
+{
+	return (struct fh *)(uintptr_t)fi->fh;
+}
+
+static inline struct node *req_node(fuse_req_t req, fuse_ino_t ino)
+{
+	return node_from_ino(&req_fs(req)->inodes, ino);
+}
+
+/* ops.c */
+/* The errno a failed operation answers with (positive): the ones forkfs(8)
+ * documents pass, anything else (a VMM's refusal, a dropped connection) is EIO. */
+int forkfs_errno(int r);
+/* The "state" file: the state's name and a newline. */
+const char *state_line(struct sandbox *sb, char *buf, size_t size);
+
+/* files.c */
+void files_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void files_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void files_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void files_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void files_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
