@@ -35,6 +35,9 @@
 #include "sandbox/supervisor.h"
 
 #define DEFAULT_STORE "/var/lib/forkfs"
+#define DEFAULT_LOG_MAX_MIB 4
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 #ifdef BUILT_WITH_ASAN
 #define DEFAULT_SECCOMP "log"	/* see common/macro.h */
 #else
@@ -47,6 +50,7 @@ struct options {
 	char *mode;
 	char *branch_mode;
 	char *copy_rate;
+	char *log_max;
 	char *seccomp;
 };
 
@@ -57,6 +61,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("mode=%s", mode),
 	OPT("branch_mode=%s", branch_mode),
 	OPT("copy_rate=%s", copy_rate),
+	OPT("log_max=%s", log_max),
 	OPT("seccomp=%s", seccomp),
 	FUSE_OPT_END,
 };
@@ -74,6 +79,8 @@ static void usage(const char *prog)
 	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
 	       "    -o copy_rate=MIB       cap a live branch's background copy at MIB MiB/s\n"
 	       "                           (default 0: no cap; guest writes are never held)\n"
+	       "    -o log_max=MIB         a sandbox log turns into log.1 past MIB MiB\n"
+	       "                           (default " STRINGIFY(DEFAULT_LOG_MAX_MIB) "; 0: no cap)\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
 	       "                           a call outside it kills forkfs), log or off\n\n",
 	       prog);
@@ -154,6 +161,12 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 		if (parse_u64(o->copy_rate, &m) < 0 || m > (UINT64_MAX >> 20))
 			return log_error_errno(EINVAL, "-o copy_rate= takes a number of MiB/s");
 		s->t.copy_rate = m << 20;
+	}
+	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;
+	if (o->log_max) {
+		if (parse_u64(o->log_max, &m) < 0 || m > (UINT64_MAX >> 20))
+			return log_error_errno(EINVAL, "-o log_max= takes a number of MiB");
+		s->t.log_max = m << 20;
 	}
 	r = forkfs_seccomp_from_string(o->seccomp ? o->seccomp : DEFAULT_SECCOMP);
 	if (r < 0)
@@ -329,6 +342,7 @@ out_args:
 	free(o.mode);
 	free(o.branch_mode);
 	free(o.copy_rate);
+	free(o.log_max);
 	free(o.seccomp);
 	return ret;
 }

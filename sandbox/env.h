@@ -35,6 +35,7 @@ struct sbenv {
 	char *run_dir;		/* private directory for API sockets */
 	enum branch_mode_req mode;
 	uint64_t copy_rate;	/* bytes/s cap of background copies; 0 = none */
+	uint64_t log_max;	/* bytes of a sandbox log before it turns to log.1; 0 = no cap */
 	bool vmm_output_to_stderr;	/* also log VMM output lines (foreground) */
 
 	/* Work items and child processes in flight: shutdown ends once none is. */

@@ -4,6 +4,7 @@
  * See sandbox.h for the state machine; start.c drives the start.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include "sandbox/supervisor.h"
 
 #define LOG_LINE_MAX 1024
+#define VMM_LINES_PER_SEC 200
+#define VMM_LINES_BURST 2000
 
 static const char *const sb_state_names[_SB_STATE_MAX] = {
 	[SB_CREATED] = "created", [SB_RUNNING] = "running", [SB_PAUSED] = "paused",
@@ -42,6 +45,7 @@ int sandbox_new(struct sbenv *env, const char *name, const char *dir, enum sb_st
 		unsigned seq, struct sandbox **ret)
 {
 	struct sandbox *sb = calloc(1, sizeof(*sb));
+	struct stat st;
 	int r;
 
 	if (!sb || !(sb->dir = strdup(dir))) {
@@ -60,6 +64,10 @@ int sandbox_new(struct sbenv *env, const char *name, const char *dir, enum sb_st
 		sandbox_unref(sb);
 		return r;
 	}
+	if (fstat(sb->log_fd, &st) == 0)
+		sb->log_size = (uint64_t)st.st_size;
+	sb->vmm_tokens = VMM_LINES_BURST;
+	sb->vmm_tokens_at = now_usec();
 	sb->linked = true;
 	*ret = sb;
 	return 0;
@@ -105,6 +113,35 @@ void sandbox_log_fd(int fd, const char *who, const char *msg, size_t n)
 	}
 }
 
+/* The log outgrew its cap: it becomes log.1 (replacing an older one) and a
+ * new log is opened on the same fd number, so nothing holding it notices. */
+static void rotate_log(struct sandbox *sb)
+{
+	_cleanup_free_ char *path = store_path(sb->dir, STORE_LOG);
+	_cleanup_free_ char *old = store_path(sb->dir, STORE_LOG ".1");
+	int fd;
+
+	if (!path || !old || rename(path, old) < 0)
+		return;
+	fd = store_open_log(sb->dir);
+	if (fd < 0)
+		return;
+	if (dup3(fd, sb->log_fd, O_CLOEXEC) >= 0)
+		sb->log_size = 0;
+	safe_close(fd);
+}
+
+/* Every line of the sandbox's own fd goes through here: the size cap. */
+static void log_write(struct sandbox *sb, const char *who, const char *msg, size_t n)
+{
+	uint64_t max = sb->env->log_max;
+
+	if (max && sb->log_size + n + 64 > max)
+		rotate_log(sb);
+	sandbox_log_fd(sb->log_fd, who, msg, n);
+	sb->log_size += n + 64;	/* the stamp and "who: ", near enough */
+}
+
 void sb_log(struct sandbox *sb, const char *fmt, ...)
 {
 	char msg[LOG_LINE_MAX];
@@ -114,8 +151,37 @@ void sb_log(struct sandbox *sb, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	string_sanitize(msg);
-	sandbox_log_fd(sb->log_fd, "forkfs", msg, strlen(msg));
+	log_write(sb, "forkfs", msg, strlen(msg));
 	log_info("%s: %s", sb->name, msg);
+}
+
+/* A VMM's output (its guest's console) is rate-limited: a token bucket of
+ * VMM_LINES_BURST lines refilled at VMM_LINES_PER_SEC; what does not fit is
+ * counted and reported in one line once output is accepted again (or the
+ * VMM exits). */
+static void vmm_lines_dropped_report(struct sandbox *sb)
+{
+	if (!sb->vmm_lines_dropped)
+		return;
+	sb_log(sb, "%llu lines of VMM output dropped (more than %d a second)",
+	       (unsigned long long)sb->vmm_lines_dropped, VMM_LINES_PER_SEC);
+	sb->vmm_lines_dropped = 0;
+}
+
+static bool vmm_line_admitted(struct sandbox *sb)
+{
+	uint64_t now = now_usec();
+
+	sb->vmm_tokens += (double)(now - sb->vmm_tokens_at) * VMM_LINES_PER_SEC / USEC_PER_SEC;
+	sb->vmm_tokens = MIN(sb->vmm_tokens, (double)VMM_LINES_BURST);
+	sb->vmm_tokens_at = now;
+	if (sb->vmm_tokens < 1) {
+		sb->vmm_lines_dropped++;
+		return false;
+	}
+	sb->vmm_tokens -= 1;
+	vmm_lines_dropped_report(sb);
+	return true;
 }
 
 /* ---- the busy guard ---- */
@@ -222,10 +288,15 @@ static void proc_log(void *ctx, const char *who, const char *msg, size_t n)
 {
 	struct sandbox *sb = ctx;
 
-	sandbox_log_fd(sb->log_fd, who, msg, n);
-	if (!strcmp(who, "forkfs"))
+	if (!strcmp(who, "forkfs")) {
+		log_write(sb, who, msg, n);
 		log_info("%s: %.*s", sb->name, (int)n, msg);
-	else if (sb->env->vmm_output_to_stderr)
+		return;
+	}
+	if (!vmm_line_admitted(sb))
+		return;
+	log_write(sb, who, msg, n);
+	if (sb->env->vmm_output_to_stderr)
 		log_debug("%s: vmm: %.*s", sb->name, (int)n, msg);
 }
 
@@ -237,6 +308,7 @@ static void proc_exited(void *ctx, struct vmm_proc *p, bool clean, bool stopped)
 
 	if (sb->proc != p)
 		return;
+	vmm_lines_dropped_report(sb);
 	sb->proc = NULL;
 	if (sb->vmm) {
 		vmm_set_dead(sb->vmm);

@@ -50,6 +50,10 @@ struct sandbox {
 	char *config;		/* committed config.json (validated), NUL-terminated */
 	size_t config_len;
 	int log_fd;		/* O_APPEND, in the store */
+	uint64_t log_size;	/* about: rotated to log.1 past env->log_max */
+	double vmm_tokens;	/* VMM output rate limit (sandbox.c) */
+	uint64_t vmm_tokens_at;
+	uint64_t vmm_lines_dropped;
 	struct sbranch *branches;	/* entries, each holding a reference on us */
 	struct timespec ctime;
 

@@ -26,6 +26,7 @@ struct tree_options {
 	const char *run_dir;	/* exists, private */
 	enum branch_mode_req mode;
 	uint64_t copy_rate;	/* bytes/s; 0 = no cap */
+	uint64_t log_max;	/* bytes; 0 = no cap */
 	bool vmm_output_to_stderr;
 };
 

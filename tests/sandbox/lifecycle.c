@@ -322,6 +322,76 @@ static void test_start_failures(void)
 	}
 }
 
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+	char *text = NULL;
+	bool found;
+
+	if (read_file(path, 64 << 20, &text, NULL) < 0)
+		return false;
+	found = strstr(text, needle) != NULL;
+	free(text);
+	return found;
+}
+
+/* A VMM that floods its output (a guest flooding its console) before it
+ * serves the API: the log stays under its cap (log + log.1), the flood is
+ * cut to the rate limit with a line saying so, and the sandbox works. */
+static void test_log_flood(void)
+{
+	static const uint64_t cap = 64 << 10;
+	char wrapper[PATH_MAX], log[PATH_MAX], log1[PATH_MAX];
+	struct sandbox *sb = make_sandbox("l1", 64);
+	char *vmm = t.env.vmm_path;
+	uint64_t saved = t.env.log_max;
+	FILE *f;
+
+	if (!TAP_CHECK(sb))
+		return;
+	snprintf(wrapper, sizeof(wrapper), "%s/flood-vmm", tmpdir);
+	f = fopen(wrapper, "w");
+	if (!TAP_CHECK(f))
+		return;
+	fprintf(f, "#!/bin/sh\n"
+		   "i=0\n"
+		   "while [ $i -lt 30000 ]; do\n"
+		   "\techo \"flood $i \033[2J ................................................\"\n"
+		   "\ti=$((i + 1))\n"
+		   "done\n"
+		   "exec '%s' \"$@\"\n", vmm);
+	fclose(f);
+	chmod(wrapper, 0755);
+	t.env.vmm_path = wrapper;
+	t.env.log_max = cap;
+	TAP_CHECK(ctl_sync(sb, "start\n") == 0 && sb->state == SB_RUNNING);
+	run_for(300);	/* the rest of the output */
+	TAP_CHECK(ctl_sync(sb, "stop\n") == 0 && sb->state == SB_STOPPED);
+	t.env.vmm_path = vmm;
+	t.env.log_max = saved;
+	snprintf(log, sizeof(log), "%s/log", sb->dir);
+	snprintf(log1, sizeof(log1), "%s/log.1", sb->dir);
+	tap_ok(file_size(log) >= 0 && (uint64_t)file_size(log) <= cap, "log: %lld bytes",
+	       (long long)file_size(log));
+	tap_ok(file_size(log1) > 0 && (uint64_t)file_size(log1) <= cap, "log.1: %lld bytes",
+	       (long long)file_size(log1));
+	TAP_CHECK(file_has(log, "lines of VMM output dropped") ||
+		  file_has(log1, "lines of VMM output dropped"));
+	TAP_CHECK(!file_has(log, "\033") && !file_has(log1, "\033"));
+	TAP_CHECK(file_has(log, "exited with status 0 (stop)"));
+	{
+		struct done d = { 0 };
+
+		TAP_CHECK(tree_rmdir_sandbox(&t, "l1", on_done, &d) == 0 && d.called && d.r == 0);
+	}
+}
+
 /* A restore from files named in config.json: what is not a regular file is
  * refused before any VMM starts, and a FIFO does not hold a worker. */
 static void restore_refused(struct sandbox *sb, const char *snap, const char *mem,
@@ -507,6 +577,7 @@ int main(void)
 	test_vmm_dies_during_start();
 	test_start_failures();
 	test_restore_paths();
+	test_log_flood();
 	if (with_guest)
 		test_branches();
 	test_shutdown();
