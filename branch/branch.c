@@ -365,7 +365,7 @@ int branch_load(const char *dir, struct branch **ret)
 	r = path_in(path, sizeof(path), dir, STATE_FILE);
 	if (r < 0)
 		return r;
-	r = read_file(path, 4096, &text, NULL);
+	r = read_file_nofollow(path, 4096, &text, NULL);
 	if (r < 0)
 		return r;
 	b = branch_alloc(dir);

@@ -28,8 +28,12 @@ int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 
 /* Read a whole (small) file into a NUL-terminated buffer, failing with -EFBIG past max. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
-/* Write a file atomically and durably: tmp file in the same directory, fsync,
- * rename, fsync of the directory. */
+/* The same for a file of the store: a symlink is not followed (-ELOOP) and
+ * anything but a regular file is -EINVAL (never blocks on a FIFO). */
+int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Write a file atomically and durably: a new tmp file (unpredictable name,
+ * O_EXCL) in the same directory, fsync, rename, fsync of the directory. A
+ * symlink at path is replaced, never followed. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* SANDBOX and TAG names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */

@@ -21,13 +21,33 @@ char *store_path(const char *a, const char *b)
 	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
 }
 
+/* A store directory forkfs may trust: a directory (not a symlink) owned by
+ * root or by us, that nobody else may write to. */
+static int check_dir(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	return 0;
+}
+
 int store_init(const char *store, const char *sandboxes_dir)
 {
+	int r;
+
 	if (mkdir(store, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	r = check_dir(store);
+	if (r < 0)
+		return r;
 	if (mkdir(sandboxes_dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	return 0;
+	return check_dir(sandboxes_dir);
 }
 
 int store_create_sandbox(const char *dir)
@@ -118,7 +138,7 @@ int store_read_config(const char *sb_dir, size_t max, char **ret, size_t *ret_le
 	*ret_len = 0;
 	if (!path)
 		return -ENOMEM;
-	r = read_file(path, max, ret, ret_len);
+	r = read_file_nofollow(path, max, ret, ret_len);
 	return r == -ENOENT ? 0 : r;
 }
 
@@ -135,5 +155,5 @@ int store_open_log(const char *sb_dir)
 
 	if (!path)
 		return -ENOMEM;
-	return RET_NERRNO(open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+	return RET_NERRNO(open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
 }

@@ -21,7 +21,9 @@
 
 /* "a/b", malloc'd, or NULL (out of memory). */
 char *store_path(const char *a, const char *b);
-/* Create the sandboxes directory (and the store) if missing. */
+/* Create the sandboxes directory (and the store) if missing. Both must be
+ * directories owned by root or the caller and writable by nobody else:
+ * -EPERM (or -ENOTDIR) if not. */
 int store_init(const char *store, const char *sandboxes_dir);
 /* Create a new sandbox directory and its branches/ (EEXIST if it exists). */
 int store_create_sandbox(const char *dir);
@@ -32,9 +34,11 @@ int store_rm_rf(const char *path);
  * is skipped). Returns 0 or the error of opening dir. */
 int store_for_each_dir(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx,
 		       unsigned *ret_skipped);
-/* config.json of a sandbox directory: read (NULL text if absent) and write
- * (atomically and durably). */
+/* config.json of a sandbox directory: read (NULL text if absent; a symlink
+ * or anything but a regular file is refused) and write (atomically and
+ * durably; a symlink there is replaced, not followed). */
 int store_read_config(const char *sb_dir, size_t max, char **ret, size_t *ret_len);
 int store_write_config(const char *sb_dir, const char *text, size_t len);
-/* The sandbox's log, opened for appending (created if missing). */
+/* The sandbox's log, opened for appending (created if missing; a symlink
+ * there is -ELOOP). */
 int store_open_log(const char *sb_dir);

@@ -87,6 +87,10 @@ int tree_load_store(struct tree *t)
 	int r;
 
 	r = store_init(t->store, t->env.sandboxes_dir);
+	if (r == -EPERM)
+		return log_error_errno(r, "the store %s (and its sandboxes/) must be directories owned"
+				       " by root or uid %d that nobody else can write to", t->store,
+				       (int)geteuid());
 	if (r < 0)
 		return log_error_errno(r, "cannot create the store %s", t->env.sandboxes_dir);
 	r = store_for_each_dir(t->env.sandboxes_dir, load_one, t, &skipped);

@@ -168,6 +168,92 @@ static struct sandbox *make_sandbox(const char *name, unsigned mem_mib)
 	return sb;
 }
 
+/* ---- the store, planted with symlinks before forkfs starts ---- */
+
+static char target[PATH_MAX];
+
+static void plant(const char *rel, const char *link_to)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/sandboxes/%s", store, rel);
+	snprintf(dir, sizeof(dir), "%s", path);
+	*strrchr(dir, '/') = 0;
+	mkdir(dir, 0700);
+	if (link_to) {
+		if (symlink(link_to, path) < 0)
+			tap_diag("symlink %s: %s", path, strerror(errno));
+	} else {
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+		safe_close(fd);
+	}
+}
+
+static void plant_store(void)
+{
+	int fd;
+
+	snprintf(target, sizeof(target), "%s/target", tmpdir);
+	fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0 && write(fd, "secret\n", 7) != 7)
+		tap_diag("cannot write %s", target);
+	safe_close(fd);
+	mkdir(store, 0700);
+	mkdir(sb_dir(""), 0700);
+	plant("evil/log", target);		/* the log: would be appended to */
+	plant("cfg/log", NULL);
+	plant("cfg/config.json", target);	/* the config: would be read */
+}
+
+static void test_store_planted(void)
+{
+	char path[PATH_MAX], *text = NULL;
+	struct sandbox *sb = tree_find_sandbox(&t, "cfg");
+	static const char cfg[] = "{\"attach\":{\"api_socket\":\"/nonexistent.sock\"}}";
+	struct stat st;
+
+	TAP_CHECK(read_file(target, 4096, &text, NULL) == 0 && !strcmp(text, "secret\n"));
+	free(text);
+	TAP_CHECK(tree_find_sandbox(&t, "evil") == NULL);	/* its log is a symlink */
+	if (!TAP_CHECK(sb))
+		return;
+	TAP_CHECK(!sb->config && sb->config_len == 0);	/* not read through the link */
+	/* Saving config.json replaces the link; the old predictable temp name
+	 * (config.json.tmp.PID), planted, is not followed either. */
+	snprintf(path, sizeof(path), "cfg/config.json.tmp.%d", (int)getpid());
+	plant(path, target);
+	TAP_CHECK(sandbox_set_config(sb, cfg, strlen(cfg)) == 0);
+	TAP_CHECK(read_file(target, 4096, &text, NULL) == 0 && !strcmp(text, "secret\n"));
+	free(text);
+	snprintf(path, sizeof(path), "%s/config.json", sb->dir);
+	TAP_CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode));
+	{
+		struct done d = { 0 };
+
+		TAP_CHECK(tree_rmdir_sandbox(&t, "cfg", on_done, &d) == 0 && d.called && d.r == 0);
+	}
+	TAP_CHECK(access(target, F_OK) == 0);	/* rmdir removed the links, not their target */
+}
+
+/* A store that others could write to is refused. */
+static void test_store_modes(void)
+{
+	struct tree_options o = { 0 };
+	char path[PATH_MAX];
+	struct tree t2;
+
+	snprintf(path, sizeof(path), "%s/store2", tmpdir);
+	TAP_CHECK(mkdir(path, 0700) == 0 && chmod(path, 0777) == 0);
+	o.store = path;
+	o.vmm_path = "/nonexistent";
+	o.run_dir = run_dir;
+	TAP_CHECK(tree_init(&t2, &loop, &o) == 0);
+	TAP_CHECK(tree_load_store(&t2) == -EPERM);
+	TAP_CHECK(chmod(path, 0755) == 0 && tree_load_store(&t2) == 0);
+	tree_free(&t2);
+}
+
 /* ---- the cases ---- */
 
 static void test_names(void)
@@ -568,10 +654,13 @@ int main(void)
 	o.vmm_path = vmm;
 	o.run_dir = run_dir;
 	o.mode = BRANCH_MODE_AUTO;
+	plant_store();
 	if (!TAP_CHECK(tree_init(&t, &loop, &o) == 0) || !TAP_CHECK(tree_load_store(&t) == 0) ||
 	    !TAP_CHECK(supervisor_watch(&loop) == 0))
 		return tap_done();
 
+	test_store_planted();
+	test_store_modes();
 	test_names();
 	test_start_stop();
 	test_vmm_dies_during_start();
