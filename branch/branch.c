@@ -49,6 +49,9 @@
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define VMSTATE_TIMEOUT_MS 10000
+/* A full snapshot may take 60 s + 20 ms per MiB (50 MiB/s), but never more
+ * than this, whatever memory size the VMM reports: the VM is paused. */
+#define FULL_SNAPSHOT_TIMEOUT_MAX_MS (30U * 60 * 1000)
 #define STATE_FILE "branch.state"
 #define MAX_MEM_MIB (16ULL << 20)	/* 16 TiB: anything larger is a confused VMM */
 
@@ -769,7 +772,8 @@ static int fsync_file(const char *dir, const char *name, struct error *err)
 static int take_full(struct branch *b, struct pause_window *w, struct error *err)
 {
 	char vmstate[PATH_MAX], mem[PATH_MAX];
-	unsigned timeout = (unsigned)MIN(60000 + b->st.bytes_total / MIB * 20, (uint64_t)UINT_MAX);
+	unsigned timeout = (unsigned)MIN(60000 + b->st.bytes_total / MIB * 20,
+					 (uint64_t)FULL_SNAPSHOT_TIMEOUT_MAX_MS);
 	int r;
 
 	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,6 +223,20 @@ static int setup_run_dir(struct setup *s)
 	return 0;
 }
 
+/* Every open file, branch and reader costs fds: take the hard limit as the
+ * soft one (systemd does the same for its services). */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warning_errno(errno, "cannot raise RLIMIT_NOFILE to %llu",
+				  (unsigned long long)rl.rlim_max);
+}
+
 /* Final clean-up once the loop has ended: nothing runs any more. The nodes
  * go first: they hold references on the sandboxes. */
 static void teardown(struct forkfs *fs, struct setup *s)
@@ -300,6 +315,7 @@ int main(int argc, char *argv[])
 	fs.tree.env.loop_thread = pthread_self();	/* this process's (daemonized) */
 	if (supervisor_fork_spawner() < 0)
 		goto out_unmount;
+	raise_nofile();	/* after the fork: the spawner and the VMMs keep the usual limit */
 	r = uv_loop_init(&fs.loop);
 	if (r < 0) {
 		log_error("uv_loop_init: %s", uv_strerror(r));

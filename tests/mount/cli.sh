@@ -31,12 +31,22 @@ check "-o branch_mode=04755 (beyond 0666) is refused" bad branch_mode=04755 "bra
 check "-o copy_rate=fast is refused" bad copy_rate=fast "copy_rate= takes"
 check "-o copy_rate=-1 is refused" bad copy_rate=-1 "copy_rate= takes"
 check "-o seccomp=maybe is refused" bad seccomp=maybe "seccomp= takes"
+check "-o log_max=big is refused" bad log_max=big "log_max= takes"
 check "a store inside the mount point is refused" \
 	expect_fail "store" "$FORKFS" -f -o "store=$MNT/store,vmm=$MINIVM" "$MNT"
 
+# Started with a low soft RLIMIT_NOFILE, which forkfs raises to the hard one.
+nofile_soft=$(ulimit -Sn)
+ulimit -Sn 512
 mount_forkfs copy_rate=256,branch_mode=0440
+ulimit -Sn "$nofile_soft"
 check "copy_rate=256,branch_mode=0440 mounts" is_mounted
 check "forkfs says the copy rate is capped" grep -q "at 256 MiB/s at most" "$FLOG"
+# Open files cost fds: forkfs runs with its hard RLIMIT_NOFILE as the soft one.
+nofile() { sed -n 's/^Max open files *\([0-9a-z]*\) *\([0-9a-z]*\).*/\1 \2/p' "/proc/$1/limits"; }
+soft_is_hard() { set -- $(nofile "$1"); [ -n "$1" ] && [ "$1" != 512 ] && [ "$1" = "$2" ]; }
+diag "RLIMIT_NOFILE of forkfs (soft hard): $(nofile "$FORKFS_PID")"
+check "forkfs raised its soft RLIMIT_NOFILE to the hard one" soft_is_hard "$FORKFS_PID"
 check "unmount exits 0" unmount_forkfs
 
 [ "$_tap_failed" -eq 0 ] || dump_logs
