@@ -166,6 +166,38 @@ static int wait_for_socket(struct start_job *j)
 	}
 }
 
+/* attach: the API socket must be a socket owned by root or by us, served by
+ * a process of root or ours; forkfs would otherwise drive (and protect and
+ * copy the memory of) another user's VMM. The server's pid becomes the VMM's:
+ * the write-protect uffd must come from that process (branch.c checks). */
+static int check_attach_socket(struct start_job *j)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct stat st;
+	uid_t me = geteuid();
+	_cleanup_close_ int fd = -1;
+
+	if (lstat(j->api_socket, &st) < 0)
+		return error_set_errno(&j->err, -errno, "attach: %s", j->api_socket);
+	if (!S_ISSOCK(st.st_mode))
+		return error_set(&j->err, -EINVAL, "attach: %s is not a socket", j->api_socket);
+	if (st.st_uid != 0 && st.st_uid != me)
+		return error_set(&j->err, -EPERM, "attach refused: %s belongs to uid %d",
+				 j->api_socket, (int)st.st_uid);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", j->api_socket);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return error_set_errno(&j->err, -errno, "attach: connecting to %s", j->api_socket);
+	if (cred.uid != 0 && cred.uid != me)
+		return error_set(&j->err, -EPERM, "attach refused: %s is served by uid %d",
+				 j->api_socket, (int)cred.uid);
+	j->pid = cred.pid;
+	return 0;
+}
+
 static int api_fail(struct start_job *j, struct fc_client *c, int r, const char *what)
 {
 	return fc_error(c, r, &j->err, what);
@@ -243,11 +275,9 @@ static void configure_run(uv_work_t *w)
 	struct fc_instance_info info;
 	int r;
 
-	if (j->cfg->kind != CONFIG_ATTACH) {
-		r = wait_for_socket(j);
-		if (r < 0)
-			goto out;
-	}
+	r = j->cfg->kind == CONFIG_ATTACH ? check_attach_socket(j) : wait_for_socket(j);
+	if (r < 0)
+		goto out;
 	r = fc_client_new(j->api_socket, &c);
 	if (r < 0) {
 		error_set_errno(&j->err, r, "API client for %s", j->api_socket);

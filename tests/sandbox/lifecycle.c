@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -427,6 +429,47 @@ static bool file_has(const char *path, const char *needle)
 	return found;
 }
 
+/* attach: only to a socket of root or ours, served by root or us. */
+static void attach_refused(struct sandbox *sb, const char *sock, int want, const char *reason)
+{
+	char cfg[PATH_MAX + 64];
+	int n = snprintf(cfg, sizeof(cfg), "{\"attach\":{\"api_socket\":\"%s\"}}", sock);
+	int r;
+
+	TAP_CHECK(sandbox_set_config(sb, cfg, (size_t)n) == 0);
+	r = ctl_sync(sb, "start\n");
+	tap_ok(r == want, "attach to %s: %d", sock, r);
+	tap_ok(sb->state == SB_FAILED && !sb->vmm && log_has(sb, reason, 0), "log: %s", reason);
+}
+
+static void test_attach_refused(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char file[PATH_MAX], msg[PATH_MAX + 64];
+	struct sandbox *sb = NULL;
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/other.sock", tmpdir);
+	snprintf(file, sizeof(file), "%s/file", tmpdir);
+	safe_close(open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	TAP_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 4) == 0);
+	TAP_CHECK(chown(sa.sun_path, 65534, 65534) == 0);	/* nobody's socket */
+	if (!TAP_CHECK(tree_mkdir_sandbox(&t, "a1", &sb) == 0))
+		return;
+	snprintf(msg, sizeof(msg), "start failed: attach refused: %s belongs to uid 65534",
+		 sa.sun_path);
+	attach_refused(sb, sa.sun_path, -EPERM, msg);
+	snprintf(msg, sizeof(msg), "start failed: attach: %s is not a socket", file);
+	attach_refused(sb, file, -EINVAL, msg);
+	safe_close(fd);
+	{
+		struct done d = { 0 };
+
+		TAP_CHECK(tree_rmdir_sandbox(&t, "a1", on_done, &d) == 0 && d.called && d.r == 0);
+	}
+}
+
 /* A VMM that floods its output (a guest flooding its console) before it
  * serves the API: the log stays under its cap (log + log.1), the flood is
  * cut to the rate limit with a line saying so, and the sandbox works. */
@@ -667,6 +710,7 @@ int main(void)
 	test_start_failures();
 	test_restore_paths();
 	test_log_flood();
+	test_attach_refused();
 	if (with_guest)
 		test_branches();
 	test_shutdown();
