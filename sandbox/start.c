@@ -168,8 +168,9 @@ static int wait_for_socket(struct start_job *j)
 
 /* attach: the API socket must be a socket owned by root or by us, served by
  * a process of root or ours; forkfs would otherwise drive (and protect and
- * copy the memory of) another user's VMM. The server's pid becomes the VMM's:
- * the write-protect uffd must come from that process (branch.c checks). */
+ * copy the memory of) another user's VMM. The server's pid is not taken for
+ * the VMM's: a proxy may serve the socket (tests/mount/fault-proxy.pl does);
+ * the VMM's pid is learned from the uffd handshake, as before. */
 static int check_attach_socket(struct start_job *j)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -194,7 +195,6 @@ static int check_attach_socket(struct start_job *j)
 	if (cred.uid != 0 && cred.uid != me)
 		return error_set(&j->err, -EPERM, "attach refused: %s is served by uid %d",
 				 j->api_socket, (int)cred.uid);
-	j->pid = cred.pid;
 	return 0;
 }
 
