@@ -9,7 +9,7 @@
 
 STORE=$TMPD/small-store
 mkdir -p "$STORE"
-mount -t tmpfs -o size=64m forkfs-test "$STORE" || bail "cannot mount a tmpfs store"
+mount -t tmpfs -o size=64m,mode=0700 forkfs-test "$STORE" || bail "cannot mount a tmpfs store"
 on_exit "umount -l '$STORE'"
 used_kib() { df -k --output=used "$STORE" | tail -1 | tr -d ' '; }
 
