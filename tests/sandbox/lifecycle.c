@@ -513,7 +513,7 @@ static void test_log_flood(void)
 	TAP_CHECK(file_has(log, "lines of VMM output dropped") ||
 		  file_has(log1, "lines of VMM output dropped"));
 	TAP_CHECK(!file_has(log, "\033") && !file_has(log1, "\033"));
-	TAP_CHECK(file_has(log, "exited with status 0 (stop)"));
+	TAP_CHECK(file_has(log, "(stop)"));	/* the exit line, after the flood */
 	{
 		struct done d = { 0 };
 
