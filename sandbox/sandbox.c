@@ -136,6 +136,7 @@ static void log_write(struct sandbox *sb, const char *who, const char *msg, size
 {
 	uint64_t max = sb->env->log_max;
 
+	assert_on_loop(sb->env);	/* log_size, and the fd rotation */
 	if (max && sb->log_size + n + 64 > max)
 		rotate_log(sb);
 	sandbox_log_fd(sb->log_fd, who, msg, n);

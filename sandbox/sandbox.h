@@ -86,8 +86,9 @@ bool sandbox_is_started(const struct sandbox *sb);
 int sandbox_begin(struct sandbox *sb, const char *op, const char *what, ...) _printf_(3, 4);
 void sandbox_end(struct sandbox *sb);
 
-/* A timestamped line into the sandbox's log (and stderr). Loop thread; a
- * worker uses sandbox_log_fd() with a dup of the fd it was given. */
+/* A timestamped line into the sandbox's log (and stderr). Loop thread only
+ * (the log's size cap is kept there); another thread writes with
+ * sandbox_log_fd() on a dup of the fd, as entry.c's copy watch does. */
 void sb_log(struct sandbox *sb, const char *fmt, ...) _printf_(2, 3);
 /* One line "STAMP WHO: MSG" onto a log fd (one write); any thread. msg is
  * cleaned of control characters. */
