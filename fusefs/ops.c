@@ -426,15 +426,28 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, buf, used);
 }
 
+/* A mkdir whose inode cannot be made (out of memory) is undone, then
+ * answered ENOMEM: nothing half-made stays behind. */
+static void reply_enomem(void *ctx, int r)
+{
+	fuse_reply_err(ctx, ENOMEM);
+}
+
 static void mkdir_branch_done(void *ctx, int r, struct sbranch *br)
 {
 	fuse_req_t req = ctx;
 	struct forkfs *fs = req_fs(req);
+	struct node *n;
 
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, forkfs_errno(r));
-	else
-		reply_entry(fs, req, node_get(&fs->inodes, NODE_BR_DIR, br->sb, br));
+		return;
+	}
+	n = node_get(&fs->inodes, NODE_BR_DIR, br->sb, br);
+	if (n)
+		reply_entry(fs, req, n);
+	else if (entry_rmdir(br->sb, br->tag, reply_enomem, req) < 0)
+		fuse_reply_err(req, ENOMEM);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -442,6 +455,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct forkfs *fs = req_fs(req);
 	struct node *p = req_node(req, parent);
 	struct sandbox *sb;
+	struct node *n;
 	int r;
 
 	if (fs->tree.env.shutting_down) {
@@ -450,10 +464,15 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	if (p->type == NODE_ROOT) {
 		r = tree_mkdir_sandbox(&fs->tree, name, &sb);
-		if (r < 0)
+		if (r < 0) {
 			fuse_reply_err(req, -r);
-		else
-			reply_entry(fs, req, node_get(&fs->inodes, NODE_SB_DIR, sb, NULL));
+			return;
+		}
+		n = node_get(&fs->inodes, NODE_SB_DIR, sb, NULL);
+		if (n)
+			reply_entry(fs, req, n);
+		else if (tree_rmdir_sandbox(&fs->tree, name, reply_enomem, req) < 0)
+			fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	if (p->type == NODE_SB_BRANCHES && node_is_linked(p)) {
