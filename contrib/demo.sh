@@ -16,7 +16,8 @@ MINIVM=$B/contrib/minivm/forkfs-minivm
 GUEST=$B/contrib/minivm/guest.img
 W=$(mktemp -d /tmp/forkfs-demo.XXXXXX)
 M=$W/mnt
-mkdir -p "$M" "$W/store" "$W/export"
+mkdir -p "$M" "$W/export"
+mkdir -m 0700 "$W/store"	# a store only its owner can write to
 
 cleanup() {
 	if mountpoint -q "$M" 2>/dev/null; then fusermount3 -u "$M" 2>/dev/null || umount -l "$M"; fi

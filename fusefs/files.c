@@ -48,7 +48,7 @@ static int open_store_file(const char *dir, const char *name)
 	char path[4096];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return RET_NERRNO(open(path, O_RDONLY | O_CLOEXEC));
+	return RET_NERRNO(open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
 }
 
 static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)

@@ -223,18 +223,37 @@ static int setup_run_dir(struct setup *s)
 	return 0;
 }
 
-/* Every open file, branch and reader costs fds: take the hard limit as the
- * soft one (systemd does the same for its services). */
+/* Every sandbox's log, open file, branch and reader costs fds: take the hard
+ * limit as the soft one (systemd does the same for its services), before the
+ * store is loaded. The spawner, and so the VMMs, keep the limit forkfs was
+ * started with (nofile_for_children around its fork). */
+static struct rlimit nofile_start;
+
 static void raise_nofile(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+	if (getrlimit(RLIMIT_NOFILE, &nofile_start) < 0)
+		return;
+	rl = nofile_start;
+	if (rl.rlim_cur >= rl.rlim_max)
 		return;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 		log_warning_errno(errno, "cannot raise RLIMIT_NOFILE to %llu",
 				  (unsigned long long)rl.rlim_max);
+}
+
+/* true: the limit forkfs started with; false: forkfs's own (the hard one). */
+static void nofile_for_children(bool children)
+{
+	struct rlimit rl = nofile_start;
+
+	if (rl.rlim_cur == 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	if (!children)
+		rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 /* Final clean-up once the loop has ended: nothing runs any more. The nodes
@@ -300,6 +319,7 @@ int main(int argc, char *argv[])
 	    setup_store(&s, o.store) < 0 || check_store_outside(s.store, cmd.mountpoint) < 0 ||
 	    setup_run_dir(&s) < 0)
 		goto out_args;
+	raise_nofile();
 	if (tree_init(&fs.tree, &fs.loop, &s.t) < 0 || tree_load_store(&fs.tree) < 0)
 		goto out_run;
 	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=forkfs,subtype=forkfs") < 0)
@@ -313,9 +333,11 @@ int main(int argc, char *argv[])
 	if (fuse_daemonize(cmd.foreground) != 0)
 		goto out_unmount;
 	fs.tree.env.loop_thread = pthread_self();	/* this process's (daemonized) */
-	if (supervisor_fork_spawner() < 0)
+	nofile_for_children(true);
+	r = supervisor_fork_spawner();
+	nofile_for_children(false);
+	if (r < 0)
 		goto out_unmount;
-	raise_nofile();	/* after the fork: the spawner and the VMMs keep the usual limit */
 	r = uv_loop_init(&fs.loop);
 	if (r < 0) {
 		log_error("uv_loop_init: %s", uv_strerror(r));

@@ -45,6 +45,7 @@ static int resolve_branch(void *ctx, struct sandbox *sb, const struct config *cf
 	}
 	snprintf(src->snapshot_path, sizeof(src->snapshot_path), "%s/vmstate", br->dir);
 	snprintf(src->mem_path, sizeof(src->mem_path), "%s/memory.bin", br->dir);
+	src->in_store = true;
 	return 0;
 }
 

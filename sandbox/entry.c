@@ -24,8 +24,9 @@
  * copy ends on an engine thread (core's notify callback), possibly after the
  * entry is gone, so the callback touches no tree object. Each copying branch
  * gets a "watch" in a registry under watch_lock, found by a unique id (the
- * callback's userdata) or by its entry (the loop side): it holds its own dup
- * of the log fd, the names and a branch reference. Whoever takes the watch
+ * callback's userdata) or by its entry (the loop side): it holds the log's
+ * path (opened when the line is written, so a rotated log is no matter),
+ * the names and a branch reference. Whoever takes the watch
  * out of the registry (the callback at the end of the copy, watch_start if
  * the copy ended before the callback was set, or the entry being freed) is
  * the only one using it, so the line is written exactly once and never after
@@ -35,7 +36,7 @@ struct watch {
 	uint64_t id;
 	const void *owner;	/* the struct sbranch, compared only */
 	struct branch *b;	/* a reference */
-	int log_fd;
+	char *log_path;		/* the sandbox's log, opened when the line is written */
 	char sb_name[NAME_LEN_MAX + 1];
 	char tag[NAME_LEN_MAX + 1];
 	struct watch *next;
@@ -73,7 +74,7 @@ static void watch_free(struct watch *w)
 	if (!w)
 		return;
 	branch_unref(w->b);
-	safe_close(w->log_fd);
+	free(w->log_path);
 	free(w);
 }
 
@@ -81,6 +82,7 @@ static void watch_free(struct watch *w)
 static bool watch_report(struct watch *w)
 {
 	struct branch_status st;
+	int fd;
 	char msg[BRANCH_ERR_MAX + 160];
 
 	branch_get_status(w->b, &st);
@@ -93,7 +95,9 @@ static bool watch_report(struct watch *w)
 			 (unsigned long long)st.elapsed_ms, (unsigned long long)st.pages_faulted);
 	else
 		snprintf(msg, sizeof(msg), "branch %s failed: %s", w->tag, st.error);
-	sandbox_log_fd(w->log_fd, "forkfs", msg, strlen(msg));
+	fd = w->log_path ? open(w->log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC) : -1;
+	sandbox_log_fd(fd, "forkfs", msg, strlen(msg));
+	safe_close(fd);
 	log_info("%s: %s", w->sb_name, msg);
 	return true;
 }
@@ -126,7 +130,7 @@ static void watch_start(struct sandbox *sb, struct sbranch *br)
 		return;	/* only a log line is lost */
 	w->owner = br;
 	w->b = branch_ref(br->b);
-	w->log_fd = sb->log_fd >= 0 ? fcntl(sb->log_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	w->log_path = store_path(sb->dir, STORE_LOG);	/* NULL: only the line is lost */
 	snprintf(w->sb_name, sizeof(w->sb_name), "%s", sb->name);
 	snprintf(w->tag, sizeof(w->tag), "%s", br->tag);
 	pthread_mutex_lock(&watch_lock);

@@ -95,39 +95,44 @@ struct sandbox *sandbox_unref(struct sandbox *sb)
 
 /* ---- the log ---- */
 
-void sandbox_log_fd(int fd, const char *who, const char *msg, size_t n)
+size_t sandbox_log_fd(int fd, const char *who, const char *msg, size_t n)
 {
 	char line[LOG_LINE_MAX + 96], stamp[TIMESTAMP_MAX];
+	ssize_t w;
 	int k;
 
 	format_timestamp(stamp);
 	k = snprintf(line, sizeof(line), "%s %s: ", stamp, who);
 	if (k < 0 || (size_t)k >= sizeof(line) - 1)
-		return;
+		return 0;
 	n = MIN(n, sizeof(line) - 1 - (size_t)k);
 	memcpy(line + k, msg, n);
 	mem_sanitize(line + k, n);
 	line[k + n] = '\n';
-	if (fd >= 0 && write(fd, line, (size_t)k + n + 1) < 0) {
-		/* The store is full or gone: stderr still has forkfs's lines. */
-	}
+	if (fd < 0)
+		return 0;
+	w = write(fd, line, (size_t)k + n + 1);
+	/* < 0: the store is full or gone; stderr still has forkfs's lines. */
+	return w > 0 ? (size_t)w : 0;
 }
 
 /* The log outgrew its cap: it becomes log.1 (replacing an older one) and a
- * new log is opened on the same fd number, so nothing holding it notices. */
+ * new log is opened on the same fd number (sb->log_fd stays valid). Should
+ * the new one not open, lines go on into log.1 until the cap comes round
+ * again: a store that cannot take a file is not retried at every line. */
 static void rotate_log(struct sandbox *sb)
 {
 	_cleanup_free_ char *path = store_path(sb->dir, STORE_LOG);
 	_cleanup_free_ char *old = store_path(sb->dir, STORE_LOG ".1");
 	int fd;
 
+	sb->log_size = 0;
 	if (!path || !old || rename(path, old) < 0)
 		return;
 	fd = store_open_log(sb->dir);
 	if (fd < 0)
 		return;
-	if (dup3(fd, sb->log_fd, O_CLOEXEC) >= 0)
-		sb->log_size = 0;
+	dup3(fd, sb->log_fd, O_CLOEXEC);
 	safe_close(fd);
 }
 
@@ -137,10 +142,10 @@ static void log_write(struct sandbox *sb, const char *who, const char *msg, size
 	uint64_t max = sb->env->log_max;
 
 	assert_on_loop(sb->env);	/* log_size, and the fd rotation */
+	/* The line is the message plus the stamp and "who: " (< 64 bytes). */
 	if (max && sb->log_size + n + 64 > max)
 		rotate_log(sb);
-	sandbox_log_fd(sb->log_fd, who, msg, n);
-	sb->log_size += n + 64;	/* the stamp and "who: ", near enough */
+	sb->log_size += sandbox_log_fd(sb->log_fd, who, msg, n);
 }
 
 void sb_log(struct sandbox *sb, const char *fmt, ...)
@@ -158,8 +163,8 @@ void sb_log(struct sandbox *sb, const char *fmt, ...)
 
 /* A VMM's output (its guest's console) is rate-limited: a token bucket of
  * VMM_LINES_BURST lines refilled at VMM_LINES_PER_SEC; what does not fit is
- * counted and reported in one line once output is accepted again (or the
- * VMM exits). */
+ * counted and reported in one line, at most once a second (and when the VMM
+ * exits), so that the report is not a flood of its own. */
 static void vmm_lines_dropped_report(struct sandbox *sb)
 {
 	if (!sb->vmm_lines_dropped)
@@ -167,6 +172,7 @@ static void vmm_lines_dropped_report(struct sandbox *sb)
 	sb_log(sb, "%llu lines of VMM output dropped (more than %d a second)",
 	       (unsigned long long)sb->vmm_lines_dropped, VMM_LINES_PER_SEC);
 	sb->vmm_lines_dropped = 0;
+	sb->vmm_dropped_reported_at = now_usec();
 }
 
 static bool vmm_line_admitted(struct sandbox *sb)
@@ -181,7 +187,8 @@ static bool vmm_line_admitted(struct sandbox *sb)
 		return false;
 	}
 	sb->vmm_tokens -= 1;
-	vmm_lines_dropped_report(sb);
+	if (now - sb->vmm_dropped_reported_at >= USEC_PER_SEC)
+		vmm_lines_dropped_report(sb);
 	return true;
 }
 

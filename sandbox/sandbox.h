@@ -50,10 +50,11 @@ struct sandbox {
 	char *config;		/* committed config.json (validated), NUL-terminated */
 	size_t config_len;
 	int log_fd;		/* O_APPEND, in the store */
-	uint64_t log_size;	/* about: rotated to log.1 past env->log_max */
+	uint64_t log_size;	/* written since opened: rotated to log.1 past env->log_max */
 	double vmm_tokens;	/* VMM output rate limit (sandbox.c) */
 	uint64_t vmm_tokens_at;
 	uint64_t vmm_lines_dropped;
+	uint64_t vmm_dropped_reported_at;
 	struct sbranch *branches;	/* entries, each holding a reference on us */
 	struct timespec ctime;
 
@@ -87,12 +88,12 @@ int sandbox_begin(struct sandbox *sb, const char *op, const char *what, ...) _pr
 void sandbox_end(struct sandbox *sb);
 
 /* A timestamped line into the sandbox's log (and stderr). Loop thread only
- * (the log's size cap is kept there); another thread writes with
- * sandbox_log_fd() on a dup of the fd, as entry.c's copy watch does. */
+ * (the log's size cap is kept there); another thread opens the log itself
+ * and writes with sandbox_log_fd(), as entry.c's copy watch does. */
 void sb_log(struct sandbox *sb, const char *fmt, ...) _printf_(2, 3);
 /* One line "STAMP WHO: MSG" onto a log fd (one write); any thread. msg is
- * cleaned of control characters. */
-void sandbox_log_fd(int fd, const char *who, const char *msg, size_t n);
+ * cleaned of control characters. Returns the bytes written. */
+size_t sandbox_log_fd(int fd, const char *who, const char *msg, size_t n);
 
 /* Commit a validated config.json: the store first, then the object. */
 int sandbox_set_config(struct sandbox *sb, const char *text, size_t len);

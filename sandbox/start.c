@@ -81,10 +81,12 @@ static void start_job_free(struct start_job *j)
 
 /* Open an image named by config.json (or a branch) for reading: it must be a
  * regular file. O_NONBLOCK: a FIFO there must not hold a pool thread for ever
- * (regular files ignore the flag). */
-static int open_image(const char *path, const char *what, struct error *err)
+ * (regular files ignore the flag). A branch's files are in the store: no
+ * symlink is followed there. */
+static int open_image(const char *path, const char *what, bool in_store, struct error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
+					  (in_store ? O_NOFOLLOW : 0));
 	struct stat st;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -94,13 +96,13 @@ static int open_image(const char *path, const char *what, struct error *err)
 	return TAKE_FD(fd);
 }
 
-static int fill_memfd(const char *path, int *ret_fd, struct error *err)
+static int fill_memfd(const char *path, bool in_store, int *ret_fd, struct error *err)
 {
 	_cleanup_close_ int src = -1, mfd = -1;
 	struct stat st;
 	off_t off = 0;
 
-	src = open_image(path, "memory image", err);
+	src = open_image(path, "memory image", in_store, err);
 	if (src < 0)
 		return src;
 	if (fstat(src, &st) < 0)
@@ -132,13 +134,13 @@ static void prepare_run(uv_work_t *w)
 		return;
 	}
 	/* The VMM opens the vmstate itself: a regular file, checked here. */
-	fd = open_image(j->src.snapshot_path, "snapshot", &j->err);
+	fd = open_image(j->src.snapshot_path, "snapshot", j->src.in_store, &j->err);
 	if (fd < 0) {
 		j->r = fd;
 		return;
 	}
 	close(fd);
-	j->r = fill_memfd(j->src.mem_path, &j->memfd, &j->err);
+	j->r = fill_memfd(j->src.mem_path, j->src.in_store, &j->memfd, &j->err);
 }
 
 /* ---- step 3: configure the VMM ---- */
@@ -182,13 +184,18 @@ static int check_attach_socket(struct start_job *j)
 
 	if (lstat(j->api_socket, &st) < 0)
 		return error_set_errno(&j->err, -errno, "attach: %s", j->api_socket);
+	if (S_ISLNK(st.st_mode))
+		return error_set(&j->err, -EINVAL, "attach: %s is a symbolic link (give the socket)",
+				 j->api_socket);
 	if (!S_ISSOCK(st.st_mode))
 		return error_set(&j->err, -EINVAL, "attach: %s is not a socket", j->api_socket);
 	if (st.st_uid != 0 && st.st_uid != me)
 		return error_set(&j->err, -EPERM, "attach refused: %s belongs to uid %d",
 				 j->api_socket, (int)st.st_uid);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", j->api_socket);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking, as fc/http.c connects: a server that never accepts
+	 * (a full backlog) is EAGAIN, not a worker held for ever. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return error_set_errno(&j->err, -errno, "attach: connecting to %s", j->api_socket);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <limits.h>
+#include <stdbool.h>
 
 #include "sandbox/sandbox.h"
 
@@ -15,6 +16,7 @@ struct config;
 struct restore_source {
 	char snapshot_path[PATH_MAX];
 	char mem_path[PATH_MAX];
+	bool in_store;		/* a branch's files: no symlink is followed */
 	struct branch *copying;
 };
 

@@ -490,7 +490,7 @@ static void test_log_flood(void)
 		return;
 	fprintf(f, "#!/bin/sh\n"
 		   "i=0\n"
-		   "while [ $i -lt 30000 ]; do\n"
+		   "while [ $i -lt 6000 ]; do\n"
 		   "\techo \"flood $i \033[2J ................................................\"\n"
 		   "\ti=$((i + 1))\n"
 		   "done\n"
@@ -513,7 +513,8 @@ static void test_log_flood(void)
 	TAP_CHECK(file_has(log, "lines of VMM output dropped") ||
 		  file_has(log1, "lines of VMM output dropped"));
 	TAP_CHECK(!file_has(log, "\033") && !file_has(log1, "\033"));
-	TAP_CHECK(file_has(log, "(stop)"));	/* the exit line, after the flood */
+	/* The exit line, after the flood (a last "dropped" line may rotate it). */
+	TAP_CHECK(file_has(log, "(stop)") || file_has(log1, "(stop)"));
 	{
 		struct done d = { 0 };
 
