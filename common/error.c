@@ -16,9 +16,8 @@ void mem_sanitize(char *p, size_t n)
 
 void string_sanitize(char *s)
 {
-	for (; s && *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			*s = '?';
+	if (s)
+		mem_sanitize(s, strlen(s));
 }
 
 static void setv(struct error *e, int r, bool with_errno, const char *fmt, va_list ap)

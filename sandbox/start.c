@@ -83,7 +83,8 @@ static void start_job_free(struct start_job *j)
  * regular file. O_NONBLOCK: a FIFO there must not hold a pool thread for ever
  * (regular files ignore the flag). A branch's files are in the store: no
  * symlink is followed there. */
-static int open_image(const char *path, const char *what, bool in_store, struct error *err)
+static int open_image(const char *path, const char *what, bool in_store, off_t *ret_size,
+		      struct error *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
 					  (in_store ? O_NOFOLLOW : 0));
@@ -93,25 +94,24 @@ static int open_image(const char *path, const char *what, bool in_store, struct 
 		return error_set_errno(err, -errno, "cannot open %s %.300s", what, path);
 	if (!S_ISREG(st.st_mode))
 		return error_set(err, -EINVAL, "%s %.300s is not a regular file", what, path);
+	if (ret_size)
+		*ret_size = st.st_size;
 	return TAKE_FD(fd);
 }
 
 static int fill_memfd(const char *path, bool in_store, int *ret_fd, struct error *err)
 {
 	_cleanup_close_ int src = -1, mfd = -1;
-	struct stat st;
-	off_t off = 0;
+	off_t off = 0, size = 0;
 
-	src = open_image(path, "memory image", in_store, err);
+	src = open_image(path, "memory image", in_store, &size, err);
 	if (src < 0)
 		return src;
-	if (fstat(src, &st) < 0)
-		return error_set_errno(err, -errno, "cannot open memory image %.300s", path);
 	mfd = memfd_create("forkfs-guest-mem", MFD_CLOEXEC);
-	if (mfd < 0 || ftruncate(mfd, st.st_size) < 0)
+	if (mfd < 0 || ftruncate(mfd, size) < 0)
 		return error_set_errno(err, -errno, "memfd for %.300s", path);
-	while (off < st.st_size) {
-		ssize_t n = sendfile(mfd, src, &off, (size_t)MIN(st.st_size - off, 1 << 30));
+	while (off < size) {
+		ssize_t n = sendfile(mfd, src, &off, (size_t)MIN(size - off, 1 << 30));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -134,7 +134,7 @@ static void prepare_run(uv_work_t *w)
 		return;
 	}
 	/* The VMM opens the vmstate itself: a regular file, checked here. */
-	fd = open_image(j->src.snapshot_path, "snapshot", j->src.in_store, &j->err);
+	fd = open_image(j->src.snapshot_path, "snapshot", j->src.in_store, NULL, &j->err);
 	if (fd < 0) {
 		j->r = fd;
 		return;

@@ -101,24 +101,31 @@ static int ctl_sync(struct sandbox *sb, const char *cmd)
 	return run_until_flag(&d.called, WAIT_MS) ? d.r : -ETIMEDOUT;
 }
 
+static bool file_has(const char *path, const char *needle)
+{
+	char *text = NULL;
+	bool found;
+
+	if (read_file(path, 64 << 20, &text, NULL) < 0)
+		return false;
+	found = strstr(text, needle) != NULL;
+	free(text);
+	return found;
+}
+
+/* The sandbox's log has needle, within timeout_ms (the loop runs meanwhile). */
 static bool log_has(struct sandbox *sb, const char *needle, int timeout_ms)
 {
 	char path[PATH_MAX];
 	uint64_t end = now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC;
 
 	snprintf(path, sizeof(path), "%s/log", sb->dir);
-	for (;;) {
-		char *text = NULL;
-		bool found;
-
-		if (read_file(path, 16 << 20, &text, NULL) < 0)
+	while (!file_has(path, needle)) {
+		if (now_usec() > end)
 			return false;
-		found = strstr(text, needle) != NULL;
-		free(text);
-		if (found || now_usec() > end)
-			return found;
 		run_for(50);
 	}
+	return true;
 }
 
 static const char *sb_dir(const char *name)
@@ -415,18 +422,6 @@ static off_t file_size(const char *path)
 	struct stat st;
 
 	return stat(path, &st) == 0 ? st.st_size : -1;
-}
-
-static bool file_has(const char *path, const char *needle)
-{
-	char *text = NULL;
-	bool found;
-
-	if (read_file(path, 64 << 20, &text, NULL) < 0)
-		return false;
-	found = strstr(text, needle) != NULL;
-	free(text);
-	return found;
 }
 
 /* attach: only to a socket of root or ours, served by root or us. */
