@@ -316,6 +316,7 @@ static void instance_start(struct api *a, struct ctx *c)
 		.mem_size_mib = a->mem_size_mib,
 		.split_mib = a->opts.split_mib,
 		.anon = a->opts.anon,
+		.cpu = a->opts.cpu,
 	};
 	struct error err = ERROR_INIT;
 	int r;
@@ -335,8 +336,9 @@ static void instance_start(struct api *a, struct ctx *c)
 		a->vm = NULL;
 		return reply_faultf(c, "Start microVM error: cannot start vCPUs: %s", strerror(-r));
 	}
-	log_info("booted: %u vCPU(s), %llu MiB%s", a->vcpu_count,
-		 (unsigned long long)a->mem_size_mib, a->opts.anon ? ", anonymous memory" : "");
+	log_info("booted: %u vCPU(s), %llu MiB%s, %s CPU", a->vcpu_count,
+		 (unsigned long long)a->mem_size_mib, a->opts.anon ? ", anonymous memory" : "",
+		 vm_cpu_name(a->vm));
 	reply_204(c);
 }
 
@@ -497,7 +499,7 @@ static void snapshot_load(struct api *a, struct ctx *c)
 
 	/* From here on a failure is fatal, as in Firecracker. */
 	r = vm_create_restore(body_string(o, "snapshot_path"), mem_path, shared, a->opts.split_mib,
-			      &a->vm, &err);
+			      a->opts.cpu, &a->vm, &err);
 	if (r < 0) {
 		c->resp->fatal = true;
 		reply_faultf(c, "Load snapshot error: Cannot build a microVM from snapshot: %s",

@@ -9,12 +9,14 @@
 #include <stdint.h>
 
 #include "contrib/minivm/http.h"
+#include "contrib/minivm/vm.h"
 
 struct api_options {
 	const char *id;		/* instance id, "anonymous-instance" by default */
 	bool stock;		/* behave like stock Firecracker 1.12: no fork extensions */
 	bool anon;		/* boot with private anonymous guest memory */
 	uint64_t split_mib;	/* region split for boots and restores; 0 = default */
+	enum vm_cpu cpu;	/* KVM, emulated, or auto */
 };
 
 struct api_response {

@@ -136,7 +136,10 @@ static int boot__vcpu(struct vcpu *v)
 	};
 	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
 
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+	/* KVM's reset values are the base; the emulated CPU starts from zero
+	 * (it reads only what is set below). */
+	memset(&sregs, 0, sizeof(sregs));
+	if (!v->vm->emulated && ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
 	boot__segment(&sregs.cs, 0x08, 0xb, true);
 	boot__segment(&sregs.ds, 0x10, 0x3, false);
@@ -147,6 +150,10 @@ static int boot__vcpu(struct vcpu *v)
 	sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 	sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	sregs.efer = EFER_LME | EFER_LMA;
+	if (v->vm->emulated) {
+		emu__set_state(v, &regs, &sregs, NULL, &fpu);
+		return 0;
+	}
 	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
 		return -errno;
 	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)

@@ -61,6 +61,10 @@ static void help(void)
 	       "  --anon                 private anonymous guest memory instead of a memfd\n"
 	       "  --mem-split-mib N      put guest memory above N MiB in a second region\n"
 	       "                         (default %llu, as Firecracker on x86_64)\n"
+	       "  --cpu auto|kvm|emulated\n"
+	       "                         where the vCPUs run (default auto, or\n"
+	       "                         $FORKFS_MINIVM_CPU): KVM, the emulated CPU\n"
+	       "                         (no /dev/kvm needed, slower), or KVM when usable\n"
 	       "  --no-seccomp           do not install the seccomp filter\n"
 	       "  --help                 show this help\n"
 	       "  --version              show the version\n",
@@ -234,7 +238,7 @@ static int listen_on(const char *path)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_API_SOCK = 256, OPT_ID, OPT_STOCK, OPT_ANON, OPT_SPLIT, OPT_NO_SECCOMP };
+	enum { OPT_API_SOCK = 256, OPT_ID, OPT_STOCK, OPT_ANON, OPT_SPLIT, OPT_NO_SECCOMP, OPT_CPU };
 	static const struct option options[] = {
 		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 		{ "id", required_argument, NULL, OPT_ID },
@@ -242,13 +246,14 @@ int main(int argc, char **argv)
 		{ "anon", no_argument, NULL, OPT_ANON },
 		{ "mem-split-mib", required_argument, NULL, OPT_SPLIT },
 		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+		{ "cpu", required_argument, NULL, OPT_CPU },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
 	};
 	struct api_options ao = { 0 };
 	struct server s = { .listen_fd = -1, .signal_fd = -1 };
-	const char *sock_path = NULL;
+	const char *sock_path = NULL, *cpu = getenv("FORKFS_MINIVM_CPU");
 	bool use_seccomp = true;
 	sigset_t mask;
 	int c, r;
@@ -277,6 +282,9 @@ int main(int argc, char **argv)
 		case OPT_NO_SECCOMP:
 			use_seccomp = false;
 			break;
+		case OPT_CPU:
+			cpu = optarg;
+			break;
 		case 'h':
 			help();
 			return 0;
@@ -289,6 +297,16 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		log_error("unexpected argument: %s", argv[optind]);
+		return 2;
+	}
+	if (!cpu || !*cpu || !strcmp(cpu, "auto")) {
+		ao.cpu = VM_CPU_AUTO;
+	} else if (!strcmp(cpu, "kvm")) {
+		ao.cpu = VM_CPU_KVM;
+	} else if (!strcmp(cpu, "emulated")) {
+		ao.cpu = VM_CPU_EMULATED;
+	} else {
+		log_error("invalid --cpu (or FORKFS_MINIVM_CPU): %s; want auto, kvm or emulated", cpu);
 		return 2;
 	}
 	if (!sock_path) {

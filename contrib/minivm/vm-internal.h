@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #include "common/error.h"
+#include "contrib/minivm/cpu.h"
 #include "contrib/minivm/vm.h"
 
 /* MSRs saved and restored per vCPU, in this order (vmstate.c documents it). */
@@ -19,8 +20,11 @@
 struct vcpu {
 	struct vm *vm;
 	unsigned id;
-	int fd;
+	int fd;				/* KVM: the vCPU fd and its kvm_run; -1 and NULL when emulated */
 	struct kvm_run *run;
+	struct cpu_state cpu;		/* emulated: the registers ... */
+	struct kvm_sregs sregs;		/* ... and the system registers, kept for the vmstate */
+	atomic_bool kick;		/* emulated: leave cpu_run() at the next instruction */
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool restored;		/* the "restored?" port answers 1 once */
@@ -28,6 +32,7 @@ struct vcpu {
 };
 
 struct vm {
+	bool emulated;			/* vCPUs run on cpu.c (emu.c), not KVM */
 	int kvm_fd;
 	int vm_fd;
 	int mem_fd;			/* the memfd, -1 for anon or file-backed memory */
@@ -59,12 +64,25 @@ struct vm {
 
 /* vm.c */
 int vm__alloc(struct vm **ret);
-int vm__open_kvm(struct vm *vm, struct error *err);
+/* Choose the backend: KVM, the emulated CPU, or (auto) KVM when /dev/kvm works. */
+int vm__open_cpu(struct vm *vm, enum vm_cpu cpu, struct error *err);
 void vm__layout(uint64_t mem_size, uint64_t split, struct vm_region *regions, size_t *nr);
 /* Map regions: fd < 0 → memfd (or anon when anon), else map fd per region. */
 int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, struct error *err);
 int vm__create_vcpus(struct vm *vm, unsigned count, struct error *err);
 void *vm__gpa_to_host(struct vm *vm, uint64_t gpa, size_t len);
+/* The guest's two ports (guest/abi.h), for either backend. */
+void vcpu__port_out(struct vcpu *v, uint16_t port, unsigned size, uint32_t value);
+uint32_t vcpu__port_in(struct vcpu *v, uint16_t port, unsigned size);
+
+/* emu.c */
+int emu__run(struct vcpu *v);
+/* Load the state from the KVM structs: the XMM registers from the legacy
+ * XSAVE area when legacy_xsave is set, else from fpu. */
+void emu__set_state(struct vcpu *v, const struct kvm_regs *regs, const struct kvm_sregs *sregs,
+		    const uint8_t *legacy_xsave, const struct kvm_fpu *fpu);
+void emu__get_state(struct vcpu *v, struct kvm_regs *regs, struct kvm_sregs *sregs,
+		    struct kvm_xsave *xsave);
 
 /* boot.c */
 int boot__setup(struct vm *vm, const char *kernel_path, struct error *err);

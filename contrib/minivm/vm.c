@@ -19,6 +19,12 @@
  * returns once every living thread is parked. Only the owning thread clears
  * immediate_exit, under vm->lock, when it leaves the park.
  *
+ * Emulated vCPUs (emu.c, cpu.c) follow the same protocol with v->kick in
+ * place of immediate_exit: cpu_run() checks it before every instruction, so
+ * a parked emulated vCPU is always at an instruction boundary. A thread
+ * asleep in a userfault (a write to a write-protected page) wakes when the
+ * page is released, on either backend.
+ *
  * An exit the VM core does not expect (shutdown, failed entry, internal
  * error, hlt ...) is logged and stops the whole VM: every thread leaves and
  * vm_has_stopped() turns true. Nothing here ever aborts the process.
@@ -115,7 +121,7 @@ static int vm__get_supported_cpuid(struct vm *vm)
 	return -E2BIG;
 }
 
-int vm__open_kvm(struct vm *vm, struct error *err)
+static int vm__open_kvm(struct vm *vm, struct error *err)
 {
 	int r;
 
@@ -140,6 +146,32 @@ int vm__open_kvm(struct vm *vm, struct error *err)
 	if (r < 0)
 		return error_set_errno(err, r, "KVM_GET_SUPPORTED_CPUID");
 	return 0;
+}
+
+int vm__open_cpu(struct vm *vm, enum vm_cpu cpu, struct error *err)
+{
+	struct error kvm_err = ERROR_INIT;
+	int r;
+
+	if (cpu == VM_CPU_EMULATED) {
+		vm->emulated = true;
+		return 0;
+	}
+	r = vm__open_kvm(vm, cpu == VM_CPU_KVM ? err : &kvm_err);
+	if (r >= 0 || cpu == VM_CPU_KVM)
+		return r;
+	vm->vm_fd = safe_close(vm->vm_fd);
+	vm->kvm_fd = safe_close(vm->kvm_fd);
+	free(vm->cpuid);
+	vm->cpuid = NULL;
+	vm->emulated = true;
+	log_info("no usable KVM (%s): the guest runs on the emulated CPU", error_msg(&kvm_err));
+	return 0;
+}
+
+const char *vm_cpu_name(struct vm *vm)
+{
+	return vm->emulated ? "emulated" : "kvm";
 }
 
 void vm__layout(uint64_t mem_size, uint64_t split, struct vm_region *regions, size_t *nr)
@@ -202,6 +234,10 @@ int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, struct error *
 			return error_set_errno(err, r, "mmap of guest region %zu", i);
 		}
 		reg->host = p;
+		/* Leave a PROT_NONE gap so the next region is not adjacent. */
+		base += ALIGN_UP(reg->size, VM_MAP_ALIGN) + VM_REGION_GAP;
+		if (vm->emulated)
+			continue;
 		kreg = (struct kvm_userspace_memory_region){
 			.slot = (uint32_t)i,
 			.guest_phys_addr = reg->gpa,
@@ -212,8 +248,6 @@ int vm__map_memory(struct vm *vm, int fd, bool shared, bool anon, struct error *
 			r = -errno;
 			return error_set_errno(err, r, "KVM_SET_USER_MEMORY_REGION %zu", i);
 		}
-		/* Leave a PROT_NONE gap so the next region is not adjacent. */
-		base += ALIGN_UP(reg->size, VM_MAP_ALIGN) + VM_REGION_GAP;
 	}
 	return 0;
 }
@@ -259,6 +293,10 @@ int vm__create_vcpus(struct vm *vm, unsigned count, struct error *err)
 
 		v->vm = vm;
 		v->id = i;
+		if (vm->emulated) {
+			vm->nr_vcpus = i + 1;
+			continue;
+		}
 		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
 		if (v->fd < 0) {
 			r = -errno;
@@ -286,6 +324,10 @@ static void vm__kick_all_locked(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
+		if (vm->emulated) {
+			atomic_store(&v->kick, true);
+			continue;
+		}
 		if (!v->run)
 			continue;
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
@@ -324,29 +366,40 @@ static void vcpu__print(struct vcpu *v, uint32_t gpa)
 	vm__console(v->vm, line);
 }
 
+void vcpu__port_out(struct vcpu *v, uint16_t port, unsigned size, uint32_t value)
+{
+	if (port == GUEST_PORT_PRINT && size == 4)
+		vcpu__print(v, value);
+	else
+		log_debug("vcpu %u: OUT to unknown port 0x%x ignored", v->id, port);
+}
+
+uint32_t vcpu__port_in(struct vcpu *v, uint16_t port, unsigned size)
+{
+	if (port == GUEST_PORT_RESTORED)
+		return atomic_exchange(&v->restored, false) ? 1 : 0;
+	return size == 4 ? 0xffffffffU : (1U << (8 * size)) - 1;
+}
+
 static void vcpu__handle_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
-	size_t len = (size_t)run->io.size * run->io.count;
+	unsigned size = run->io.size;
 
-	if (run->io.direction == KVM_EXIT_IO_OUT) {
-		if (run->io.port == GUEST_PORT_PRINT && run->io.size == 4) {
-			uint32_t gpa;
+	/* String I/O (count > 1) is not part of the guest's ABI: each element
+	 * is served as its own access. */
+	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+		uint32_t val = 0;
 
-			memcpy(&gpa, data, sizeof(gpa));
-			vcpu__print(v, gpa);
+		if (run->io.direction == KVM_EXIT_IO_OUT) {
+			memcpy(&val, data, size <= 4 ? size : 4);
+			vcpu__port_out(v, run->io.port, size, val);
 		} else {
-			log_debug("vcpu %u: OUT to unknown port 0x%x ignored", v->id, run->io.port);
+			val = vcpu__port_in(v, run->io.port, size);
+			memcpy(data, &val, size <= 4 ? size : 4);
 		}
-		return;
 	}
-	if (run->io.port == GUEST_PORT_RESTORED) {
-		memset(data, 0, len);
-		data[0] = atomic_exchange(&v->restored, false) ? 1 : 0;
-		return;
-	}
-	memset(data, 0xff, len);
 }
 
 /* Returns 0 to go on, or -EIO for an exit that stops the VM. */
@@ -408,7 +461,9 @@ static bool vcpu__park(struct vcpu *v)
 		vm->nr_parked--;
 	}
 	stop = vm->stop_req;
-	if (!stop)
+	if (!stop && vm->emulated)
+		atomic_store(&v->kick, false);
+	else if (!stop)
 		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&vm->lock);
 	return stop;
@@ -424,7 +479,15 @@ static void *vcpu__thread(void *arg)
 	sigaddset(&set, VM_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	for (;;) {
+	while (vm->emulated) {
+		if (emu__run(v) < 0) {
+			vm__fail(vm);
+			break;
+		}
+		if (vcpu__park(v))
+			break;
+	}
+	while (!vm->emulated) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				if (vcpu__park(v))
@@ -460,8 +523,12 @@ int vm_start(struct vm *vm, bool start_paused)
 	}
 	vm->started = true;
 	vm->pause_req = start_paused;	/* a restored VM waits for this call */
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		vm->vcpus[i].run->immediate_exit = vm->pause_req;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->emulated)
+			atomic_store(&vm->vcpus[i].kick, vm->pause_req);
+		else
+			vm->vcpus[i].run->immediate_exit = vm->pause_req;
+	}
 
 	/* vCPU threads start with every signal blocked but the kick. */
 	sigfillset(&all);
@@ -560,7 +627,7 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
 	vm->split = split_mib << 20;
 	vm__layout(vm->mem_size, vm->split, vm->regions, &vm->nr_regions);
 
-	r = vm__open_kvm(vm, err);
+	r = vm__open_cpu(vm, cfg->cpu, err);
 	if (r < 0)
 		goto err;
 	r = vm__map_memory(vm, -1, true, cfg->anon, err);

@@ -55,11 +55,17 @@
 #define VM_DEFAULT_SPLIT_MIB 3328ULL
 #define VM_HIGH_REGION_GPA 0x100000000ULL
 
+/* Where the vCPUs run. AUTO: KVM when /dev/kvm can create a VM, else the
+ * emulated CPU (cpu.h: an interpreter of the guest's instructions, for
+ * machines without KVM), with one log line saying so. */
+enum vm_cpu { VM_CPU_AUTO, VM_CPU_KVM, VM_CPU_EMULATED };
+
 struct vm_config {
 	unsigned vcpu_count;	/* 1..VM_MAX_VCPUS */
 	uint64_t mem_size_mib;	/* > 0 */
 	uint64_t split_mib;	/* region split; 0 means VM_DEFAULT_SPLIT_MIB */
 	bool anon;		/* private anonymous memory instead of a shared memfd */
+	enum vm_cpu cpu;
 };
 
 struct vm_region {
@@ -87,9 +93,11 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
  * (MAP_SHARED + O_RDWR when shared, else MAP_PRIVATE + O_RDONLY, like
  * Firecracker), create vCPUs with the saved state. The VM is left paused;
  * vm_start() then vm_resume() (or only vm_start(), which runs) continues it.
- * Tells the guest it was restored so that it verifies its memory. */
+ * Tells the guest it was restored so that it verifies its memory. A vmstate
+ * taken on the emulated CPU restores on it (AUTO picks it; KVM refuses it);
+ * one taken on KVM restores on either. */
 int vm_create_restore(const char *vmstate_path, const char *mem_path, bool shared,
-		      uint64_t split_mib, struct vm **ret, struct error *err);
+		      uint64_t split_mib, enum vm_cpu cpu, struct vm **ret, struct error *err);
 
 /* Start the vCPU threads. With start_paused they park before entering the
  * guest; otherwise they run (also for a restored VM, which is paused until
@@ -113,6 +121,8 @@ int vm_save_memory(struct vm *vm, const char *path, struct error *err);
 /* The guest memory regions in ascending GPA order. */
 size_t vm_get_regions(struct vm *vm, const struct vm_region **ret);
 unsigned vm_vcpu_count(struct vm *vm);
+/* "kvm" or "emulated". */
+const char *vm_cpu_name(struct vm *vm);
 uint64_t vm_mem_size(struct vm *vm);
 
 /* Stop vCPU threads, unmap memory, close KVM fds. NULL-safe. */

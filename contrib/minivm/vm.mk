@@ -3,6 +3,7 @@
 # freestanding guest image guest.img. The vm-core test is in tests/local.mk.
 MINIVM_VM_SOURCES = contrib/minivm/vm.h contrib/minivm/vm-internal.h \
 	contrib/minivm/vm.c contrib/minivm/boot.c contrib/minivm/vmstate.c \
+	contrib/minivm/emu.c contrib/minivm/cpu.c contrib/minivm/cpu.h \
 	contrib/minivm/guest/abi.h
 
 # The guest is built with the project's own compiler, but freestanding, at a

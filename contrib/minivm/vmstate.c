@@ -19,7 +19,8 @@
  *                       entries past R are zero; file_offset is cumulative
  *   96      N × record  one vCPU record each, in vCPU id order:
  *                         u32 id, u32 flags (1: xsave valid, else fpu;
- *                         2: xcrs valid; 4: vcpu_events valid), u32 nmsrs, u32 0,
+ *                         2: xcrs valid; 4: vcpu_events valid; 8: taken on
+ *                         the emulated CPU, see below), u32 nmsrs, u32 0,
  *                         struct kvm_regs, struct kvm_sregs (includes EFER, CR0/3/4,
  *                         segments, GDT/IDT), struct kvm_xsave (4096 bytes),
  *                         struct kvm_fpu, struct kvm_xcrs, struct kvm_vcpu_events,
@@ -30,6 +31,12 @@
  * The saved MSRs are those of msr_list[] below that KVM lets us read: TSC,
  * SYSENTER_CS/ESP/EIP, PAT, MISC_ENABLE, STAR, LSTAR, CSTAR, SFMASK,
  * KERNEL_GS_BASE, TSC_AUX. Exactly the saved entries are restored.
+ *
+ * A vCPU of the emulated CPU (emu.c) saves its registers in the same
+ * structs: kvm_regs, the kvm_sregs boot.c set (fs/gs bases updated), and its
+ * x87 control word, MXCSR and XMM registers in the legacy area of kvm_xsave;
+ * no MSRs, xcrs or events. Flag 8 marks such a record: AUTO restores it on the
+ * emulated CPU and KVM refuses it (its system registers are not KVM's).
  *
  * Loading checks, in order: length, magic, CRC, version, header and record
  * sizes, counts, region table; each failure has its own "vmstate: ..." message.
@@ -57,6 +64,7 @@
 #define VMSTATE_F_XSAVE 1U
 #define VMSTATE_F_XCRS 2U
 #define VMSTATE_F_EVENTS 4U
+#define VMSTATE_F_EMULATED 8U
 
 struct vmstate_header {
 	char magic[8];
@@ -165,6 +173,11 @@ static int vcpu__save(struct vcpu *v, struct vmstate_vcpu *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	rec->id = v->id;
+	if (v->vm->emulated) {
+		emu__get_state(v, &rec->regs, &rec->sregs, &rec->xsave);
+		rec->flags = VMSTATE_F_XSAVE | VMSTATE_F_EMULATED;
+		return 0;
+	}
 	if (ioctl(v->fd, KVM_GET_REGS, &rec->regs) < 0 ||
 	    ioctl(v->fd, KVM_GET_SREGS, &rec->sregs) < 0)
 		return -errno;
@@ -189,6 +202,15 @@ static int vcpu__restore(struct vcpu *v, const struct vmstate_vcpu *rec, struct 
 	const char *what;
 	int r;
 
+	if (v->vm->emulated) {
+		emu__set_state(v, &rec->regs, &rec->sregs,
+			       (rec->flags & VMSTATE_F_XSAVE) ? (const uint8_t *)rec->xsave.region : NULL,
+			       &rec->fpu);
+		return 0;
+	}
+	if (rec->flags & VMSTATE_F_EMULATED)
+		return error_set(err, -EINVAL,
+				 "vmstate: taken on the emulated CPU; restore it with --cpu auto or emulated");
 	what = "KVM_SET_SREGS";
 	if (ioctl(v->fd, KVM_SET_SREGS, &rec->sregs) < 0)
 		goto fail;
@@ -374,10 +396,11 @@ static int vm__open_image(struct vm *vm, const char *mem_path, bool shared, stru
 }
 
 int vm_create_restore(const char *vmstate_path, const char *mem_path, bool shared,
-		      uint64_t split_mib, struct vm **ret, struct error *err)
+		      uint64_t split_mib, enum vm_cpu cpu, struct vm **ret, struct error *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	const struct vmstate_header *h;
+	const struct vmstate_vcpu *rec0;
 	_cleanup_close_ int fd = -1;
 	struct vm *vm = NULL;
 	size_t len;
@@ -411,7 +434,10 @@ int vm_create_restore(const char *vmstate_path, const char *mem_path, bool share
 		r = fd;
 		goto err;
 	}
-	r = vm__open_kvm(vm, err);
+	rec0 = (const struct vmstate_vcpu *)(buf + sizeof(*h));
+	if (cpu == VM_CPU_AUTO && (rec0->flags & VMSTATE_F_EMULATED))
+		cpu = VM_CPU_EMULATED;
+	r = vm__open_cpu(vm, cpu, err);
 	if (r < 0)
 		goto err;
 	r = vm__map_memory(vm, fd, shared, false, err);

@@ -41,6 +41,7 @@ struct console {
 static struct console con = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
 static char tmpdir[] = "/tmp/vm-core.XXXXXX";
 static const char *guest_img;
+static enum vm_cpu test_cpu;	/* the backend of the current pass */
 
 static void console_line(const char *line, void *userdata)
 {
@@ -138,7 +139,7 @@ static int restore_and_verify(const char *vmstate, const char *mem, bool shared,
 	int r;
 
 	console_reset();
-	r = vm_create_restore(vmstate, mem, shared, 0, &vm, &err);
+	r = vm_create_restore(vmstate, mem, shared, 0, test_cpu, &vm, &err);
 	if (r < 0) {
 		tap_diag("vm_create_restore: %s", error_msg(&err));
 		return r;
@@ -216,7 +217,7 @@ static unsigned long stamped_pages(const char *path, uint64_t from, uint64_t to)
 
 static void run_case(unsigned vcpus, uint64_t mem_mib, uint64_t split_mib, bool anon)
 {
-	struct vm_config cfg = { vcpus, mem_mib, split_mib, anon };
+	struct vm_config cfg = { vcpus, mem_mib, split_mib, anon, test_cpu };
 	char vmstate[256], mem[256], name[128];
 	unsigned ok, fail;
 	int r;
@@ -259,7 +260,7 @@ static void run_case(unsigned vcpus, uint64_t mem_mib, uint64_t split_mib, bool 
 /* Change the stamp of one written page in the image: the guest must notice. */
 static void check_verify_can_fail(void)
 {
-	struct vm_config cfg = { 2, 64, 0, false };
+	struct vm_config cfg = { 2, 64, 0, false, test_cpu };
 	char vmstate[256], mem[256];
 	uint64_t stamp = 0;
 	unsigned ok, fail;
@@ -291,7 +292,7 @@ static void check_verify_can_fail(void)
  * re-seal the CRC: the guest must notice that its FPU/SSE state changed. */
 static void check_fpu_check_can_fail(void)
 {
-	struct vm_config cfg = { 1, 64, 0, false };
+	struct vm_config cfg = { 1, 64, 0, false, test_cpu };
 	const size_t xmm0 = 96 + 16 + sizeof(struct kvm_regs) + sizeof(struct kvm_sregs) + 160;
 	char vmstate[256], mem[256];
 	_cleanup_free_ char *buf = NULL;
@@ -344,19 +345,19 @@ static void check_vmstate_rejected(void)
 
 	TAP_CHECK(copy_file(vmstate, bad, file_size(vmstate) / 2) == 0);
 	error_clear(&err);
-	r = vm_create_restore(bad, mem, false, 0, &vm, &err);
+	r = vm_create_restore(bad, mem, false, 0, test_cpu, &vm, &err);
 	tap_ok(r < 0 && strstr(error_msg(&err), "checksum"), "corrupt vmstate byte refused: %s",
 	       error_msg(&err));
 
 	TAP_CHECK(copy_file(vmstate, bad, 0) == 0);
 	error_clear(&err);
-	r = vm_create_restore(bad, mem, false, 0, &vm, &err);
+	r = vm_create_restore(bad, mem, false, 0, test_cpu, &vm, &err);
 	tap_ok(r < 0 && strstr(error_msg(&err), "bad magic"), "bad vmstate magic refused: %s",
 	       error_msg(&err));
 
 	TAP_CHECK(truncate(mem, (64 << 20) - 4096) == 0);
 	error_clear(&err);
-	r = vm_create_restore(vmstate, mem, false, 0, &vm, &err);
+	r = vm_create_restore(vmstate, mem, false, 0, test_cpu, &vm, &err);
 	tap_ok(r < 0 && strstr(error_msg(&err), "memory file"),
 	       "memory image of the wrong size refused: %s", error_msg(&err));
 }
@@ -365,7 +366,7 @@ static void check_vmstate_rejected(void)
  * must stop cleanly (logged, threads gone), not crash the process. */
 static void check_unexpected_exit(void)
 {
-	struct vm_config cfg = { 2, 16, 0, false };
+	struct vm_config cfg = { 2, 16, 0, false, test_cpu };
 	static const unsigned char hlt[] = { 0xf4 };
 	char img[256];
 	struct error err = ERROR_INIT;
@@ -385,6 +386,36 @@ static void check_unexpected_exit(void)
 	TAP_CHECK(vm_pause(vm) == 0);
 	vm_destroy(vm);
 	unlink(img);
+}
+
+/* A vmstate moves from KVM to the emulated CPU (same registers, same
+ * memory: the guest verifies), not the other way (the emulated CPU's system
+ * registers are not KVM's: refused with a reason). */
+static void check_cross_backend(void)
+{
+	struct vm_config cfg = { 2, 64, 0, false, VM_CPU_KVM };
+	char vmstate[256], mem[256];
+	struct error err = ERROR_INIT;
+	struct vm *vm = NULL;
+	unsigned ok = 0, fail = 0;
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		tap_skip("KVM to emulated restore: no usable /dev/kvm");
+		return;
+	}
+	close(fd);
+	path_in_tmp(vmstate, sizeof(vmstate), "vmstate");
+	path_in_tmp(mem, sizeof(mem), "memory.bin");
+	test_cpu = VM_CPU_EMULATED;
+	tap_ok(boot_and_snapshot(&cfg, vmstate, mem) == 0 &&
+		       restore_and_verify(vmstate, mem, false, 2, &ok, &fail) == 0 && ok == 2 && !fail,
+	       "a KVM vmstate restores on the emulated CPU and the guest verifies (%u ok)", ok);
+	cfg.cpu = VM_CPU_EMULATED;
+	TAP_CHECK(boot_and_snapshot(&cfg, vmstate, mem) == 0);
+	fd = vm_create_restore(vmstate, mem, false, 0, VM_CPU_KVM, &vm, &err);
+	tap_ok(fd < 0 && strstr(error_msg(&err), "emulated CPU"),
+	       "an emulated vmstate is refused by KVM: %s", error_msg(&err));
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -422,7 +453,7 @@ static bool pause_resume_cycles(struct vm *vm, const char *phase)
 
 static void measure_latency(void)
 {
-	struct vm_config cfg = { 2, 64, 0, false };
+	struct vm_config cfg = { 2, 64, 0, false, test_cpu };
 	struct vm *vm = NULL;
 	struct error err = ERROR_INIT;
 
@@ -468,10 +499,6 @@ int main(void)
 
 	if (geteuid() != 0)
 		tap_skip_all("needs root");
-	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		tap_skip_all("no usable /dev/kvm");
-	close(fd);
 	guest_img = getenv("GUEST_IMG");
 	if (!guest_img) {
 		snprintf(img, sizeof(img), "%s/contrib/minivm/guest.img", top ? top : ".");
@@ -485,15 +512,31 @@ int main(void)
 
 	tap_ok(vmstate__crc64(0, "123456789", 9) == 0xe9c6d914c4b8d9caULL,
 	       "vmstate CRC-64/Jones check value");
-	run_case(1, 64, 0, false);
-	run_case(2, 64, 0, false);
-	run_case(2, 64, 0, true);
-	run_case(2, 96, 32, false);
-	run_case(1, 96, 64, true);
-	check_verify_can_fail();
-	check_fpu_check_can_fail();
-	check_vmstate_rejected();
-	check_unexpected_exit();
-	measure_latency();
+	/* Every case on the emulated CPU, which needs nothing but root; then on
+	 * KVM where /dev/kvm works (CI machines may have none: that half is
+	 * then reported as skipped, the emulated half still runs). */
+	for (int pass = 0; pass < 2; pass++) {
+		test_cpu = pass ? VM_CPU_KVM : VM_CPU_EMULATED;
+		if (test_cpu == VM_CPU_KVM) {
+			fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+			if (fd < 0) {
+				tap_skip("the KVM pass: no usable /dev/kvm");
+				break;
+			}
+			close(fd);
+		}
+		tap_diag("---- vCPUs on %s ----", pass ? "KVM" : "the emulated CPU");
+		run_case(1, 64, 0, false);
+		run_case(2, 64, 0, false);
+		run_case(2, 64, 0, true);
+		run_case(2, 96, 32, false);
+		run_case(1, 96, 64, true);
+		check_verify_can_fail();
+		check_fpu_check_can_fail();
+		check_vmstate_rejected();
+		check_unexpected_exit();
+		measure_latency();
+	}
+	check_cross_backend();
 	return tap_done();
 }
