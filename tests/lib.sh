@@ -1,6 +1,8 @@
 # tests/lib.sh — sourced by every shell test. TAP output, prerequisites, and
 # clean-up. A missing prerequisite skips the test (exit 77) except under CI,
-# where it fails: CI machines are supposed to have root, /dev/kvm and /dev/fuse.
+# where it fails: CI machines are supposed to have root, /dev/fuse and
+# /dev/userfaultfd. Guests need no /dev/kvm: forkfs-minivm runs them on its
+# emulated CPU where KVM is missing (require_guest says which ran).
 set -u
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
@@ -41,7 +43,16 @@ skip_all() {
 }
 
 require_root() { [ "$(id -u)" -eq 0 ] || skip_all "needs root"; }
-require_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "needs /dev/kvm"; }
+# Guests run on KVM where /dev/kvm works, else on minivm's emulated CPU
+# (--cpu auto); FORKFS_MINIVM_CPU=emulated forces the latter.
+guest_cpu() {
+	case "${FORKFS_MINIVM_CPU:-auto}" in
+	emulated) echo "the emulated CPU (FORKFS_MINIVM_CPU)" ;;
+	*) if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then echo "KVM"
+	   else echo "the emulated CPU (no usable /dev/kvm)"; fi ;;
+	esac
+}
+require_guest() { diag "guests run on $(guest_cpu)"; }
 require_fuse() {
 	[ -c /dev/fuse ] || skip_all "needs /dev/fuse"
 	command -v fusermount3 >/dev/null || skip_all "needs fusermount3"

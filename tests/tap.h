@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int tap_n, tap_failed;
 
@@ -62,6 +64,20 @@ static inline void tap_skip(const char *why)
 {
 	printf("ok %d # SKIP %s\n", ++tap_n, why);
 	fflush(stdout);
+}
+
+/* Guests run on KVM where /dev/kvm works, else on forkfs-minivm's emulated
+ * CPU (--cpu auto): say which, as tests/lib.sh's require_guest does. */
+static inline void tap_diag_guest_cpu(void)
+{
+	const char *cpu = getenv("FORKFS_MINIVM_CPU");
+
+	if (cpu && !strcmp(cpu, "emulated"))
+		tap_diag("guests run on the emulated CPU (FORKFS_MINIVM_CPU)");
+	else if (access("/dev/kvm", R_OK | W_OK) == 0)
+		tap_diag("guests run on KVM");
+	else
+		tap_diag("guests run on the emulated CPU (no usable /dev/kvm)");
 }
 
 /* Check an expression; the description is the expression itself. */

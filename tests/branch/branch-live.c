@@ -381,8 +381,7 @@ int main(void)
 
 	if (geteuid() != 0)
 		tap_skip_all("needs root");
-	if (access("/dev/kvm", R_OK | W_OK) < 0)
-		tap_skip_all("needs /dev/kvm");
+	tap_diag_guest_cpu();
 	if (!getenv("MINIVM") || access(getenv("MINIVM"), X_OK) < 0)
 		tap_skip_all("needs forkfs-minivm ($MINIVM)");
 	if (!mkdtemp(tmpdir))

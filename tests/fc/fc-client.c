@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * fc-client.c — the Firecracker client against the real forkfs-minivm ($MINIVM
- * booting $GUEST_IMG in KVM; needs root and /dev/kvm): instance info, machine
+ * booting $GUEST_IMG on KVM or minivm's emulated CPU; needs root): instance info, machine
  * config, boot, pause/resume, the capability probe on a default and a --stock
  * VMM, Full and VmstateOnly snapshots, a restore, API errors, and the
  * transport's failure modes: a VMM that never answers (SIGSTOP), one that dies
@@ -637,8 +637,7 @@ int main(void)
 	guest_img = getenv("GUEST_IMG");
 	if (geteuid() != 0)
 		tap_skip_all("needs root");
-	if (access("/dev/kvm", R_OK | W_OK) < 0)
-		tap_skip_all("needs /dev/kvm");
+	tap_diag_guest_cpu();
 	if (!minivm || access(minivm, X_OK) < 0 || !guest_img || access(guest_img, R_OK) < 0)
 		tap_skip_all("needs $MINIVM and $GUEST_IMG (forkfs-minivm and its guest)");
 	snprintf(tmpd, sizeof(tmpd), "/tmp/fc-client.XXXXXX");

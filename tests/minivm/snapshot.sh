@@ -10,7 +10,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/minivm/lib-minivm.sh"
 require_root
-require_kvm
+require_guest
 [ -f "$GUEST_IMG" ] || skip_all "no guest image at $GUEST_IMG"
 
 # one_case NAME VCPUS MEM SHARED [MINIVM ARGS...]

@@ -9,7 +9,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/minivm/lib-minivm.sh"
 require_root
-require_kvm
+require_guest
 require_uffd
 [ -f "$GUEST_IMG" ] || skip_all "no guest image at $GUEST_IMG"
 

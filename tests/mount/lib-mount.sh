@@ -6,7 +6,7 @@
 
 require_root
 require_fuse
-require_kvm
+require_guest
 require_uffd
 [ -x "$FORKFS" ] || skip_all "forkfs not built ($FORKFS)"
 [ -x "$MINIVM" ] || skip_all "forkfs-minivm not built ($MINIVM)"
