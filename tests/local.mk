@@ -58,8 +58,11 @@ tests_branch_branch_live_t_LDADD = branch/libbranch.la $(UV_LIBS) $(JSONC_LIBS)
 # ---- contrib/minivm/ ----------------------------------------------------------
 
 # The VM core test links the core directly (no HTTP).
-check_PROGRAMS += tests/minivm/vm-core.t
-TESTS += tests/minivm/vm-core.t
+check_PROGRAMS += tests/minivm/vm-core.t tests/minivm/cpu.t
+TESTS += tests/minivm/vm-core.t tests/minivm/cpu.t
+tests_minivm_cpu_t_SOURCES = tests/minivm/cpu.c tests/tap.h contrib/minivm/cpu.c \
+	contrib/minivm/cpu.h
+tests_minivm_cpu_t_LDADD = common/libcommon.la
 tests_minivm_vm_core_t_SOURCES = tests/minivm/vm-core.c tests/tap.h $(MINIVM_VM_SOURCES)
 tests_minivm_vm_core_t_LDADD = common/libcommon.la
 
@@ -97,8 +100,12 @@ tests_sandbox_lifecycle_t_LDADD = sandbox/libsandbox.la $(UV_LIBS) $(JSONC_LIBS)
 # tests/fuzz/fuzz-main.c (built-in seeds, random mutations); "make fuzz" builds
 # real libFuzzer binaries when clang is available.
 check_PROGRAMS += tests/fuzz/fuzz-fc-response.t tests/fuzz/fuzz-handshake.t \
-	tests/fuzz/fuzz-config.t
-TESTS += tests/fuzz/fuzz-fc-response.t tests/fuzz/fuzz-handshake.t tests/fuzz/fuzz-config.t
+	tests/fuzz/fuzz-config.t tests/fuzz/fuzz-cpu.t
+TESTS += tests/fuzz/fuzz-fc-response.t tests/fuzz/fuzz-handshake.t tests/fuzz/fuzz-config.t \
+	tests/fuzz/fuzz-cpu.t
+tests_fuzz_fuzz_cpu_t_SOURCES = tests/fuzz/fuzz-cpu.c tests/fuzz/fuzz-main.c tests/fuzz/fuzz.h \
+	contrib/minivm/cpu.c contrib/minivm/cpu.h
+tests_fuzz_fuzz_cpu_t_LDADD = common/libcommon.la
 tests_fuzz_fuzz_fc_response_t_SOURCES = tests/fuzz/fuzz-fc-response.c tests/fuzz/fuzz-main.c \
 	tests/fuzz/fuzz.h
 tests_fuzz_fuzz_fc_response_t_LDADD = fc/libfc.la
@@ -113,10 +120,11 @@ tests_fuzz_fuzz_config_t_LDADD = common/libcommon.la $(JSONC_LIBS)
 FUZZ_CC = clang
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined
 FUZZ_CPPFLAGS = -include config.h -I$(top_srcdir) -I$(top_builddir) -D_GNU_SOURCE $(JSONC_CFLAGS)
-.PHONY: fuzz fuzz-fc-response fuzz-handshake
-fuzz: fuzz-fc-response fuzz-handshake
+.PHONY: fuzz fuzz-fc-response fuzz-handshake fuzz-cpu
+fuzz: fuzz-fc-response fuzz-handshake fuzz-cpu
 fuzz-fc-response: tests/fuzz/fuzz-fc-response-libfuzzer
 fuzz-handshake: tests/fuzz/fuzz-handshake-libfuzzer
+fuzz-cpu: tests/fuzz/fuzz-cpu-libfuzzer
 tests/fuzz/fuzz-fc-response-libfuzzer: tests/fuzz/fuzz-fc-response.c fc/parse.c fc/fc.h \
 		common/error.c config.h
 	@mkdir -p tests/fuzz
@@ -128,7 +136,12 @@ tests/fuzz/fuzz-handshake-libfuzzer: tests/fuzz/fuzz-handshake.c uffd/handshake.
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz-handshake.c \
 		$(top_srcdir)/uffd/handshake.c $(top_srcdir)/common/error.c \
 		$(top_srcdir)/common/util.c $(top_srcdir)/common/fdpass.c $(JSONC_LIBS)
-CLEANFILES += tests/fuzz/fuzz-fc-response-libfuzzer tests/fuzz/fuzz-handshake-libfuzzer
+tests/fuzz/fuzz-cpu-libfuzzer: tests/fuzz/fuzz-cpu.c contrib/minivm/cpu.c common/error.c config.h
+	@mkdir -p tests/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz-cpu.c \
+		$(top_srcdir)/contrib/minivm/cpu.c $(top_srcdir)/common/error.c
+CLEANFILES += tests/fuzz/fuzz-fc-response-libfuzzer tests/fuzz/fuzz-handshake-libfuzzer \
+	tests/fuzz/fuzz-cpu-libfuzzer
 
 # ---- benchmarks: never run by make check ----------------------------------------
 

@@ -70,9 +70,10 @@ static _Noreturn void _printf_(2, 3) fault(struct x86 *x, const char *fmt, ...)
 static _Noreturn void unknown(struct x86 *x)
 {
 	char hex[3 * INSN_MAX + 1] = "";
+	size_t n = 0;
 
 	for (unsigned i = 0; i < x->avail && i < 8; i++)
-		snprintf(hex + 3 * i, sizeof(hex) - 3 * i, "%s%02x", i ? " " : "", x->ib[i]);
+		n += (size_t)snprintf(hex + n, sizeof(hex) - n, "%s%02x", i ? " " : "", x->ib[i]);
 	fault(x, "unsupported instruction at rip 0x%llx: %s", (unsigned long long)x->start, hex);
 }
 
@@ -592,6 +593,36 @@ static void sse_move(struct x86 *x, uint8_t op)
 	}
 }
 
+/* bt, bts, btr, btc (kind 0..3), by register or immediate bit offset. A
+ * register offset into memory may reach outside the operand, as on hardware. */
+static void bit_op(struct x86 *x, unsigned kind, bool imm_form, unsigned sz)
+{
+	unsigned bits = 8 * sz;
+	uint64_t off, v;
+	struct opnd o;
+
+	if (imm_form) {
+		off = imm8(x);
+		finish(x);
+	} else {
+		off = reg_get(x, x->reg, sz);
+	}
+	finish(x);
+	o = x->rm;
+	if (o.mem && !imm_form)
+		o.addr += (uint64_t)(sext(off, sz) >> __builtin_ctz(bits)) * sz;
+	off &= bits - 1;
+	v = get(x, &o, sz);
+	set_flags(x, F_CF, (v >> off) & 1 ? F_CF : 0);
+	switch (kind) {
+	case 1: v |= 1ULL << off; break;
+	case 2: v &= ~(1ULL << off); break;
+	case 3: v ^= 1ULL << off; break;
+	default: return;
+	}
+	put(x, &o, sz, v);
+}
+
 static void step_0f(struct x86 *x)
 {
 	uint8_t op = imm8(x);
@@ -633,6 +664,16 @@ static void step_0f(struct x86 *x)
 		reg_set(x, x->reg, sz, (uint64_t)p);
 		break;
 	}
+	case 0xa3: case 0xab: case 0xb3: case 0xbb:	/* bt, bts, btr, btc r/m, r */
+		decode_modrm(x);
+		bit_op(x, (op >> 3) & 3, false, sz);
+		break;
+	case 0xba:	/* group 8: bt, bts, btr, btc r/m, imm8 */
+		decode_modrm(x);
+		if ((x->reg & 7) < 4)
+			unknown(x);
+		bit_op(x, (x->reg & 7) - 4, true, sz);
+		break;
 	case 0xb6: case 0xb7: case 0xbe: case 0xbf: {	/* movzx, movsx */
 		unsigned ssz = (op & 1) ? 2 : 1;
 		uint64_t v;
@@ -841,6 +882,12 @@ static void step(struct x86 *x)
 		break;
 	case 0x99:	/* cwd, cdq, cqo */
 		reg_set(x, CPU_RDX, sz, sext(c->gpr[CPU_RAX], sz) < 0 ? ~0ULL : 0);
+		break;
+	case 0x9c:	/* pushf */
+		push(x, c->rflags);
+		break;
+	case 0x9d:	/* popf: the arithmetic flags and DF */
+		c->rflags = (pop(x) & (F_ARITH | F_DF)) | 0x2;
 		break;
 	case 0xa4: case 0xa5: case 0xaa: case 0xab:
 		string_op(x, op);
