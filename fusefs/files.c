@@ -31,6 +31,8 @@
 #include "sandbox/config.h"
 #include "sandbox/ctl.h"
 #include "sandbox/entry.h"
+#include "sandbox/supervisor.h"
+#include "sandbox/template.h"
 
 static void fh_free(struct fh *h)
 {
@@ -81,6 +83,7 @@ static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)
 		return -EACCES;
 	switch (n->type) {
 	case NODE_SB_STATE:
+	case NODE_SB_MEMORY:
 	case NODE_BR_STATUS:
 		fi->direct_io = 1;
 		return 0;
@@ -242,6 +245,21 @@ void files_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case NODE_SB_STATE:
 		state_line(n->sb, tmp, sizeof(tmp));
 		reply_slice(req, tmp, strlen(tmp), size, off);
+		return;
+	case NODE_SB_MEMORY:
+		/* From the VMM's smaps, when a read starts at 0 (a few ms for a
+		 * large guest, on the loop; a sandbox's own VMM only). */
+		if (off == 0 || !h->buf) {
+			free(h->buf);
+			h->buf = malloc(STATUS_MAX);
+			if (!h->buf) {
+				fuse_reply_err(req, ENOMEM);
+				return;
+			}
+			h->len = template_memory_text(n->sb->proc ? vmm_proc_pid(n->sb->proc) : 0,
+						      h->buf, STATUS_MAX);
+		}
+		reply_slice(req, h->buf, h->len, size, off);
 		return;
 	case NODE_BR_STATUS:
 		if (off == 0 || !h->buf) {

@@ -20,6 +20,7 @@ enum node_type {
 	NODE_SB_CTL,
 	NODE_SB_STATE,
 	NODE_SB_LOG,
+	NODE_SB_MEMORY,
 	NODE_SB_BRANCHES,
 	/* a branch entry's files, in the order of struct sbranch's nodes[] */
 	NODE_BR_DIR,

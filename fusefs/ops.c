@@ -102,6 +102,10 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 		st->st_mode = S_IFREG | 0444;
 		st->st_size = (off_t)strlen(state_line(sb, tmp, sizeof(tmp)));
 		break;
+	case NODE_SB_MEMORY:
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = 0;	/* generated on read, like /proc */
+		break;
 	case NODE_SB_LOG: {
 		struct stat s;
 
@@ -185,7 +189,7 @@ static const struct {
 	enum node_type type;
 } sb_files[] = {
 	{ "config.json", NODE_SB_CONFIG }, { "ctl", NODE_SB_CTL }, { "state", NODE_SB_STATE },
-	{ "log", NODE_SB_LOG }, { "branches", NODE_SB_BRANCHES },
+	{ "log", NODE_SB_LOG }, { "memory", NODE_SB_MEMORY }, { "branches", NODE_SB_BRANCHES },
 }, br_files[] = {
 	{ "status", NODE_BR_STATUS }, { "vmstate", NODE_BR_VMSTATE },
 	{ "memory.bin", NODE_BR_MEMORY },

@@ -13,6 +13,7 @@
 #include "sandbox/ctl.h"
 #include "sandbox/entry.h"
 #include "sandbox/start.h"
+#include "sandbox/template.h"
 
 /* {"restore":{"branch":"S/T"}}: a ready (or still copying) branch here. */
 static int resolve_branch(void *ctx, struct sandbox *sb, const struct config *cfg,
@@ -43,6 +44,9 @@ static int resolve_branch(void *ctx, struct sandbox *sb, const struct config *cf
 		       " of its image first", from->name, br->tag);
 		src->copying = branch_ref(br->b);
 	}
+	src->tmpl = template_get(&br->tmpl);
+	if (!src->tmpl)
+		return -ENOMEM;
 	snprintf(src->snapshot_path, sizeof(src->snapshot_path), "%s/vmstate", br->dir);
 	snprintf(src->mem_path, sizeof(src->mem_path), "%s/memory.bin", br->dir);
 	src->in_store = true;

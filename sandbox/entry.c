@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "sandbox/entry.h"
 #include "sandbox/store.h"
+#include "sandbox/template.h"
 
 /* ---- the end of a background copy, in the sandbox log ----
  *
@@ -157,6 +158,7 @@ struct sbranch *entry_unref(struct sbranch *br)
 	if (!br || --br->refs > 0)
 		return NULL;
 	watch_free(watch_take(0, br));
+	template_disown(&br->tmpl);
 	branch_unref(br->b);
 	sandbox_unref(br->sb);
 	free(br->dir);
@@ -449,6 +451,13 @@ int entry_rmdir(struct sandbox *sb, const char *tag, sb_done_fn done, void *ctx)
 	assert_on_loop(sb->env);
 	if (!br)
 		return -ENOENT;
+	/* Like a ZFS snapshot with clones: the children's memory is the branch's
+	 * template; it goes when they do. */
+	if (br->tmpl) {
+		sb_log(sb, "rmdir branches/%s refused: %u sandbox(es) started from it still run "
+		       "(stop them first)", tag, br->tmpl->refs);
+		return -EBUSY;
+	}
 	j = calloc(1, sizeof(*j));
 	if (!j || !(j->dir = strdup(br->dir))) {
 		free(j);

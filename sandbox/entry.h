@@ -32,6 +32,7 @@ struct sbranch {
 	char *dir;		/* store directory */
 	enum entry_phase phase;
 	struct branch *b;	/* NULL if the store copy could not be loaded */
+	struct template *tmpl;	/* its memory template while children use it (weak) */
 	char load_error[128];	/* why b is NULL */
 	struct timespec ctime;
 	/* The FUSE layer's inodes of this entry's files; opaque here. */
@@ -59,7 +60,8 @@ typedef void (*entry_done_fn)(void *ctx, int r, struct sbranch *br);
  * r == 0 (valid during the call; take a reference to keep it). */
 int entry_mkdir(struct sandbox *sb, const char *tag, entry_done_fn done, void *ctx);
 /* rmdir branches/TAG: cancel a running copy, remove the store directory.
- * -ENOENT at once if there is no such visible entry; else done(ctx, r). */
+ * -ENOENT at once if there is no such visible entry; -EBUSY (logged) while
+ * sandboxes started from it run (they map its template); else done(ctx, r). */
 int entry_rmdir(struct sandbox *sb, const char *tag, sb_done_fn done, void *ctx);
 /* Shutdown: cancel every running copy of sb's branches. */
 void entry_cancel_copies(struct sandbox *sb, const char *why);

@@ -6,6 +6,7 @@ sandbox_libsandbox_la_SOURCES = sandbox/env.h sandbox/env.c \
 	sandbox/tree.h sandbox/tree.c sandbox/ctl.h sandbox/ctl.c \
 	sandbox/sandbox.h sandbox/sandbox.c sandbox/start.h sandbox/start.c \
 	sandbox/entry.h sandbox/entry.c sandbox/store.h sandbox/store.c \
+	sandbox/template.h sandbox/template.c \
 	sandbox/config.h sandbox/config.c \
 	sandbox/supervisor.h sandbox/supervisor.c sandbox/spawner.h sandbox/spawner.c
 sandbox_libsandbox_la_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS)

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "fc/fc.h"
+#include "sandbox/template.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/store.h"
 #include "sandbox/supervisor.h"
@@ -85,6 +86,7 @@ struct sandbox *sandbox_unref(struct sandbox *sb)
 	if (!sb || --sb->refs > 0)
 		return NULL;
 	vmm_unref(sb->vmm);
+	template_unref(sb->tmpl);
 	safe_close(sb->log_fd);
 	free(sb->config);
 	free(sb->dir);
@@ -280,6 +282,12 @@ void sandbox_started(struct sandbox *sb, struct vmm *vmm, bool attached, bool pa
 	sb->state = paused ? SB_PAUSED : SB_RUNNING;
 }
 
+void sandbox_set_template(struct sandbox *sb, struct template *t)
+{
+	template_unref(sb->tmpl);
+	sb->tmpl = t;
+}
+
 void sandbox_start_failed(struct sandbox *sb, const char *reason)
 {
 	sb_log(sb, "start failed: %s", reason);
@@ -318,6 +326,7 @@ static void proc_exited(void *ctx, struct vmm_proc *p, bool clean, bool stopped)
 		return;
 	vmm_lines_dropped_report(sb);
 	sb->proc = NULL;
+	sb->tmpl = template_unref(sb->tmpl);
 	if (sb->vmm) {
 		vmm_set_dead(sb->vmm);
 		sb->vmm = vmm_unref(sb->vmm);

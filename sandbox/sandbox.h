@@ -35,9 +35,10 @@ typedef void (*sb_done_fn)(void *ctx, int r);
 
 struct node;
 struct sbranch;
+struct template;
 struct vmm_proc;
 
-#define SANDBOX_NODES 6
+#define SANDBOX_NODES 7
 
 struct sandbox {
 	unsigned refs;
@@ -60,6 +61,7 @@ struct sandbox {
 
 	struct vmm *vmm;	/* core handle while a VMM is up */
 	struct vmm_proc *proc;	/* the VMM forkfs launched, or NULL */
+	struct template *tmpl;	/* the template its VMM maps (a restore from a branch), or NULL */
 	bool attached;		/* attach form: not ours to stop */
 	char *run_dir;		/* private short dir for sockets while started */
 	const char *busy;	/* command in flight or NULL (sandbox_begin) */
@@ -103,6 +105,8 @@ int sandbox_set_config(struct sandbox *sb, const char *text, size_t len);
 int sandbox_make_run_dir(struct sandbox *sb);
 void sandbox_started(struct sandbox *sb, struct vmm *vmm, bool attached, bool paused);
 void sandbox_start_failed(struct sandbox *sb, const char *reason);
+/* Keep a reference on the template the VMM maps until the VMM exits. */
+void sandbox_set_template(struct sandbox *sb, struct template *t);
 /* Launch the VMM on api_socket, its output into the log, its exit handled. */
 int sandbox_launch(struct sandbox *sb, const char *api_socket, struct error *err);
 

@@ -6,13 +6,17 @@
  * workers read (paths, the run directory, the copy rate): the sandbox itself
  * may change under them (its VMM may exit while it starts). Up to three steps:
  *
- *   1. worker (restore only): create a memfd and fill it from the memory image
- *      (a source branch still copying first completes its image on demand);
+ *   1. worker (restore only): a restore from a branch gets the branch's
+ *      template (template.h: loaded once, shared by every child); one from
+ *      files named in config.json gets a memfd of its own filled from the
+ *      image (a source branch still copying first completes its image);
  *   2. loop: launch the VMM on a private API socket (not for attach);
  *   3. worker: wait for the socket, configure (boot: PUT every resource, then
  *      InstanceStart; restore: PUT /snapshot/load with the memfd's
- *      /proc/<forkfs pid>/fd/<n> path, shared, resume_vm — or, on a stock
- *      VMM, the image file mapped privately), then vmm_new().
+ *      /proc/<forkfs pid>/fd/<n> path and resume_vm: the template mapped
+ *      privately (copy-on-write), or the own memfd mapped shared — on a
+ *      stock VMM, which has no "shared", the image file mapped privately),
+ *      then vmm_new().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -35,6 +37,7 @@
 #include "sandbox/config.h"
 #include "sandbox/start.h"
 #include "sandbox/supervisor.h"
+#include "sandbox/template.h"
 
 #define SOCKET_WAIT_MS 5000
 #define LOAD_TIMEOUT_MS 30000
@@ -72,56 +75,13 @@ static void start_job_free(struct start_job *j)
 	config_free(j->cfg);
 	branch_unref(j->src.copying);
 	safe_close(j->memfd);
+	template_unref(j->src.tmpl);
 	vmm_unref(j->vmm);
 	sandbox_unref(j->sb);
 	free(j);
 }
 
 /* ---- step 1: the memfd of a restore ---- */
-
-/* Open an image named by config.json (or a branch) for reading: it must be a
- * regular file. O_NONBLOCK: a FIFO there must not hold a pool thread for ever
- * (regular files ignore the flag). A branch's files are in the store: no
- * symlink is followed there. */
-static int open_image(const char *path, const char *what, bool in_store, off_t *ret_size,
-		      struct error *err)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
-					  (in_store ? O_NOFOLLOW : 0));
-	struct stat st;
-
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return error_set_errno(err, -errno, "cannot open %s %.300s", what, path);
-	if (!S_ISREG(st.st_mode))
-		return error_set(err, -EINVAL, "%s %.300s is not a regular file", what, path);
-	if (ret_size)
-		*ret_size = st.st_size;
-	return TAKE_FD(fd);
-}
-
-static int fill_memfd(const char *path, bool in_store, int *ret_fd, struct error *err)
-{
-	_cleanup_close_ int src = -1, mfd = -1;
-	off_t off = 0, size = 0;
-
-	src = open_image(path, "memory image", in_store, &size, err);
-	if (src < 0)
-		return src;
-	mfd = memfd_create("forkfs-guest-mem", MFD_CLOEXEC);
-	if (mfd < 0 || ftruncate(mfd, size) < 0)
-		return error_set_errno(err, -errno, "memfd for %.300s", path);
-	while (off < size) {
-		ssize_t n = sendfile(mfd, src, &off, (size_t)MIN(size - off, 1 << 30));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return error_set_errno(err, n < 0 ? -errno : -EIO,
-					       "copying %.300s into the memfd", path);
-	}
-	*ret_fd = TAKE_FD(mfd);
-	return 0;
-}
 
 static void prepare_run(uv_work_t *w)
 {
@@ -134,13 +94,17 @@ static void prepare_run(uv_work_t *w)
 		return;
 	}
 	/* The VMM opens the vmstate itself: a regular file, checked here. */
-	fd = open_image(j->src.snapshot_path, "snapshot", j->src.in_store, NULL, &j->err);
+	fd = image_open(j->src.snapshot_path, "snapshot", j->src.in_store, NULL, &j->err);
 	if (fd < 0) {
 		j->r = fd;
 		return;
 	}
 	close(fd);
-	j->r = fill_memfd(j->src.mem_path, j->src.in_store, &j->memfd, &j->err);
+	if (j->src.tmpl)
+		j->r = template_fill(j->src.tmpl, j->src.mem_path, j->src.in_store, &j->err);
+	else
+		j->r = image_to_memfd(j->src.mem_path, j->src.in_store, "forkfs-guest-mem", false,
+				      &j->memfd, NULL, &j->err);
 }
 
 /* ---- step 3: configure the VMM ---- */
@@ -248,11 +212,14 @@ static int configure_boot(struct start_job *j, struct fc_client *c)
 	return r < 0 ? api_fail(j, c, r, "InstanceStart") : 0;
 }
 
-/* A forkd VMM maps forkfs's memfd shared (so live branches of the restored VM
- * work, and each restore has its own memory). Stock Firecracker refuses the
- * "shared" key: it gets the image file itself, mapped privately (its writes
- * never reach the file), and the memfd is dropped. The probe has no side
- * effects before boot (fc_probe_caps). */
+/* A child of a branch maps the branch's template privately, whatever the
+ * VMM (shared:false is the default, so stock Firecracker takes it too): its
+ * writes never reach the template, and a live branch of it reads its own
+ * view (uffd/memsrc.c: process_vm_readv for a private mapping). Otherwise a
+ * forkd VMM maps forkfs's own memfd shared (each restore has its own memory);
+ * stock Firecracker refuses the "shared" key: it gets the image file itself,
+ * mapped privately, and the memfd is dropped. The probe has no side effects
+ * before boot (fc_probe_caps). */
 static int configure_restore(struct start_job *j, struct fc_client *c)
 {
 	char backend[sizeof(j->src.mem_path)];
@@ -263,8 +230,10 @@ static int configure_restore(struct start_job *j, struct fc_client *c)
 	r = fc_probe_caps(c, &caps);
 	if (r < 0)
 		return api_fail(j, c, r, "probing the VMM");
-	shared = caps.uffd_wp && caps.vmstate_only;
-	if (shared) {
+	shared = caps.uffd_wp && caps.vmstate_only && !j->src.tmpl;
+	if (j->src.tmpl) {
+		snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->src.tmpl->fd);
+	} else if (shared) {
 		snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->memfd);
 	} else {
 		snprintf(backend, sizeof(backend), "%s", j->src.mem_path);
@@ -341,6 +310,11 @@ static void start_finish(struct start_job *j)
 	} else {
 		sandbox_started(sb, TAKE_PTR(j->vmm), j->cfg->kind == CONFIG_ATTACH,
 				j->vm_state == FC_STATE_PAUSED);
+		if (j->src.tmpl)
+			sb_log(sb, "restore: %s mapped privately from the branch's template "
+			       "(%llu MiB, shared with %u other sandbox(es))", j->src.mem_path,
+			       (unsigned long long)(j->src.tmpl->size >> 20), j->src.tmpl->refs - 1);
+		sandbox_set_template(sb, TAKE_PTR(j->src.tmpl));
 		sb_log(sb, "started (%s): %s", kind_name(j->cfg->kind), sb_state_to_string(sb->state));
 	}
 	j->done(j->ctx, r);

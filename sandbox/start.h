@@ -12,12 +12,15 @@
 struct config;
 
 /* Where a restore's images are. copying: a reference on the source branch
- * while it still copies (its image is completed first), else NULL. */
+ * while it still copies (its image is completed first), else NULL. tmpl: a
+ * reference on the source branch's template (template.h), NULL for files
+ * named in config.json. */
 struct restore_source {
 	char snapshot_path[PATH_MAX];
 	char mem_path[PATH_MAX];
 	bool in_store;		/* a branch's files: no symlink is followed */
 	struct branch *copying;
+	struct template *tmpl;
 };
 
 /* Resolve {"restore":{"branch":"S/T"}} into src (the tree knows branches).

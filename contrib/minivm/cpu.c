@@ -89,28 +89,31 @@ static void *host(struct x86 *x, uint64_t addr, size_t len)
 	return p;
 }
 
+/* Guest accesses may be unaligned (x86 allows it): memcpy of a constant
+ * size, which the compiler turns into one load or store. */
 static uint64_t mem_read(struct x86 *x, uint64_t addr, unsigned sz)
 {
-	const volatile uint8_t *p = host(x, addr, sz);
+	const void *p = host(x, addr, sz);
+	uint64_t v = 0;
 
 	switch (sz) {
-	case 1: return *p;
-	case 2: return *(const volatile uint16_t *)p;
-	case 4: return *(const volatile uint32_t *)p;
-	default: return *(const volatile uint64_t *)p;
+	case 1: v = *(const uint8_t *)p; break;
+	case 2: { uint16_t t; memcpy(&t, p, 2); v = t; break; }
+	case 4: { uint32_t t; memcpy(&t, p, 4); v = t; break; }
+	default: memcpy(&v, p, 8); break;
 	}
+	return v;
 }
 
 static void mem_write(struct x86 *x, uint64_t addr, unsigned sz, uint64_t v)
 {
-	volatile uint8_t *p = host(x, addr, sz);
+	void *p = host(x, addr, sz);
 
-	/* One store per access (may be unaligned; x86 allows it). */
 	switch (sz) {
-	case 1: *p = (uint8_t)v; break;
-	case 2: *(volatile uint16_t *)p = (uint16_t)v; break;
-	case 4: *(volatile uint32_t *)p = (uint32_t)v; break;
-	default: *(volatile uint64_t *)p = v; break;
+	case 1: *(uint8_t *)p = (uint8_t)v; break;
+	case 2: { uint16_t t = (uint16_t)v; memcpy(p, &t, 2); break; }
+	case 4: { uint32_t t = (uint32_t)v; memcpy(p, &t, 4); break; }
+	default: memcpy(p, &v, 8); break;
 	}
 }
 
@@ -1022,15 +1025,18 @@ next:
 }
 
 int cpu_run(struct cpu_state *c, const struct cpu_bus *bus, const atomic_bool *kick,
-	    struct error *err)
+	    uint64_t max_insns, struct error *err)
 {
 	struct x86 x = { .c = c, .bus = bus };
+	volatile uint64_t n = 0;	/* read after a longjmp */
 
 	if (setjmp(x.fault)) {
 		c->rip = x.start;
 		return error_set(err, -EIO, "%s", x.why);
 	}
-	while (!atomic_load_explicit(kick, memory_order_relaxed))
+	while (!atomic_load_explicit(kick, memory_order_relaxed) && (!max_insns || n < max_insns)) {
 		step(&x);
+		n = n + 1;
+	}
 	return 0;
 }

@@ -52,9 +52,10 @@ struct cpu_bus {
 	void *ctx;
 };
 
-/* Run instructions until *kick is set (checked before every instruction):
- * returns 0 with the state at that instruction boundary. Returns -EIO with
- * the reason in err when the guest cannot go on (HLT, a fault, an unknown
- * instruction); the state is then that of the faulting instruction's start. */
+/* Run instructions until *kick is set (checked before every instruction) or
+ * max_insns have run (0: no limit): returns 0 with the state at that
+ * instruction boundary. Returns -EIO with the reason in err when the guest
+ * cannot go on (HLT, a fault, an unknown instruction); the state is then that
+ * of the faulting instruction's start. */
 int cpu_run(struct cpu_state *c, const struct cpu_bus *bus, const atomic_bool *kick,
-	    struct error *err);
+	    uint64_t max_insns, struct error *err);

@@ -4,11 +4,18 @@
  * --cpu emulated), and the translation of its state to and from the KVM UAPI
  * structs that boot.c fills and the vmstate file holds. A vmstate taken on
  * either backend thus has one format; vmstate.c marks an emulated one.
+ *
+ * Pace. A guest that spins (the bundled one stamps memory without pause)
+ * would take a whole host core per vCPU; the emulated CPU runs at most
+ * vm_emulated_mips million instructions per second per vCPU (0: as fast as
+ * it can), in slices of EMU_SLICE instructions with a sleep where it is
+ * ahead. The kick signal cuts a sleep short; pacing restarts after a pause.
  */
 #define LOG_PREFIX "vm: "
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "contrib/minivm/vm-internal.h"
@@ -36,17 +43,46 @@ static void emu__out(void *ctx, uint16_t port, unsigned size, uint32_t value)
 	vcpu__port_out(ctx, port, size, value);
 }
 
+#define EMU_SLICE 2000ULL
+
+unsigned vm_emulated_mips = VM_EMULATED_MIPS_DEFAULT;
+
+static uint64_t mono_nsec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 /* Run until kicked (0) or until the guest cannot go on (-EIO, logged). */
 int emu__run(struct vcpu *v)
 {
 	const struct cpu_bus bus = { emu__mem, emu__in, emu__out, v };
+	uint64_t ips = (uint64_t)vm_emulated_mips * 1000000ULL, t0 = mono_nsec(), done = 0;
 	struct error err = ERROR_INIT;
-	int r;
+	int r = 0;
 
 	if (!(v->sregs.efer & EFER_LMA) || !v->sregs.cs.l)
 		r = error_set(&err, -EIO, "the emulated CPU runs 64-bit long mode only");
-	else
-		r = cpu_run(&v->cpu, &bus, &v->kick, &err);
+	while (r == 0 && !atomic_load(&v->kick)) {
+		uint64_t due, now;
+
+		r = cpu_run(&v->cpu, &bus, &v->kick, ips ? EMU_SLICE : 0, &err);
+		if (r < 0 || !ips)
+			break;
+		done += EMU_SLICE;
+		due = t0 + done * 1000000000ULL / ips;
+		now = mono_nsec();
+		if (now + 100000000ULL < due || now > due + 100000000ULL) {
+			t0 = now;	/* a clock jump or a long preemption: start over */
+			done = 0;
+		} else if (due > now && !atomic_load(&v->kick)) {
+			struct timespec ts = { 0, (long)(due - now) };
+
+			nanosleep(&ts, NULL);	/* EINTR when kicked */
+		}
+	}
 	if (r < 0)
 		log_error("vcpu %u: %s; stopping the VM", v->id, error_msg(&err));
 	return r;

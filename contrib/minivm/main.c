@@ -65,10 +65,12 @@ static void help(void)
 	       "                         where the vCPUs run (default auto, or\n"
 	       "                         $FORKFS_MINIVM_CPU): KVM, the emulated CPU\n"
 	       "                         (no /dev/kvm needed, slower), or KVM when usable\n"
+	       "  --cpu-mips N           the emulated CPU's pace per vCPU in million\n"
+	       "                         instructions/s (default %u, 0: unlimited)\n"
 	       "  --no-seccomp           do not install the seccomp filter\n"
 	       "  --help                 show this help\n"
 	       "  --version              show the version\n",
-	       VM_DEFAULT_SPLIT_MIB);
+	       VM_DEFAULT_SPLIT_MIB, VM_EMULATED_MIPS_DEFAULT);
 }
 
 static void conn_close(struct conn *c)
@@ -238,7 +240,7 @@ static int listen_on(const char *path)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_API_SOCK = 256, OPT_ID, OPT_STOCK, OPT_ANON, OPT_SPLIT, OPT_NO_SECCOMP, OPT_CPU };
+	enum { OPT_API_SOCK = 256, OPT_ID, OPT_STOCK, OPT_ANON, OPT_SPLIT, OPT_NO_SECCOMP, OPT_CPU, OPT_MIPS };
 	static const struct option options[] = {
 		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 		{ "id", required_argument, NULL, OPT_ID },
@@ -247,6 +249,7 @@ int main(int argc, char **argv)
 		{ "mem-split-mib", required_argument, NULL, OPT_SPLIT },
 		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ "cpu", required_argument, NULL, OPT_CPU },
+		{ "cpu-mips", required_argument, NULL, OPT_MIPS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -285,6 +288,16 @@ int main(int argc, char **argv)
 		case OPT_CPU:
 			cpu = optarg;
 			break;
+		case OPT_MIPS: {
+			uint64_t m;
+
+			if (parse_u64(optarg, &m) < 0 || m > 100000) {
+				log_error("invalid --cpu-mips: %s", optarg);
+				return 2;
+			}
+			vm_emulated_mips = (unsigned)m;
+			break;
+		}
 		case 'h':
 			help();
 			return 0;

@@ -326,6 +326,8 @@ static void vm__kick_all_locked(struct vm *vm)
 
 		if (vm->emulated) {
 			atomic_store(&v->kick, true);
+			if (v->thread_started)	/* cuts emu.c's pacing sleep short */
+				pthread_kill(v->thread, VM_KICK_SIGNAL);
 			continue;
 		}
 		if (!v->run)

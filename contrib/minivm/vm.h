@@ -60,6 +60,11 @@
  * machines without KVM), with one log line saying so. */
 enum vm_cpu { VM_CPU_AUTO, VM_CPU_KVM, VM_CPU_EMULATED };
 
+/* The emulated CPU's pace per vCPU, in millions of instructions per second
+ * (0: unlimited); set before vm_start(). */
+#define VM_EMULATED_MIPS_DEFAULT 2
+extern unsigned vm_emulated_mips;
+
 struct vm_config {
 	unsigned vcpu_count;	/* 1..VM_MAX_VCPUS */
 	uint64_t mem_size_mib;	/* > 0 */

@@ -84,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.gpr[CPU_RSP] = MEM_SIZE - 64;
 	budget = BUDGET;
 	atomic_store(&kick, false);
-	r = cpu_run(&c, &bus, &kick, &err);
+	r = cpu_run(&c, &bus, &kick, 0, &err);
 	if (r != 0 && r != -EIO)
 		abort();
 	if (r == -EIO && (!error_is_set(&err) || !*error_msg(&err) || strchr(error_msg(&err), '\n')))

@@ -176,7 +176,7 @@ static int emulate(const uint8_t *code, size_t len, uint64_t a, uint64_t b, stru
 	c->rflags = 0x2;
 	atomic_store(&kick, false);
 	error_clear(err);
-	return cpu_run(c, &bus, &kick, err);
+	return cpu_run(c, &bus, &kick, 0, err);
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
