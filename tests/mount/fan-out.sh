@@ -27,6 +27,17 @@ maps_template_privately() {
 		[ "$m" = "$first" ] || { diag "$s maps $m, not $first"; return 1; }
 	done
 }
+# mem_key SANDBOX KEY: a value of the sandbox's memory file.
+mem_key() { sed -n "s/^$2: //p" "$MNT/$1/memory"; }
+# memory_adds_up SANDBOX: three numbers, private + shared = total > 0.
+memory_adds_up() {
+	local m t p s
+	m=$(cat "$MNT/$1/memory")	# one read: the numbers move while the guest runs
+	t=$(echo "$m" | sed -n 's/^total: //p') p=$(echo "$m" | sed -n 's/^private: //p')
+	s=$(echo "$m" | sed -n 's/^shared: //p')
+	diag "$1 memory: total $t private $p shared $s"
+	[ -n "$t" ] && [ "$t" -gt 0 ] && [ $((p + s)) -eq "$t" ]
+}
 # start_and_verify NAME CONFIG VCPUS
 start_and_verify() { start_sandbox "$1" "$2" && wait_for 30 has_verified "$1" "$3"; }
 # live_child_branch PARENT CHILD TAG NEW VCPUS: branch the running child
@@ -52,6 +63,9 @@ done
 check "five VMMs were running" [ "$(live_vmm_pids | wc -l)" -eq 5 ]
 check "r1..r4 map one template of b1 privately" maps_template_privately r1 r2 r3 r4
 check "the log says r1 maps the template" log_has r1 "mapped privately from the branch's template"
+check "r1's memory file adds up" memory_adds_up r1
+check "... and r1 still shares template pages" [ "$(mem_key r1 shared)" -gt 0 ]
+check "s1 (booted) shares nothing" [ "$(mem_key s1 shared)" -eq 0 ]
 check "rmdir of b1 while its children run: EBUSY" \
 	bash -c "rmdir '$MNT/s1/branches/b1' 2>&1 | grep -q 'Device or resource busy'"
 check "... with the reason in s1's log" log_has s1 "rmdir branches/b1 refused"
@@ -80,6 +94,7 @@ for i in 2 3 4 6; do
 	check "stop r$i" bash -c "echo stop > '$MNT/r$i/ctl'"
 done
 check "rmdir of b1 once its children stopped" rmdir "$MNT/s1/branches/b1"
+check "a stopped sandbox's memory file says 0" [ "$(mem_key r2 total)" -eq 0 ]
 check "unmount exits 0" unmount_forkfs
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
 
