@@ -44,6 +44,7 @@ struct api {
 	bool smt, track_dirty_pages;
 	char cpu_template[16];
 	char *kernel_path;
+	char *boot_args;
 	bool boot_path;		/* a boot resource was configured: load is refused */
 	struct vm *vm;		/* NULL until InstanceStart or load */
 };
@@ -245,6 +246,8 @@ static void put_boot_source(struct api *a, struct ctx *c)
 	}
 	free(a->kernel_path);
 	a->kernel_path = strdup(kernel);
+	free(a->boot_args);
+	a->boot_args = body_string(o, "boot_args") ? strdup(body_string(o, "boot_args")) : NULL;
 	a->boot_path = true;
 	reply_204(c);
 out:
@@ -317,6 +320,7 @@ static void instance_start(struct api *a, struct ctx *c)
 		.split_mib = a->opts.split_mib,
 		.anon = a->opts.anon,
 		.cpu = a->opts.cpu,
+		.boot_args = a->boot_args,
 	};
 	struct error err = ERROR_INIT;
 	int r;
@@ -647,5 +651,6 @@ void api_free(struct api *a)
 		return;
 	vm_destroy(a->vm);
 	free(a->kernel_path);
+	free(a->boot_args);
 	free(a);
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -88,8 +89,10 @@ static int boot__page_tables(struct vm *vm, struct error *err)
 	return 0;
 }
 
-static void boot__gdt_and_info(struct vm *vm)
+static void boot__gdt_and_info(struct vm *vm, const char *boot_args)
 {
+	char *cmdline = vm__gpa_to_host(vm, GUEST_CMDLINE_ADDR, GUEST_CMDLINE_MAX);
+
 	uint64_t *gdt = vm__gpa_to_host(vm, GUEST_GDT_ADDR, 3 * sizeof(uint64_t));
 	struct guest_boot_info *info = vm__gpa_to_host(vm, GUEST_BOOT_INFO_ADDR, sizeof(*info));
 
@@ -101,6 +104,11 @@ static void boot__gdt_and_info(struct vm *vm)
 	info->vcpu_count = vm->nr_vcpus;
 	info->nr_regions = (uint32_t)vm->nr_regions;
 	info->first_page = GUEST_FIRST_PAGE;
+	info->cmdline = 0;
+	if (boot_args) {
+		snprintf(cmdline, GUEST_CMDLINE_MAX, "%s", boot_args);
+		info->cmdline = GUEST_CMDLINE_ADDR;
+	}
 	for (size_t i = 0; i < vm->nr_regions; i++) {
 		info->regions[i].gpa = vm->regions[i].gpa;
 		info->regions[i].size = vm->regions[i].size;
@@ -161,7 +169,8 @@ static int boot__vcpu(struct vcpu *v)
 	return RET_NERRNO(ioctl(v->fd, KVM_SET_FPU, &fpu));
 }
 
-int boot__setup(struct vm *vm, const char *kernel_path, struct error *err)
+int boot__setup(struct vm *vm, const char *kernel_path, const char *boot_args,
+		struct error *err)
 {
 	int r;
 
@@ -173,7 +182,9 @@ int boot__setup(struct vm *vm, const char *kernel_path, struct error *err)
 	r = boot__page_tables(vm, err);
 	if (r < 0)
 		return r;
-	boot__gdt_and_info(vm);
+	if (boot_args && strlen(boot_args) >= GUEST_CMDLINE_MAX)
+		return error_set(err, -EINVAL, "boot_args longer than %d bytes", GUEST_CMDLINE_MAX - 1);
+	boot__gdt_and_info(vm, boot_args);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		r = boot__vcpu(&vm->vcpus[i]);
 		if (r < 0)

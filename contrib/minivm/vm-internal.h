@@ -85,7 +85,8 @@ void emu__get_state(struct vcpu *v, struct kvm_regs *regs, struct kvm_sregs *sre
 		    struct kvm_xsave *xsave);
 
 /* boot.c */
-int boot__setup(struct vm *vm, const char *kernel_path, struct error *err);
+int boot__setup(struct vm *vm, const char *kernel_path, const char *boot_args,
+		struct error *err);
 
 /* vmstate.c */
 uint64_t vmstate__crc64(uint64_t crc, const void *buf, size_t len);

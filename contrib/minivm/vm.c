@@ -638,7 +638,7 @@ int vm_create_boot(const struct vm_config *cfg, const char *kernel_path, struct 
 	r = vm__create_vcpus(vm, cfg->vcpu_count, err);
 	if (r < 0)
 		goto err;
-	r = boot__setup(vm, kernel_path, err);
+	r = boot__setup(vm, kernel_path, cfg->boot_args, err);
 	if (r < 0)
 		goto err;
 	*ret = vm;

@@ -16,7 +16,7 @@
  * own share of the pages above 4 MiB, in every region: qword 0 = 1-based
  * sequence number of that vCPU's write, qword 1 = page GPA ^ 0x5afe5a4d70f0f00d.
  * Its write counter lives only in registers. The console lines it prints are:
- *   guest: boot vcpu=V of=N pages=P
+ *   guest: boot vcpu=V of=N pages=P [wset=W]    (W: boot_args wset_mib, abi.h)
  *   guest: verify ok vcpu=V pages=P writes=C
  *   guest: verify FAIL vcpu=V page=0xGPA got=0xX want=0xY mismatches=M pages=P writes=C
  *   guest: verify FAIL vcpu=V fpu got=0xX want=0xY pages=P writes=C
@@ -71,6 +71,7 @@ struct vm_config {
 	uint64_t split_mib;	/* region split; 0 means VM_DEFAULT_SPLIT_MIB */
 	bool anon;		/* private anonymous memory instead of a shared memfd */
 	enum vm_cpu cpu;
+	const char *boot_args;	/* the guest's command line (guest/abi.h), or NULL */
 };
 
 struct vm_region {

@@ -388,6 +388,42 @@ static void check_unexpected_exit(void)
 	unlink(img);
 }
 
+/* wset_mib=1 on the command line: after its first pass the guest rewrites
+ * only its first MiB (256 pages on one vCPU). In the image, pages past the
+ * working set hold their first-pass stamp k + 1, pages in it later ones; the
+ * restored guest verifies every page. */
+static void check_wset(void)
+{
+	struct vm_config cfg = { .vcpu_count = 1, .mem_size_mib = 16, .cpu = test_cpu,
+				 .boot_args = "console=none wset_mib=1" };
+	char vmstate[256], mem[256];
+	unsigned ok = 0, fail = 0, bad_cold = 0, hot = 0;
+	const uint64_t first = GUEST_FIRST_PAGE, pages = (16ULL << 20) / 4096 - first / 4096;
+	int fd;
+
+	path_in_tmp(vmstate, sizeof(vmstate), "vmstate");
+	path_in_tmp(mem, sizeof(mem), "memory.bin");
+	if (!tap_ok(boot_and_snapshot(&cfg, vmstate, mem) == 0, "wset: boot and snapshot"))
+		return;
+	fd = open(mem, O_RDONLY | O_CLOEXEC);
+	for (uint64_t k = 0; fd >= 0 && k < pages; k++) {
+		uint64_t stamp = 0;
+
+		if (pread(fd, &stamp, 8, (off_t)(first + k * 4096)) != 8)
+			break;
+		if (k < 256)
+			hot += stamp > pages;
+		else
+			bad_cold += stamp != k + 1;
+	}
+	safe_close(fd);
+	tap_ok(hot == 256 && !bad_cold,
+	       "wset: the first 256 pages were rewritten (%u), the other %llu hold their first "
+	       "stamp (%u do not)", hot, (unsigned long long)(pages - 256), bad_cold);
+	tap_ok(restore_and_verify(vmstate, mem, false, 1, &ok, &fail) == 0 && ok == 1 && !fail,
+	       "wset: the restored guest verifies every page");
+}
+
 /* A vmstate moves from KVM to the emulated CPU (same registers, same
  * memory: the guest verifies), not the other way (the emulated CPU's system
  * registers are not KVM's: refused with a reason). */
@@ -535,6 +571,7 @@ int main(void)
 		check_fpu_check_can_fail();
 		check_vmstate_rejected();
 		check_unexpected_exit();
+		check_wset();
 		measure_latency();
 	}
 	check_cross_backend();

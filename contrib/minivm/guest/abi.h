@@ -7,6 +7,7 @@
  * Low guest-physical layout (identity mapped; region 0 always starts at 0):
  *   0x001000  GDT (null, 64-bit code 0x08, data 0x10)
  *   0x002000  struct guest_boot_info
+ *   0x002800  the kernel command line (boot-source.boot_args), NUL-terminated
  *   0x003000  PML4, 0x004000 PDPT, 0x005000.. one PD per GiB (2 MiB pages)
  *   0x100000  vCPU stacks, 32 KiB each, vCPU i's stack top at 0x100000 + (i+1)*32 KiB
  *   0x200000  the guest image (flat binary) and its .bss
@@ -23,11 +24,18 @@
  * Page stamp: the vCPU owning a page writes qword 0 = the 1-based sequence
  * number of that vCPU's write (j + 1 for its j-th write) and qword 1 = the
  * page's GPA ^ GUEST_STAMP_MAGIC. A page never written is all zero.
+ *
+ * Command line: "wset_mib=N" (N >= 1) makes the guest, after its first pass
+ * over all of its pages, keep rewriting only the first N MiB of them (split
+ * over the vCPUs: each keeps its first N MiB / vcpus of own pages); other
+ * words are ignored. Without it every pass covers every page.
  */
 #pragma once
 
 #define GUEST_GDT_ADDR 0x1000
 #define GUEST_BOOT_INFO_ADDR 0x2000
+#define GUEST_CMDLINE_ADDR 0x2800
+#define GUEST_CMDLINE_MAX 2048
 #define GUEST_PML4_ADDR 0x3000
 #define GUEST_PDPT_ADDR 0x4000
 #define GUEST_PD_ADDR 0x5000
@@ -55,6 +63,7 @@ struct guest_boot_info {
 	uint32_t vcpu_count;
 	uint32_t nr_regions;
 	uint64_t first_page;	/* GPA of the first page the guest may stamp */
+	uint64_t cmdline;	/* GPA of the command line, 0 for none */
 	struct {
 		uint64_t gpa;
 		uint64_t size;

@@ -6,16 +6,17 @@
  * Page ownership. The stampable pages are every 4 KiB page from
  * boot_info.first_page to the end of region 0, then every page of region 1,
  * numbered g = 0 .. P-1 in that order. vCPU i of N owns the pages g = i + k*N
- * (k = 0 .. pages_i - 1) and walks them cyclically: its j-th write (j = 0, 1,
- * ...) goes to own page k = j mod pages_i and stamps qword 0 = j + 1 and
- * qword 1 = GPA ^ GUEST_STAMP_MAGIC (see abi.h). Never-written pages stay zero,
- * so the first pass keeps touching fresh pages.
+ * (k = 0 .. P - 1, P = pages_i) and walks them: its j-th write (j = 0, 1,
+ * ...) stamps qword 0 = j + 1 and qword 1 = GPA ^ GUEST_STAMP_MAGIC (see
+ * abi.h). The first pass writes page k = j (never-written pages stay zero,
+ * so it keeps touching fresh pages); after it, write j goes to page
+ * (j - P) mod W, where W = P, or the vCPU's share of the command line's
+ * wset_mib (abi.h), so later passes rewrite only the first W own pages.
  *
  * Verification. The write counter j lives only in registers (start.S). Every
  * 256 writes the vCPU reads the "restored?" port; after a restore it checks
- * each own page against what j implies: with q = j / pages_i, r = j % pages_i,
- * page k < r must hold q*pages_i + k + 1, page k >= r must hold
- * (q-1)*pages_i + k + 1, or zero when q == 0. It prints exactly one line:
+ * each own page against what j implies (want(), below: exact for every
+ * page, in and out of the working set). It prints exactly one line:
  *   guest: verify ok vcpu=V pages=N writes=C
  *   guest: verify FAIL vcpu=V page=0xGPA got=0xX want=0xY mismatches=M pages=N writes=C
  *   guest: verify FAIL vcpu=V fpu got=0xX want=0xY pages=N writes=C
@@ -44,8 +45,10 @@ struct stamp_params {
 	uint64_t p0;		/* stampable pages in region 0 */
 	uint64_t r1_base;
 	uint64_t xmm_slot[2];	/* offset 80: start.S loads xmm0 from here */
+	uint64_t wset;		/* offset 96: W, the pages of every pass after the first */
 };
 _Static_assert(__builtin_offsetof(struct stamp_params, xmm_slot) == 80, "start.S offsets");
+_Static_assert(__builtin_offsetof(struct stamp_params, wset) == 96, "start.S offsets");
 
 static struct stamp_params params[MAX_VCPUS];
 static char printbuf[MAX_VCPUS][GUEST_PRINT_MAX];
@@ -144,22 +147,58 @@ static uint64_t read_xmm0(struct stamp_params *sp)
 	return sp->xmm_slot[0];
 }
 
+/* qword 0 of own page k after j writes (see the walk above). */
+static uint64_t want(const struct stamp_params *sp, uint64_t k, uint64_t j)
+{
+	uint64_t P = sp->pages, W = sp->wset, e, q, r;
+
+	if (j <= P)
+		return k < j ? k + 1 : 0;
+	if (k >= W)
+		return k + 1;		/* written once, in the first pass */
+	e = j - P;
+	q = e / W;
+	r = e % W;
+	if (k < r)
+		return P + q * W + k + 1;
+	return q ? P + (q - 1) * W + k + 1 : k + 1;
+}
+
+/* "wset_mib=N" in the command line, in MiB; 0 if absent. */
+static uint64_t cmdline_wset_mib(const struct guest_boot_info *info)
+{
+	static const char key[] = "wset_mib=";
+	const char *s = (const char *)info->cmdline;
+
+	if (!info->cmdline)
+		return 0;
+	for (uint64_t i = 0; i < GUEST_CMDLINE_MAX && s[i]; i++) {
+		uint64_t k = 0, v = 0;
+
+		if (i && s[i - 1] != ' ')
+			continue;
+		while (key[k] && s[i + k] == key[k])
+			k++;
+		if (key[k])
+			continue;
+		for (i += k; s[i] >= '0' && s[i] <= '9' && v < (1ULL << 40); i++)
+			v = v * 10 + (uint64_t)(s[i] - '0');
+		return v;
+	}
+	return 0;
+}
+
 void guest_verify(struct stamp_params *sp, uint64_t writes)
 {
 	uint64_t xmm = read_xmm0(sp);
 	struct line l = { .buf = printbuf[sp->vcpu] };
-	uint64_t q = writes / sp->pages, r = writes % sp->pages;
 	uint64_t mismatches = 0, bad_gpa = 0, bad_got = 0, bad_want = 0;
 
 	for (uint64_t k = 0; k < sp->pages; k++) {
 		uint64_t gpa = own_gpa(sp, k);
 		const volatile uint64_t *page = (const volatile uint64_t *)gpa;
-		uint64_t want0, want1, got0 = page[0], got1 = page[1];
+		uint64_t want0 = want(sp, k, writes), want1, got0 = page[0], got1 = page[1];
 
-		if (k < r)
-			want0 = q * sp->pages + k + 1;
-		else
-			want0 = q ? (q - 1) * sp->pages + k + 1 : 0;
 		want1 = want0 ? gpa ^ GUEST_STAMP_MAGIC : 0;
 		if (got0 == want0 && got1 == want1)
 			continue;
@@ -216,10 +255,15 @@ void guest_main(uint64_t vcpu, uint64_t count, const struct guest_boot_info *inf
 	sp->stride = count * GUEST_PAGE_SIZE;
 	sp->pages = total > vcpu ? (total - vcpu + count - 1) / count : 0;
 	sp->first_gpa = own_gpa(sp, 0);
+	sp->wset = cmdline_wset_mib(info) * (1024 * 1024 / GUEST_PAGE_SIZE) / count;
+	if (!sp->wset || sp->wset > sp->pages)
+		sp->wset = sp->pages;
 
 	put_kv(&l, "guest: boot vcpu=", vcpu, false);
 	put_kv(&l, " of=", count, false);
 	put_kv(&l, " pages=", sp->pages, false);
+	if (sp->wset != sp->pages)
+		put_kv(&l, " wset=", sp->wset, false);
 	line_emit(&l);
 
 	if (sp->pages)

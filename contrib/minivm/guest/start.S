@@ -9,7 +9,8 @@
  *   r12  j     number of writes done so far; the next write stamps j + 1
  *   r13  k     index of the next page among this vCPU's own pages (j mod pages)
  *   rbx        GPA of own page k
- *   r14        number of own pages
+ *   r14        pages of the current pass: all own pages in the first, then the
+ *              working set W (stamp_params.wset, guest.c)
  *   r15        pointer to this vCPU's struct stamp_params (constants only)
  *   rbp        GUEST_STAMP_MAGIC
  *   xmm0       j as of the previous poll (loaded through memory: this KVM emulates
@@ -27,6 +28,7 @@
 #define SP_R1_DELTA 24
 #define SP_PAGES 32
 #define SP_XMM_SLOT 80
+#define SP_WSET 96
 
 	.section .text.start, "ax"
 	.globl _start
@@ -81,7 +83,8 @@ stamp_run:				/* rdi = struct stamp_params *, never returns */
 	movq	%r12, SP_XMM_SLOT(%r15)
 	movdqu	SP_XMM_SLOT(%r15), %xmm0
 	jmp	.Lstamp
-.Lwrap:
+.Lwrap:					/* every pass after the first: W pages */
+	movq	SP_WSET(%r15), %r14
 	xorl	%r13d, %r13d
 	movq	SP_FIRST_GPA(%r15), %rbx
 	jmp	.Lpoll
