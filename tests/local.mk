@@ -167,6 +167,14 @@ bench-mount: all
 	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-mount.sh $(BENCH_MOUNT_MIB)
 .PHONY: bench-mount
 
+# "make bench-fanout": N children started from one branch (BENCH_FANOUT_ARGS:
+# N then sizes in MiB; default 16 256 1024 4096).
+EXTRA_DIST += tests/bench/bench-fanout.sh
+bench-fanout: all
+	top_srcdir=$(abs_top_srcdir) top_builddir=$(abs_top_builddir) \
+	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-fanout.sh $(BENCH_FANOUT_ARGS)
+.PHONY: bench-fanout
+
 # QEMU's own live snapshot (background-snapshot) of a guest of the same sizes,
 # for SPEC §7's side by side: "make bench-qemu" (BENCH_QEMU_ARGS: [-n N] [-d DIR]
 # [MiB...]); says "skipped" without qemu-system-x86_64. The guest is a 32-bit
