@@ -1,9 +1,10 @@
 #!/bin/bash
 # tests/mount/stock.sh — forkfs against a VMM without the forkd extensions
 # (forkfs-minivm --stock answers exactly as stock Firecracker 1.12 does):
-# branches are taken in full mode (pause, Full snapshot, resume), and restores
-# map the image file privately instead of sending "shared", which stock
-# rejects. Every branch is restored and must verify on every vCPU.
+# branches are taken in full mode (pause, Full snapshot, resume); a restore
+# from a branch maps the branch's template privately (no "shared", which
+# stock rejects, is needed), and one from files named in config.json maps the
+# image file privately. Every branch is restored and must verify on every vCPU.
 . "$top_srcdir/tests/mount/lib-mount.sh"
 
 printf '#!/bin/sh\nexec "%s" --stock "$@"\n' "$MINIVM" >"$TMPD/stock-vmm"
@@ -20,14 +21,24 @@ check "the VM runs again" [ "$(cat "$MNT/s1/state")" = running ]
 sum_before=$(sha256sum <"$STORE/sandboxes/s1/branches/b1/memory.bin")
 check "b1 restores and verifies on both vCPUs" restore_verifies r1 s1 b1 2
 pid=$(vmm_pid r1)
-check "the restored VMM maps the image privately, not shared" \
+check "the restored VMM maps the branch's template privately, not shared" \
+	sh -c "grep 'memfd:forkfs-template' /proc/$pid/maps | grep -q ' r..p ' &&
+	       ! grep 'memfd:forkfs-template' /proc/$pid/maps | grep -q ' r..s '"
+check "the log says so" log_has r1 "mapped privately from the branch's template"
+check "a second restore of b1 verifies too (fan-out)" restore_verifies r2 s1 b1 2
+B=$STORE/sandboxes/s1/branches/b1
+check "a restore from b1's files named in config.json verifies" sh -c "
+	mkdir '$MNT/r3' && printf '%s\n' '{\"restore\":{\"snapshot_path\":\"$B/vmstate\",\"mem_file_path\":\"$B/memory.bin\"}}' >'$MNT/r3/config.json' &&
+	echo start >'$MNT/r3/ctl'" 
+check "... its guest verifies" wait_for 30 has_verified r3 2
+pid=$(vmm_pid r3)
+check "... its VMM maps the image file privately, not shared" \
 	sh -c "grep 'branches/b1/memory.bin' /proc/$pid/maps | grep -q ' r..p ' &&
 	       ! grep 'branches/b1/memory.bin' /proc/$pid/maps | grep -q ' r..s '"
-check "the log says why" log_has r1 "lacks the forkd extensions"
-check "a second restore of b1 verifies too (fan-out)" restore_verifies r2 s1 b1 2
+check "... and the log says why" log_has r3 "lacks the forkd extensions"
 check "the image in the store is unchanged by the running restored guests" \
 	[ "$(sha256sum <"$STORE/sandboxes/s1/branches/b1/memory.bin")" = "$sum_before" ]
-check "stop the restored sandboxes" sh -c 'echo stop > "$0/r1/ctl" && echo stop > "$0/r2/ctl"' "$MNT"
+check "stop the restored sandboxes" sh -c 'echo stop > "$0/r1/ctl" && echo stop > "$0/r2/ctl" && echo stop > "$0/r3/ctl"' "$MNT"
 check "unmount exits 0" unmount_forkfs
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
 [ "$_tap_failed" -eq 0 ] || dump_logs
