@@ -62,8 +62,13 @@ for SIZE in $SIZES; do
 	wait_for 600 is_done p b && is_ready p b || bail "branch: $(cat "$MNT/p/branches/b/status")"
 	echo stop >"$MNT/p/ctl"
 	B=$STORE/sandboxes/p/branches/b
-	fan f "{\"restore\":{\"snapshot_path\":\"$B/vmstate\",\"mem_file_path\":\"$B/memory.bin\"}}" \
-		"files (a memfd per child)"
+	if [ $(( N * SIZE * 1024 )) -lt $(( $(avail_kib) / 2 )) ]; then
+		fan f "{\"restore\":{\"snapshot_path\":\"$B/vmstate\",\"mem_file_path\":\"$B/memory.bin\"}}" \
+			"files (a memfd per child)"
+	else
+		printf '%-9s %-26s skipped: %s GiB would not fit\n' "$SIZE MiB" \
+			"files (a memfd per child)" $(( N * SIZE / 1024 ))
+	fi
 	fan t '{"restore":{"branch":"p/b"}}' "branch (shared template)"
 	rmdir "$MNT/p/branches/b" && rmdir "$MNT/p" || bail "clean-up"
 done
