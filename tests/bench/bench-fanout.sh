@@ -4,7 +4,8 @@
 # first pass, branch it, stop it, drop the page cache, then start N children
 # one after another, first the old way (a restore from the branch's files
 # named in config.json: each child copies the image into a memfd of its own)
-# and then from the branch (each maps the branch's template privately). Per
+# (as many as fit in half the free memory) and then from the branch (each
+# maps the branch's template privately). Per
 # way: start -> running per child (the ctl write returns once the VM runs),
 # p50 and max; wall time for all N; host memory added per child (drop in
 # MemAvailable over N, 3 s after the last start) and the memory file's
@@ -20,9 +21,10 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
 avail_kib() { sed -n 's/^MemAvailable: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
 pct() { sort -n | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.5); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'; }
 
-# fan WAY CONFIG: start N children with CONFIG, print one table row.
+# fan WAY CONFIG LABEL [COUNT]: start COUNT (default N) children with CONFIG,
+# print one table row.
 fan() {
-	local way=$1 cfg=$2 i t0 t1 w0 a0 a1 priv=0 times=""
+	local way=$1 cfg=$2 i t0 t1 w0 a0 a1 priv=0 times="" N=${4:-$N}
 	sync; echo 3 >/proc/sys/vm/drop_caches
 	a0=$(avail_kib)
 	w0=$(secs)
@@ -62,14 +64,16 @@ for SIZE in $SIZES; do
 	wait_for 600 is_done p b && is_ready p b || bail "branch: $(cat "$MNT/p/branches/b/status")"
 	echo stop >"$MNT/p/ctl"
 	B=$STORE/sandboxes/p/branches/b
-	if [ $(( N * SIZE * 1024 )) -lt $(( $(avail_kib) / 2 )) ]; then
+	# the old way, with as many children as fit in half the free memory
+	nf=$(( $(avail_kib) / 2 / (SIZE * 1024) ))
+	[ "$nf" -gt "$N" ] && nf=$N
+	if [ "$nf" -ge 2 ]; then
 		fan f "{\"restore\":{\"snapshot_path\":\"$B/vmstate\",\"mem_file_path\":\"$B/memory.bin\"}}" \
-			"files (a memfd per child)"
+			"files, memfd each (N=$nf)" "$nf"
 	else
-		printf '%-9s %-26s skipped: %s GiB would not fit\n' "$SIZE MiB" \
-			"files (a memfd per child)" $(( N * SIZE / 1024 ))
+		printf '%-9s %-26s skipped: 2 copies would not fit\n' "$SIZE MiB" "files, memfd each"
 	fi
-	fan t '{"restore":{"branch":"p/b"}}' "branch (shared template)"
+	fan t '{"restore":{"branch":"p/b"}}' "branch template (N=$N)"
 	rmdir "$MNT/p/branches/b" && rmdir "$MNT/p" || bail "clean-up"
 done
 unmount_forkfs || diag "unmount failed"
