@@ -17,6 +17,7 @@
  * sequence number of that vCPU's write, qword 1 = page GPA ^ 0x5afe5a4d70f0f00d.
  * Its write counter lives only in registers. The console lines it prints are:
  *   guest: boot vcpu=V of=N pages=P [wset=W]    (W: boot_args wset_mib, abi.h)
+ *   guest: first pass done vcpu=V pages=P       (every own page written once)
  *   guest: verify ok vcpu=V pages=P writes=C
  *   guest: verify FAIL vcpu=V page=0xGPA got=0xX want=0xY mismatches=M pages=P writes=C
  *   guest: verify FAIL vcpu=V fpu got=0xX want=0xY pages=P writes=C

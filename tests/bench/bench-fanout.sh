@@ -63,8 +63,8 @@ for SIZE in $SIZES; do
 	printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"wset_mib=16"},"machine-config":{"vcpu_count":1,"mem_size_mib":%s}}\n' \
 		"$GUEST_IMG" "$SIZE" >"$TMPD/boot.json"
 	start_sandbox p "$(cat "$TMPD/boot.json")" || bail "boot $SIZE MiB"
-	# the first pass: about 100 000 pages/s on the default emulated CPU
-	sleep $(( SIZE * 256 / 100000 + 2 ))
+	# the parent's first pass over its memory: only then is it all written
+	wait_for 600 grep -q 'first pass done' "$MNT/p/log" || bail "no first pass in $SIZE MiB"
 	mkdir "$MNT/p/branches/b" || bail "branch"
 	wait_for 600 is_done p b && is_ready p b || bail "branch: $(cat "$MNT/p/branches/b/status")"
 	echo stop >"$MNT/p/ctl"

@@ -33,7 +33,7 @@ uint64_t vmstate__crc64(uint64_t crc, const void *buf, size_t len);
 struct console {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	unsigned boot, ok, fail;
+	unsigned boot, ok, fail, passed;
 	uint64_t writes[VM_MAX_VCPUS];
 	char first_fail[256];
 };
@@ -52,6 +52,8 @@ static void console_line(const char *line, void *userdata)
 	pthread_mutex_lock(&c->lock);
 	if (!strncmp(line, "guest: boot ", 12)) {
 		c->boot++;
+	} else if (!strncmp(line, "guest: first pass done ", 23)) {
+		c->passed++;
 	} else if (sscanf(line, "guest: verify ok vcpu=%u pages=%llu writes=%llu", &v, &pages,
 			  &writes) == 3) {
 		c->ok++;
@@ -70,7 +72,7 @@ static void console_line(const char *line, void *userdata)
 static void console_reset(void)
 {
 	pthread_mutex_lock(&con.lock);
-	con.boot = con.ok = con.fail = 0;
+	con.boot = con.ok = con.fail = con.passed = 0;
 	memset(con.writes, 0, sizeof(con.writes));
 	con.first_fail[0] = '\0';
 	pthread_mutex_unlock(&con.lock);
@@ -405,6 +407,10 @@ static void check_wset(void)
 	path_in_tmp(mem, sizeof(mem), "memory.bin");
 	if (!tap_ok(boot_and_snapshot(&cfg, vmstate, mem) == 0, "wset: boot and snapshot"))
 		return;
+	pthread_mutex_lock(&con.lock);
+	tap_ok(con.passed == 1, "wset: the guest said once that its first pass was done (%u)",
+	       con.passed);
+	pthread_mutex_unlock(&con.lock);
 	fd = open(mem, O_RDONLY | O_CLOEXEC);
 	for (uint64_t k = 0; fd >= 0 && k < pages; k++) {
 		uint64_t stamp = 0;

@@ -22,7 +22,9 @@
  *   guest: verify FAIL vcpu=V fpu got=0xX want=0xY pages=N writes=C
  * (the last when xmm0, which holds j as of the previous poll, j - 256, was not
  * restored: the FPU/SSE state is part of what must survive), then keeps writing.
- * At boot each vCPU prints "guest: boot vcpu=V of=N pages=P" (P = own pages).
+ * At boot each vCPU prints "guest: boot vcpu=V of=N pages=P" (P = own pages),
+ * and "guest: first pass done vcpu=V pages=P" once it has written every own
+ * page (from then on its memory use no longer grows).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,15 +48,18 @@ struct stamp_params {
 	uint64_t r1_base;
 	uint64_t xmm_slot[2];	/* offset 80: start.S loads xmm0 from here */
 	uint64_t wset;		/* offset 96: W, the pages of every pass after the first */
+	uint64_t passed;	/* offset 104: the first pass is done (start.S sets it) */
 };
 _Static_assert(__builtin_offsetof(struct stamp_params, xmm_slot) == 80, "start.S offsets");
 _Static_assert(__builtin_offsetof(struct stamp_params, wset) == 96, "start.S offsets");
+_Static_assert(__builtin_offsetof(struct stamp_params, passed) == 104, "start.S offsets");
 
 static struct stamp_params params[MAX_VCPUS];
 static char printbuf[MAX_VCPUS][GUEST_PRINT_MAX];
 
 void guest_main(uint64_t vcpu, uint64_t count, const struct guest_boot_info *info);
 void guest_verify(struct stamp_params *sp, uint64_t writes);
+void guest_first_pass(struct stamp_params *sp);
 void stamp_run(struct stamp_params *sp) __attribute__((noreturn));
 
 /* The compiler may emit calls to these even in freestanding code. */
@@ -186,6 +191,16 @@ static uint64_t cmdline_wset_mib(const struct guest_boot_info *info)
 		return v;
 	}
 	return 0;
+}
+
+/* Called once, when the first pass over all own pages ends. */
+void guest_first_pass(struct stamp_params *sp)
+{
+	struct line l = { .buf = printbuf[sp->vcpu] };
+
+	put_kv(&l, "guest: first pass done vcpu=", sp->vcpu, false);
+	put_kv(&l, " pages=", sp->pages, false);
+	line_emit(&l);
 }
 
 void guest_verify(struct stamp_params *sp, uint64_t writes)

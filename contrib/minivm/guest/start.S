@@ -29,6 +29,7 @@
 #define SP_PAGES 32
 #define SP_XMM_SLOT 80
 #define SP_WSET 96
+#define SP_PASSED 104
 
 	.section .text.start, "ax"
 	.globl _start
@@ -85,7 +86,12 @@ stamp_run:				/* rdi = struct stamp_params *, never returns */
 	jmp	.Lstamp
 .Lwrap:					/* every pass after the first: W pages */
 	movq	SP_WSET(%r15), %r14
-	xorl	%r13d, %r13d
+	cmpq	$0, SP_PASSED(%r15)
+	jne	1f
+	movq	$1, SP_PASSED(%r15)
+	movq	%r15, %rdi
+	call	guest_first_pass	/* C, general registers only: xmm0 survives */
+1:	xorl	%r13d, %r13d
 	movq	SP_FIRST_GPA(%r15), %rbx
 	jmp	.Lpoll
 	.size stamp_run, . - stamp_run
