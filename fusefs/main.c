@@ -69,9 +69,10 @@ static const struct fuse_opt option_spec[] = {
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] MOUNTPOINT\n\n"
+	printf("usage: %s [options] [SOURCE] MOUNTPOINT\n\n"
 	       "Presents microVM sandboxes as directories; mkdir SANDBOX/branches/TAG takes a\n"
-	       "live branch of a running VM. See forkfs(8).\n\n"
+	       "live branch of a running VM. SOURCE (as mount(8) passes it) names the\n"
+	       "file system in /proc/mounts. See forkfs(8).\n\n"
 	       "forkfs options:\n"
 	       "    -o store=DIR           store directory (default " DEFAULT_STORE ")\n"
 	       "    -o vmm=PATH            VMM binary (default: $FORKFS_MINIVM, else firecracker\n"
@@ -266,9 +267,38 @@ static void teardown(struct forkfs *fs, struct setup *s)
 		log_warning_errno(errno, "cannot remove %s", s->run_dir);
 }
 
+/* The mount(8) form, "forkfs SOURCE MOUNTPOINT [-o OPTS]", as mount.fuse3
+ * runs it for "mount -t fuse.forkfs SOURCE MOUNTPOINT" and fstab: with two
+ * arguments that are not options, the first is the source, shown as the
+ * file system's name in /proc/mounts. It is taken out of argv. */
+static const char *take_source(int *argc, char **argv)
+{
+	int first = 0, n = 0;
+	const char *src;
+
+	for (int i = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], "-o")) {
+			i++;
+			continue;
+		}
+		if (argv[i][0] == '-')
+			continue;
+		if (!n++)
+			first = i;
+	}
+	if (n != 2)
+		return NULL;
+	src = argv[first];
+	memmove(&argv[first], &argv[first + 1], (size_t)(*argc - first) * sizeof(argv[0]));
+	(*argc)--;
+	return src;
+}
+
 int main(int argc, char *argv[])
 {
+	const char *source = take_source(&argc, argv);
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	char fsname_opt[160];
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct options o = { 0 };
 	static struct forkfs fs;
@@ -322,7 +352,12 @@ int main(int argc, char *argv[])
 	raise_nofile();
 	if (tree_init(&fs.tree, &fs.loop, &s.t) < 0 || tree_load_store(&fs.tree) < 0)
 		goto out_run;
-	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=forkfs,subtype=forkfs") < 0)
+	/* The source names the file system unless it would break the option list. */
+	if (!source || !*source || strpbrk(source, ",\\ \t\n") || strlen(source) > 100)
+		source = "forkfs";
+	snprintf(fsname_opt, sizeof(fsname_opt), "-odefault_permissions,fsname=%s,subtype=forkfs",
+		 source);
+	if (fuse_opt_add_arg(&args, fsname_opt) < 0)
 		goto out_run;
 
 	fs.se = fuse_session_new(&args, &forkfs_ops, sizeof(forkfs_ops), &fs);

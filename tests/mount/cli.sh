@@ -49,5 +49,27 @@ diag "RLIMIT_NOFILE of forkfs (soft hard): $(nofile "$FORKFS_PID")"
 check "forkfs raised its soft RLIMIT_NOFILE to the hard one" soft_is_hard "$FORKFS_PID"
 check "unmount exits 0" unmount_forkfs
 
+# ---- the mount(8) form: "forkfs SOURCE MOUNTPOINT -o OPTS" ----
+# mount.fuse3 runs it so for "mount -t fuse.forkfs SOURCE DIR" (with forkfs in
+# its PATH, /usr/sbin and friends) and fstab; "-t fuse PROG#SOURCE" names the
+# program, so this test needs nothing installed.
+mounts_line() { grep " $MNT fuse" /proc/mounts; }
+forkfs_gone() { ! pgrep -f "forkfs.*store=$STORE" >/dev/null; }
+blocks() { stat -f -c '%b %S' "$1"; }
+check "mount -t fuse 'FORKFS#forkfs' DIR -o store=,vmm= (mount.fuse3)" \
+	mount -t fuse "$FORKFS#forkfs" "$MNT" -o "store=$STORE,vmm=$MINIVM"
+check "/proc/mounts: source forkfs, type fuse.forkfs" \
+	sh -c "mounts_line() { grep ' $MNT fuse' /proc/mounts; }; mounts_line | grep -q '^forkfs $MNT fuse.forkfs '"
+diag "$(mounts_line)"
+check "statfs (df) reports the store's file system" [ "$(blocks "$MNT")" = "$(blocks "$STORE")" ]
+check "the daemonized forkfs serves the mount" sh -c "mkdir '$MNT/m1' && [ \"\$(cat '$MNT/m1/state')\" = created ]"
+check "umount" umount "$MNT"
+check "... and forkfs exits" wait_for 20 forkfs_gone
+check "two arguments: the first names the file system (mysrc)" sh -c "
+	'$FORKFS' mysrc '$MNT' -o 'store=$STORE,vmm=$MINIVM' &&
+	grep -q '^mysrc $MNT fuse.forkfs ' /proc/mounts"
+check "umount" umount "$MNT"
+check "... and forkfs exits" wait_for 20 forkfs_gone
+
 [ "$_tap_failed" -eq 0 ] || dump_logs
 done_testing
