@@ -1,7 +1,7 @@
 # fusefs/ — the forkfs daemon: the FUSE layer (the low-level operations on a
 # libuv loop, the inodes, start-up, seccomp) over the sandbox lifecycle of
 # sandbox/, the man page, and the mount tests.
-bin_PROGRAMS += fusefs/forkfs
+sbin_PROGRAMS += fusefs/forkfs
 fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c \
 	fusefs/inode.h fusefs/inode.c fusefs/ops.h fusefs/ops.c fusefs/files.c \
 	fusefs/seccomp.h fusefs/seccomp.c
@@ -14,7 +14,7 @@ fusefs_forkfs_LDADD = sandbox/libsandbox.la branch/libbranch.la fc/libfc.la uffd
 FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
 	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh \
 	tests/mount/seccomp.sh tests/mount/stock.sh tests/mount/lifecycle.sh \
-	tests/mount/cli.sh
+	tests/mount/cli.sh tests/mount/install.sh
 dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
 EXTRA_DIST += tests/mount/lib-mount.sh tests/mount/fault-proxy.pl
 TESTS += $(FORKFS_MOUNT_TESTS)

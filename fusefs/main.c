@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -76,7 +77,8 @@ static void usage(const char *prog)
 	       "forkfs options:\n"
 	       "    -o store=DIR           store directory (default " DEFAULT_STORE ")\n"
 	       "    -o vmm=PATH            VMM binary (default: $FORKFS_MINIVM, else firecracker\n"
-	       "                           from PATH, else " BINDIR "/forkfs-minivm)\n"
+	       "                           from PATH, else forkfs-minivm in ../bin beside\n"
+	       "                           forkfs, else " BINDIR "/forkfs-minivm)\n"
 	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
 	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
 	       "    -o copy_rate=MIB       cap a live branch's background copy at MIB MiB/s\n"
@@ -119,6 +121,28 @@ struct setup {
 	enum forkfs_seccomp seccomp;
 };
 
+/* forkfs-minivm installed beside this forkfs: PREFIX/sbin/forkfs finds
+ * PREFIX/bin/forkfs-minivm, wherever PREFIX is (a DESTDIR install, a moved
+ * tree). NULL when there is none. */
+static char *minivm_beside_us(void)
+{
+	char exe[PATH_MAX], *slash, *p = NULL;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	if (!(slash = strrchr(exe, '/')))
+		return NULL;
+	*slash = '\0';
+	if (asprintf(&p, "%s/../bin/forkfs-minivm", exe) < 0)
+		return NULL;
+	if (access(p, X_OK) == 0)
+		return p;
+	free(p);
+	return NULL;
+}
+
 static int pick_vmm(struct setup *s, const char *opt)
 {
 	const char *env = getenv("FORKFS_MINIVM");
@@ -127,7 +151,8 @@ static int pick_vmm(struct setup *s, const char *opt)
 		s->vmm_path = strdup(opt);
 	else if (env && *env)
 		s->vmm_path = strdup(env);
-	else if (!(s->vmm_path = find_in_path("firecracker")))
+	else if (!(s->vmm_path = find_in_path("firecracker")) &&
+		 !(s->vmm_path = minivm_beside_us()))
 		s->vmm_path = strdup(BINDIR "/forkfs-minivm");
 	if (!s->vmm_path)
 		return -ENOMEM;

@@ -1,0 +1,34 @@
+#!/bin/sh
+# tests/mount/install.sh — "make install" into a DESTDIR, then the installed
+# forkfs, mounted through mount.fuse3 (-t fuse PROG#SOURCE, as fstab's
+# fuse.forkfs would run it from the standard path), finds the installed
+# forkfs-minivm beside it without -o vmm=, and boots the installed guest
+# image; the installed man pages are there.
+. "$top_srcdir/tests/mount/lib-mount.sh"
+
+DEST=$TMPD/dest
+on_exit "umount -l '$MNT' 2>/dev/null"
+check "make install DESTDIR=..." sh -c "make -s -C '$top_builddir' install DESTDIR='$DEST' >'$TMPD/install.log' 2>&1" ||
+	diag "$(tail -n 20 "$TMPD/install.log")"
+sbin_forkfs=$(find "$DEST" -path '*/sbin/forkfs' -type f | head -n1)
+bin_minivm=$(find "$DEST" -path '*/bin/forkfs-minivm' -type f | head -n1)
+guest=$(find "$DEST" -path '*/forkfs/guest.img' -type f | head -n1)
+check "forkfs is in sbin" [ -x "$sbin_forkfs" ]
+check "forkfs-minivm is in bin beside it" [ "$(dirname "$(dirname "$bin_minivm")")" = "$(dirname "$(dirname "$sbin_forkfs")")" ]
+check "the guest image is in the package's lib directory" [ -s "$guest" ]
+check "man pages forkfs(8) and forkfs-minivm(1)" sh -c "
+	[ -s \"\$(find '$DEST' -path '*/man8/forkfs.8' | head -n1)\" ] &&
+	[ -s \"\$(find '$DEST' -path '*/man1/forkfs-minivm.1' | head -n1)\" ]"
+
+forkfs_gone() { ! pgrep -f "forkfs.*store=$STORE" >/dev/null; }
+check "mount through mount.fuse3, no -o vmm=" \
+	env -u FORKFS_MINIVM mount -t fuse "$sbin_forkfs#forkfs" "$MNT" -o "store=$STORE"
+check "boot the installed guest with the installed VMM" start_sandbox s1 "$(GUEST_IMG=$guest boot_config 64 1)"
+check "s1 is running" [ "$(cat "$MNT/s1/state")" = running ]
+check "the VMM is the installed forkfs-minivm" log_has s1 "launched VMM $(dirname "$sbin_forkfs")/../bin/forkfs-minivm"
+check "the guest runs (its boot line)" log_has s1 "guest: boot vcpu=0"
+check "stop s1" sh -c "echo stop > '$MNT/s1/ctl'"
+check "umount" umount "$MNT"
+check "... and forkfs exits" wait_for 20 forkfs_gone
+[ "$_tap_failed" -eq 0 ] || dump_logs
+done_testing
