@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config binutils
 libfuse3-dev fuse3 libuv1-dev libjson-c-dev libseccomp-dev
-mandoc curl git ca-certificates"
+mandoc curl git ca-certificates zstd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,0 +1,46 @@
+#!/bin/sh
+# checkpoints.sh — periodic checkpoints with retention: branch a running
+# sandbox every INTERVAL seconds, COUNT times (0: until stopped), keep the last
+# KEEP branches and delete older ones. A branch that running sandboxes were
+# started from cannot be deleted (rmdir says EBUSY): it is kept and retried
+# on the next round. A live branch's copy must end before the next branch
+# can be taken (mkdir says EBUSY meanwhile), so each round first waits for
+# the previous checkpoint's copy. Branches are named ckpt-YYYYmmdd-HHMMSS-N.
+#
+#   checkpoints.sh MOUNT SANDBOX INTERVAL KEEP [COUNT]
+set -eu
+[ $# -ge 4 ] || { echo "usage: $0 MOUNT SANDBOX INTERVAL KEEP [COUNT]" >&2; exit 2; }
+mnt=$1 sb=$2 interval=$3 keep=$4 count=${5:-0}
+dir=$mnt/$sb/branches
+n=0
+last=""
+
+prune() {
+	# oldest first: the names sort by time
+	ls "$dir" | grep '^ckpt-' | sort | head -n "-$keep" | while read -r old; do
+		if rmdir "$dir/$old" 2>/dev/null; then
+			echo "deleted $old"
+		else
+			echo "kept $old: $(tail -n 1 "$mnt/$sb/log" | sed 's/^[^ ]* [^ ]* //')"
+		fi
+	done
+}
+
+while [ "$count" -eq 0 ] || [ "$n" -lt "$count" ]; do
+	n=$((n + 1))
+	tag=ckpt-$(date +%Y%m%d-%H%M%S)-$n
+	while [ -n "$last" ] && [ "$(head -n 1 "$dir/$last/status" 2>/dev/null)" = copying ]; do
+		sleep 0.1
+	done
+	# mkdir returns once the VM runs again (about a millisecond of pause);
+	# the copy goes on in the background.
+	if mkdir "$dir/$tag"; then
+		echo "branched $tag ($(head -n 1 "$dir/$tag/status"))"
+		last=$tag
+	else
+		echo "skipped $tag: $(tail -n 1 "$mnt/$sb/log" | sed 's/^[^ ]* [^ ]* //')"
+	fi
+	prune
+	[ "$count" -ne 0 ] && [ "$n" -ge "$count" ] && break
+	sleep "$interval"
+done
