@@ -29,3 +29,14 @@ FORKFS_RELIABILITY_TESTS = tests/mount/reliability-vmm-kill.sh \
 	tests/mount/reliability-unmount.sh
 dist_check_SCRIPTS += $(FORKFS_RELIABILITY_TESTS)
 TESTS += $(FORKFS_RELIABILITY_TESTS)
+
+# The systemd unit (contrib/systemd/forkfs@.service.in), with the installed
+# path of forkfs. Installed under $(prefix)/lib/systemd/system, which systemd
+# reads for /usr and /usr/local.
+systemdunitdir = $(prefix)/lib/systemd/system
+systemdunit_DATA = contrib/systemd/forkfs@.service
+EXTRA_DIST += contrib/systemd/forkfs@.service.in
+CLEANFILES += contrib/systemd/forkfs@.service
+contrib/systemd/forkfs@.service: $(top_srcdir)/contrib/systemd/forkfs@.service.in Makefile
+	@$(MKDIR_P) contrib/systemd
+	$(AM_V_GEN)sed 's|@sbindir[@]|$(sbindir)|g' $(top_srcdir)/contrib/systemd/forkfs@.service.in >$@

@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -292,6 +294,41 @@ static void teardown(struct forkfs *fs, struct setup *s)
 		log_warning_errno(errno, "cannot remove %s", s->run_dir);
 }
 
+/* systemd's readiness protocol (sd_notify(3)) without libsystemd: one
+ * datagram to $NOTIFY_SOCKET (a path, or "@name" in the abstract namespace).
+ * The variable is taken out of the environment at start, so that the VMMs
+ * do not inherit it; nothing is sent when it was not set. */
+static char *notify_socket;
+
+static void notify_take(void)
+{
+	const char *p = getenv("NOTIFY_SOCKET");
+
+	if (p && (p[0] == '/' || p[0] == '@'))
+		notify_socket = strdup(p);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+static void notify_send(const char *msg)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = notify_socket ? strlen(notify_socket) : 0;
+	int fd;
+
+	if (!n || n >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, notify_socket, n);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		log_warning_errno(-errno, "cannot notify the service manager at %s", notify_socket);
+	close(fd);
+}
+
 /* The mount(8) form, "forkfs SOURCE MOUNTPOINT [-o OPTS]", as mount.fuse3
  * runs it for "mount -t fuse.forkfs SOURCE MOUNTPOINT" and fstab: with two
  * arguments that are not options, the first is the source, shown as the
@@ -323,6 +360,7 @@ int main(int argc, char *argv[])
 {
 	const char *source = take_source(&argc, argv);
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	char ready[PATH_MAX + 64];
 	char fsname_opt[160];
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct options o = { 0 };
@@ -331,6 +369,7 @@ int main(int argc, char *argv[])
 	int r, ret = 1;
 
 	log_set_ident("forkfs");
+	notify_take();
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* libuv >= 1.45 would batch epoll_ctl through io_uring, which the
 	 * seccomp allow-list does not admit; epoll is what it was written for. */
@@ -403,7 +442,13 @@ int main(int argc, char *argv[])
 		log_error("uv_loop_init: %s", uv_strerror(r));
 		goto out_spawner;
 	}
-	if (supervisor_watch(&fs.loop) < 0 || forkfs_seccomp_install(s.seccomp) < 0)
+	if (supervisor_watch(&fs.loop) < 0)
+		goto out_loop;
+	/* Mounted and set up: requests queue in the kernel until the loop runs. */
+	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=mounted on %s\nMAINPID=%d",
+		 cmd.mountpoint, (int)getpid());
+	notify_send(ready);
+	if (forkfs_seccomp_install(s.seccomp) < 0)
 		goto out_loop;
 	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, s.store,
 		 s.vmm_path, s.run_dir);
@@ -433,6 +478,7 @@ out_args:
 	free(s.run_dir);
 	free(s.store);
 	free(s.vmm_path);
+	free(notify_socket);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	free(o.store);

@@ -49,6 +49,25 @@ diag "RLIMIT_NOFILE of forkfs (soft hard): $(nofile "$FORKFS_PID")"
 check "forkfs raised its soft RLIMIT_NOFILE to the hard one" soft_is_hard "$FORKFS_PID"
 check "unmount exits 0" unmount_forkfs
 
+# ---- systemd's readiness notification (Type=notify) ----
+# A datagram socket stands for systemd's: forkfs sends READY=1 once mounted,
+# and its VMMs do not inherit NOTIFY_SOCKET.
+perl -MIO::Socket::UNIX -e '
+	my $s = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $ARGV[0]) or die "bind: $!";
+	my $m = ""; local $SIG{ALRM} = sub { exit 1 }; alarm 20;
+	$s->recv($m, 4096); open(my $f, ">", $ARGV[1]); print $f $m; close $f' \
+	"$TMPD/notify.sock" "$TMPD/notify.msg" &
+notify_pid=$!
+wait_for 5 test -S "$TMPD/notify.sock"
+NOTIFY_SOCKET=$TMPD/notify.sock mount_forkfs
+check "forkfs sent READY=1 to NOTIFY_SOCKET" sh -c "wait $notify_pid 2>/dev/null; grep -q '^READY=1\$' '$TMPD/notify.msg'"
+sed 's/^/# /' "$TMPD/notify.msg"; echo
+check "... with its pid as MAINPID" grep -q "^MAINPID=$FORKFS_PID\$" "$TMPD/notify.msg"
+check "boot s9 to look at its VMM's environment" start_sandbox s9 "$(boot_config 16 1)"
+check "the VMM did not inherit NOTIFY_SOCKET" sh -c "! tr '\\0' '\\n' </proc/$(vmm_pid s9)/environ | grep -q NOTIFY_SOCKET"
+echo stop >"$MNT/s9/ctl"
+check "unmount exits 0" unmount_forkfs
+
 # ---- the mount(8) form: "forkfs SOURCE MOUNTPOINT -o OPTS" ----
 # mount.fuse3 runs it so for "mount -t fuse.forkfs SOURCE DIR" (with forkfs in
 # its PATH, /usr/sbin and friends) and fstab; "-t fuse PROG#SOURCE" names the

@@ -20,6 +20,20 @@ check "man pages forkfs(8) and forkfs-minivm(1)" sh -c "
 	[ -s \"\$(find '$DEST' -path '*/man8/forkfs.8' | head -n1)\" ] &&
 	[ -s \"\$(find '$DEST' -path '*/man1/forkfs-minivm.1' | head -n1)\" ]"
 
+unit=$(find "$DEST" -path '*/systemd/system/forkfs@.service' -type f | head -n1)
+check "the systemd unit forkfs@.service is installed" [ -s "$unit" ]
+check "... its ExecStart is the installed forkfs" grep -q "^ExecStart=${sbin_forkfs#"$DEST"} -f " "$unit"
+if command -v systemd-analyze >/dev/null; then
+	# verify wants the binaries and the man page it names: the DESTDIR ones.
+	sed "s|^ExecStart=[^ ]*|ExecStart=$sbin_forkfs|" "$unit" >"$TMPD/forkfs@test.service"
+	check "systemd-analyze verify forkfs@test.service" sh -c "
+		cd '$TMPD' && MANPATH='$(dirname "$(dirname "$(find "$DEST" -path '*/man8/forkfs.8' | head -n1)")")' \
+		systemd-analyze verify '$TMPD/forkfs@test.service' >'$TMPD/verify.out' 2>&1 &&
+		[ ! -s '$TMPD/verify.out' ]" || diag "$(cat "$TMPD/verify.out")"
+else
+	diag "no systemd-analyze: the unit is not verified"
+fi
+
 forkfs_gone() { ! pgrep -f "forkfs.*store=$STORE" >/dev/null; }
 check "mount through mount.fuse3, no -o vmm=" \
 	env -u FORKFS_MINIVM mount -t fuse "$sbin_forkfs#forkfs" "$MNT" -o "store=$STORE"
