@@ -47,6 +47,7 @@ void forkfs_shutdown(struct forkfs *fs, const char *why)
 	if (fs->tree.env.shutting_down)
 		return;
 	log_info("shutting down: %s", why);
+	wait_shutdown(fs);
 	if (fs->fuse_poll_active) {
 		uv_poll_stop(&fs->fuse_poll);
 		uv_close((uv_handle_t *)&fs->fuse_poll, NULL);
@@ -110,6 +111,7 @@ int forkfs_run(struct forkfs *fs)
 	fs->fuse_poll.data = fs;
 	fs->fuse_poll_active = true;
 	uv_poll_start(&fs->fuse_poll, UV_READABLE, on_fuse_readable);
+	wait_init(fs);
 	for (size_t i = 0; i < ARRAY_SIZE(shutdown_signals); i++) {
 		uv_signal_init(&fs->loop, &fs->signals[i]);
 		fs->signals[i].data = fs;

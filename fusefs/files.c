@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * files.c — open files of the mount: open, read, write, flush, release.
  *
- * Generated files ("state", "status") are built when a read starts at offset
+ * Generated files ("state", "status", "memory") are built when a read starts at offset
  * 0 and are opened with direct_io, so they are never stale (lxcfs style);
- * "log" and "config.json" are direct_io too. "vmstate" and "memory.bin" go
+ * "log" and "config.json" are direct_io too ("wait" is wait.c). "vmstate" and "memory.bin" go
  * through the page cache: their content never changes once the branch
  * exists (memory.bin is the point-in-time image even while it is copied).
  * memory.bin reads are served from the store file with an fd buffer (splice)
@@ -85,6 +85,7 @@ static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)
 	case NODE_SB_STATE:
 	case NODE_SB_MEMORY:
 	case NODE_BR_STATUS:
+	case NODE_BR_WAIT:
 		fi->direct_io = 1;
 		return 0;
 	case NODE_SB_LOG:
@@ -260,6 +261,9 @@ void files_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 						      h->buf, STATUS_MAX);
 		}
 		reply_slice(req, h->buf, h->len, size, off);
+		return;
+	case NODE_BR_WAIT:
+		wait_read(fs, req, h, size, off);
 		return;
 	case NODE_BR_STATUS:
 		if (off == 0 || !h->buf) {

@@ -19,6 +19,7 @@
 #include "sandbox/tree.h"
 
 struct fuse_session;
+struct waiter;
 
 struct forkfs {
 	uv_loop_t loop;
@@ -32,7 +33,16 @@ struct forkfs {
 	mode_t branch_file_mode;	/* -o branch_mode: the mode of branch files */
 	uid_t uid;
 	gid_t gid;
+
+	struct waiter *waiters;	/* reads of branches/TAG/wait (wait.c) */
+	uv_timer_t wait_timer;
+	bool wait_timer_on;
 };
+
+/* wait.c: the waiters of branches/TAG/wait; shutdown answers every one
+ * (ESHUTDOWN) and closes the timer. */
+void wait_init(struct forkfs *fs);
+void wait_shutdown(struct forkfs *fs);
 
 /* daemon.c */
 int forkfs_run(struct forkfs *fs);

@@ -25,6 +25,7 @@ enum node_type {
 	/* a branch entry's files, in the order of struct sbranch's nodes[] */
 	NODE_BR_DIR,
 	NODE_BR_STATUS,
+	NODE_BR_WAIT,
 	NODE_BR_VMSTATE,
 	NODE_BR_MEMORY,
 	_NODE_TYPE_MAX,

@@ -3,7 +3,7 @@
 # sandbox/, the man page, and the mount tests.
 sbin_PROGRAMS += fusefs/forkfs
 fusefs_forkfs_SOURCES = fusefs/forkfs.h fusefs/main.c fusefs/daemon.c \
-	fusefs/inode.h fusefs/inode.c fusefs/ops.h fusefs/ops.c fusefs/files.c \
+	fusefs/inode.h fusefs/inode.c fusefs/ops.h fusefs/ops.c fusefs/files.c fusefs/wait.c \
 	fusefs/seccomp.h fusefs/seccomp.c
 fusefs_forkfs_CFLAGS = $(AM_CFLAGS) $(FUSE_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS) $(SECCOMP_CFLAGS)
 fusefs_forkfs_LDADD = sandbox/libsandbox.la branch/libbranch.la fc/libfc.la uffd/libuffd.la \
@@ -14,7 +14,8 @@ fusefs_forkfs_LDADD = sandbox/libsandbox.la branch/libbranch.la fc/libfc.la uffd
 FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
 	tests/mount/fan-out.sh tests/mount/errors.sh tests/mount/persistence.sh \
 	tests/mount/seccomp.sh tests/mount/stock.sh tests/mount/lifecycle.sh \
-	tests/mount/cli.sh tests/mount/install.sh tests/mount/examples.sh
+	tests/mount/cli.sh tests/mount/install.sh tests/mount/examples.sh \
+	tests/mount/wait.sh
 dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
 EXTRA_DIST += tests/mount/lib-mount.sh tests/mount/fault-proxy.pl \
 	contrib/examples/checkpoints.sh contrib/examples/fan-out.sh \

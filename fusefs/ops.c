@@ -114,6 +114,10 @@ void fill_attr(struct forkfs *fs, struct node *n, struct stat *st)
 			st->st_size = s.st_size;
 		break;
 	}
+	case NODE_BR_WAIT:
+		st->st_mode = S_IFREG | bmode;
+		st->st_size = 0;	/* its text comes when the copy ends */
+		break;
 	case NODE_BR_STATUS:
 		st->st_mode = S_IFREG | bmode;
 		st->st_size = (off_t)entry_status_text(br, tmp, sizeof(tmp));
@@ -191,7 +195,7 @@ static const struct {
 	{ "config.json", NODE_SB_CONFIG }, { "ctl", NODE_SB_CTL }, { "state", NODE_SB_STATE },
 	{ "log", NODE_SB_LOG }, { "memory", NODE_SB_MEMORY }, { "branches", NODE_SB_BRANCHES },
 }, br_files[] = {
-	{ "status", NODE_BR_STATUS }, { "vmstate", NODE_BR_VMSTATE },
+	{ "status", NODE_BR_STATUS }, { "wait", NODE_BR_WAIT }, { "vmstate", NODE_BR_VMSTATE },
 	{ "memory.bin", NODE_BR_MEMORY },
 };
 

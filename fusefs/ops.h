@@ -26,6 +26,9 @@ struct fh {
 	int fd;			/* log, vmstate */
 };
 
+/* wait.c: a read of branches/TAG/wait (wait_init/wait_shutdown: forkfs.h). */
+void wait_read(struct forkfs *fs, fuse_req_t req, struct fh *h, size_t size, off_t off);
+
 static inline struct forkfs *req_fs(fuse_req_t req)
 {
 	return fuse_req_userdata(req);

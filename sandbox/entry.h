@@ -23,7 +23,7 @@ enum entry_phase {
 	ENTRY_DELETING,	/* rmdir in flight: invisible, still reserved */
 };
 
-#define ENTRY_NODES 4
+#define ENTRY_NODES 5
 
 struct sbranch {
 	unsigned refs;

@@ -29,9 +29,8 @@ prune() {
 while [ "$count" -eq 0 ] || [ "$n" -lt "$count" ]; do
 	n=$((n + 1))
 	tag=ckpt-$(date +%Y%m%d-%H%M%S)-$n
-	while [ -n "$last" ] && [ "$(head -n 1 "$dir/$last/status" 2>/dev/null)" = copying ]; do
-		sleep 0.1
-	done
+	# the previous copy must end first: "wait" blocks until it has
+	[ -n "$last" ] && cat "$dir/$last/wait" >/dev/null 2>&1 || true
 	# mkdir returns once the VM runs again (about a millisecond of pause);
 	# the copy goes on in the background.
 	if mkdir "$dir/$tag"; then

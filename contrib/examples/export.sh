@@ -12,9 +12,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # A copying branch can be read already (reads wait for the pages they need);
-# waiting for ready first keeps the cp at disk speed.
-until [ "$(head -n 1 "$src/status")" != copying ]; do sleep 0.2; done
-[ "$(head -n 1 "$src/status")" = ready ] || { cat "$src/status" >&2; exit 1; }
+# waiting for ready first keeps the cp at disk speed. "wait" blocks until the
+# copy has ended and then says how.
+[ "$(head -n 1 "$src/wait")" = ready ] || { cat "$src/status" >&2; exit 1; }
 cp -r "$src" "$work/branch"
 tar --zstd -cf "$archive" -C "$work" branch/vmstate branch/memory.bin
 echo "exported $branch to $archive ($(du -h "$archive" | cut -f1))"
