@@ -44,5 +44,14 @@ check "the guest runs (its boot line)" log_has s1 "guest: boot vcpu=0"
 check "stop s1" sh -c "echo stop > '$MNT/s1/ctl'"
 check "umount" umount "$MNT"
 check "... and forkfs exits" wait_for 20 forkfs_gone
+
+# An fstab line (the installed forkfs named with "PROG#SOURCE", since the
+# DESTDIR is not in mount's path): mount MOUNTPOINT finds it there.
+printf '%s#forkfs %s fuse store=%s,noauto 0 0\n' "$sbin_forkfs" "$MNT" "$STORE" >"$TMPD/fstab"
+check "mount -T FSTAB MOUNTPOINT (an fstab line)" env -u FORKFS_MINIVM mount -T "$TMPD/fstab" "$MNT"
+check "... mounted as forkfs, fuse.forkfs" grep -q "^forkfs $MNT fuse.forkfs " /proc/mounts
+check "... s1 is still there (the store)" [ "$(cat "$MNT/s1/state")" = stopped ]
+check "umount" umount "$MNT"
+check "... and forkfs exits" wait_for 20 forkfs_gone
 [ "$_tap_failed" -eq 0 ] || dump_logs
 done_testing
