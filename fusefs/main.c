@@ -442,14 +442,12 @@ int main(int argc, char *argv[])
 		log_error("uv_loop_init: %s", uv_strerror(r));
 		goto out_spawner;
 	}
-	if (supervisor_watch(&fs.loop) < 0)
+	if (supervisor_watch(&fs.loop) < 0 || forkfs_seccomp_install(s.seccomp) < 0)
 		goto out_loop;
 	/* Mounted and set up: requests queue in the kernel until the loop runs. */
 	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=mounted on %s\nMAINPID=%d",
 		 cmd.mountpoint, (int)getpid());
 	notify_send(ready);
-	if (forkfs_seccomp_install(s.seccomp) < 0)
-		goto out_loop;
 	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, s.store,
 		 s.vmm_path, s.run_dir);
 	if (s.t.copy_rate)

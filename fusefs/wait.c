@@ -25,6 +25,7 @@ struct waiter {
 	fuse_req_t req;
 	struct fh *h;		/* holds the entry; lives until release, after our reply */
 	size_t size;
+	off_t off;
 	bool interrupted;	/* set by libfuse on the loop (the INTERRUPT request) */
 	struct waiter *next;
 };
@@ -63,7 +64,10 @@ static bool waiter_try(struct waiter *w, int error)
 		return true;
 	}
 	w->h->len = entry_status_text(br, w->h->buf, STATUS_MAX);
-	fuse_reply_buf(w->req, w->h->buf, MIN(w->size, w->h->len));
+	if ((size_t)w->off >= w->h->len)
+		fuse_reply_buf(w->req, NULL, 0);
+	else
+		fuse_reply_buf(w->req, w->h->buf + w->off, MIN(w->size, w->h->len - (size_t)w->off));
 	return true;
 }
 
@@ -113,7 +117,7 @@ void wait_read(struct forkfs *fs, fuse_req_t req, struct fh *h, size_t size, off
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	*w = (struct waiter){ .req = req, .h = h, .size = size };
+	*w = (struct waiter){ .req = req, .h = h, .size = size, .off = off < 0 ? 0 : off };
 	if (waiter_try(w, fs->tree.env.shutting_down ? ESHUTDOWN : 0)) {
 		free(w);
 		return;

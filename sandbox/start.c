@@ -56,6 +56,8 @@ struct start_job {
 	void (*test_hook)(void *ctx, pid_t pid);
 	void *test_ctx;
 	pid_t pid;
+	bool loads_template;	/* this start fills src.tmpl; others wait for it */
+	struct start_job *next_waiting;	/* on src.tmpl->waiting */
 	/* Results. */
 	int memfd;
 	bool mapped_privately;	/* restore on a stock VMM */
@@ -347,9 +349,60 @@ static void launch_and_configure(struct start_job *j)
 	}
 }
 
+static void prepare_done(uv_work_t *w, int status);
+static void template_loaded(struct template *t);
+
+/* Queue the first step of a restore. A start from a branch whose template
+ * another start is filling waits on the loop until that fill is done. */
+static void queue_prepare(struct start_job *j)
+{
+	struct template *t = j->src.tmpl;
+
+	if (t && t->loading) {
+		j->next_waiting = t->waiting;
+		t->waiting = j;
+		return;
+	}
+	if (t && !t->loaded) {
+		t->loading = true;
+		j->loads_template = true;
+	}
+	if (uv_queue_work(j->sb->env->loop, &j->work, prepare_run, prepare_done) < 0) {
+		j->r = error_set(&j->err, -EIO, "cannot queue the start");
+		if (j->loads_template) {	/* the waiters fill it themselves */
+			j->loads_template = false;
+			template_loaded(t);
+		}
+		start_finish(j);
+	}
+}
+
+/* The fill is done (or failed): the waiting starts go on; template_fill()
+ * gives each the result at once. */
+static void template_loaded(struct template *t)
+{
+	struct start_job *w = t->waiting;
+
+	t->loading = false;
+	t->loaded = true;
+	t->waiting = NULL;
+	while (w) {
+		struct start_job *next = w->next_waiting;
+
+		w->next_waiting = NULL;
+		queue_prepare(w);
+		w = next;
+	}
+}
+
 static void prepare_done(uv_work_t *w, int status)
 {
 	struct start_job *j = w->data;
+
+	if (j->loads_template) {
+		j->loads_template = false;
+		template_loaded(j->src.tmpl);
+	}
 
 	if (j->r >= 0 && j->sb->env->shutting_down)
 		j->r = error_set(&j->err, -ESHUTDOWN, "forkfs is shutting down");
@@ -440,10 +493,7 @@ int sandbox_start(struct sandbox *sb, start_resolve_fn resolve, void *resolve_ct
 	sb_log(sb, "starting (%s)", kind_name(j->cfg->kind));
 	env_job_begin(env);
 	if (j->cfg->kind == CONFIG_RESTORE) {
-		if (uv_queue_work(env->loop, &j->work, prepare_run, prepare_done) < 0) {
-			j->r = error_set(&j->err, -EIO, "cannot queue the start");
-			start_finish(j);
-		}
+		queue_prepare(j);
 		return 0;
 	}
 	launch_and_configure(j);

@@ -35,6 +35,11 @@ struct template {
 	char fill_error[256];		/* protected by lock */
 	int fd;				/* the memfd, valid once filled with fill_r == 0 */
 	uint64_t size;
+	/* Loop only, for start.c: one start fills the template on a worker
+	 * (loading); the others wait on the loop, not on the lock in a worker,
+	 * so a fan-out of N starts holds one pool thread, not N. */
+	bool loading, loaded;
+	void *waiting;			/* start.c's list of starts waiting for the fill */
 };
 
 /* The template *slot points at, or a new (empty) one stored there; a new

@@ -867,11 +867,14 @@ static void step(struct x86 *x)
 			unknown(x);
 		reg_set(x, x->reg, sz, x->rm.addr - x->seg_base);
 		break;
-	case 0x8f:	/* pop r/m */
+	case 0x8f: {	/* pop r/m: an rsp-based address counts after the pop */
+		uint64_t v = pop(x);
+
 		decode_modrm(x);
 		finish(x);
-		put(x, &x->rm, 8, pop(x));
+		put(x, &x->rm, 8, v);
 		break;
+	}
 	case 0x90:	/* nop, pause, xchg r8, rax */
 		if (x->rex & 1) {
 			uint64_t t = reg_get(x, 8, sz);
@@ -889,9 +892,12 @@ static void step(struct x86 *x)
 	case 0x9c:	/* pushf */
 		push(x, c->rflags);
 		break;
-	case 0x9d:	/* popf: the arithmetic flags and DF */
-		c->rflags = (pop(x) & (F_ARITH | F_DF)) | 0x2;
+	case 0x9d: {	/* popf: the arithmetic flags and DF; the rest is kept */
+		uint64_t f = pop(x);
+
+		c->rflags = (c->rflags & ~(F_ARITH | F_DF)) | (f & (F_ARITH | F_DF)) | 0x2;
 		break;
+	}
 	case 0xa4: case 0xa5: case 0xaa: case 0xab:
 		string_op(x, op);
 		break;

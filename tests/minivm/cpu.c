@@ -99,6 +99,8 @@ SNIPPET(lea_stack, "push %rbx\npush %rbp\nmov %rsp,%rbp\nlea 3(%rdi,%rsi,4),%rax
 SNIPPET(call_ret, "lea 1f(%rip),%rcx\nmov %rdi,%rax\ncall 2f\nadd %rsi,%rax\njmp *%rcx\n"
 		  "2:imul $3,%rax,%rax\nret\n1:xor %edx,%edx\nret")
 SNIPPET(cwd, "mov %rdi,%rax\ncltq\ncqto\nret")
+SNIPPET(pop_rsp, "sub $24,%rsp\nmov %rdi,(%rsp)\nmov %rsi,8(%rsp)\npopq 8(%rsp)\n"
+		 "mov (%rsp),%rax\nmov 8(%rsp),%rdx\nadd $16,%rsp\nret")
 SNIPPET(sse, "movq %rdi,%xmm1\nmovq %rsi,%xmm2\npxor %xmm1,%xmm2\nmovdqu %xmm2,-32(%rsp)\n"
 	     "movq %xmm1,-24(%rsp)\nmovdqu -32(%rsp),%xmm3\nmovq %xmm3,%rax\nmov -24(%rsp),%rdx\nret")
 SNIPPET(stos, "mov %rdi,-24(%rsp)\nmov %rsi,-16(%rsp)\nlea -24(%rsp),%rdi\nmov $0xab,%eax\n"
@@ -118,7 +120,7 @@ static const struct snippet snippets[] = {
 	S(neg_not, ARITH), S(shl_cl, SHIFT), S(shr_cl32, SHIFT), S(sar_cl8, SHIFT),
 	S(shifts_imm, SHIFT), S(rol_ror, CF_ONLY), S(imul2, CF_OF), S(imul3, CF_OF),
 	S(mul, 0), S(imul1_32, CF_OF), S(div, 0), S(div128, 0), S(idiv, 0), S(div8, 0), S(setcc, 0), S(cmov, 0), S(jcc, 0), S(movx, 0),
-	S(high8, 0), S(lea_stack, 0), S(call_ret, 0), S(cwd, 0), S(sse, 0), S(stos, 0),
+	S(high8, 0), S(lea_stack, 0), S(call_ret, 0), S(cwd, 0), S(pop_rsp, 0), S(sse, 0), S(stos, 0),
 };
 
 /* ---- the guest side ------------------------------------------------------------- */

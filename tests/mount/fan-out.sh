@@ -94,6 +94,24 @@ for i in 2 3 4 6; do
 	check "stop r$i" bash -c "echo stop > '$MNT/r$i/ctl'"
 done
 check "rmdir of b1 once its children stopped" rmdir "$MNT/s1/branches/b1"
+
+# Four starts at once from a branch no one has started from: one fills the
+# template, the others wait for it (on the loop), all map the same one.
+check "mkdir branches/b3, ready" sh -c "mkdir '$MNT/s1/branches/b3' && cat '$MNT/s1/branches/b3/wait' | head -n1 | grep -q ready"
+for i in 1 2 3 4; do
+	mkdir "$MNT/q$i" && printf '{"restore":{"branch":"s1/b3"}}\n' >"$MNT/q$i/config.json"
+done
+pids=""
+for i in 1 2 3 4; do
+	(echo start >"$MNT/q$i/ctl") &
+	pids="$pids $!"
+done
+wait $pids	# not a bare wait: forkfs is a background job of this shell too
+for i in 1 2 3 4; do
+	check "q$i (started concurrently) runs and verifies" wait_for 30 has_verified q$i 2
+done
+check "q1..q4 map one template privately" maps_template_privately q1 q2 q3 q4
+for i in 1 2 3 4; do echo stop >"$MNT/q$i/ctl"; done
 check "a stopped sandbox's memory file says 0" [ "$(mem_key r2 total)" -eq 0 ]
 check "unmount exits 0" unmount_forkfs
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
