@@ -38,6 +38,12 @@ static void fh_free(struct fh *h)
 {
 	if (!h)
 		return;
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (h->fs && h->fs->open_files == h)
+		h->fs->open_files = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
 	safe_close(h->fd);
 	free(h->buf);
 	entry_unref(h->br);
@@ -107,6 +113,7 @@ static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)
 
 void files_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct forkfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	struct fh *h;
 	int r;
@@ -127,6 +134,11 @@ void files_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->fd = -1;
 	h->sb = sandbox_ref(n->sb);
 	h->br = entry_ref(n->br);
+	h->fs = fs;
+	h->next = fs->open_files;
+	if (h->next)
+		h->next->prev = h;
+	fs->open_files = h;
 	r = open_node(n, fi, h);
 	if (r < 0) {
 		fh_free(h);
@@ -415,4 +427,10 @@ void files_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	fh_free(fh_get(fi));
 	fuse_reply_err(req, 0);
+}
+
+void files_free_all(struct forkfs *fs)
+{
+	while (fs->open_files)
+		fh_free(fs->open_files);
 }

@@ -20,6 +20,7 @@
 
 struct fuse_session;
 struct waiter;
+struct fh;
 
 struct forkfs {
 	uv_loop_t loop;
@@ -34,6 +35,7 @@ struct forkfs {
 	uid_t uid;
 	gid_t gid;
 
+	struct fh *open_files;	/* files.c: freed at teardown if never released */
 	struct waiter *waiters;	/* reads of branches/TAG/wait (wait.c) */
 	uv_timer_t wait_timer;
 	bool wait_timer_on;
@@ -43,6 +45,10 @@ struct forkfs {
  * (ESHUTDOWN) and closes the timer. */
 void wait_init(struct forkfs *fs);
 void wait_shutdown(struct forkfs *fs);
+
+/* files.c: free the open files the kernel never released (forkfs shut down
+ * with files open: SIGTERM, a lazy unmount). After the loop has ended. */
+void files_free_all(struct forkfs *fs);
 
 /* daemon.c */
 int forkfs_run(struct forkfs *fs);

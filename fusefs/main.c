@@ -288,6 +288,7 @@ static void nofile_for_children(bool children)
  * go first: they hold references on the sandboxes. */
 static void teardown(struct forkfs *fs, struct setup *s)
 {
+	files_free_all(fs);
 	node_forget_all(&fs->inodes);
 	tree_free(&fs->tree);
 	if (s->run_dir && rmdir(s->run_dir) < 0)

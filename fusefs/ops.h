@@ -24,6 +24,8 @@ struct fh {
 	bool dirty;		/* written or truncated since the last flush */
 	bool written;		/* write(2) seen: flush judges the content */
 	int fd;			/* log, vmstate */
+	struct forkfs *fs;	/* on fs->open_files until released */
+	struct fh *prev, *next;
 };
 
 /* wait.c: a read of branches/TAG/wait (wait_init/wait_shutdown: forkfs.h). */
