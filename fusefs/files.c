@@ -150,7 +150,7 @@ void files_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fh_free(h);
 }
 
-static void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size, off_t off)
+void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size, off_t off)
 {
 	if ((size_t)off >= len)
 		fuse_reply_buf(req, NULL, 0);
@@ -239,6 +239,21 @@ static void read_memory(struct forkfs *fs, fuse_req_t req, struct sbranch *br, s
 	env_queue_job(&fs->tree.env, &j->work, read_run, read_done);
 }
 
+int fh_generate(struct fh *h, enum node_type type)
+{
+	free(h->buf);
+	h->len = 0;
+	h->buf = malloc(STATUS_MAX);
+	if (!h->buf)
+		return -ENOMEM;
+	if (type == NODE_SB_MEMORY)	/* a few ms for a large guest, on the loop */
+		h->len = template_memory_text(h->sb->proc ? vmm_proc_pid(h->sb->proc) : 0, h->buf,
+					      STATUS_MAX);
+	else
+		h->len = entry_status_text(h->br, h->buf, STATUS_MAX);
+	return 0;
+}
+
 void files_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -260,34 +275,15 @@ void files_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_slice(req, tmp, strlen(tmp), size, off);
 		return;
 	case NODE_SB_MEMORY:
-		/* From the VMM's smaps, when a read starts at 0 (a few ms for a
-		 * large guest, on the loop; a sandbox's own VMM only). */
-		if (off == 0 || !h->buf) {
-			free(h->buf);
-			h->buf = malloc(STATUS_MAX);
-			if (!h->buf) {
-				fuse_reply_err(req, ENOMEM);
-				return;
-			}
-			h->len = template_memory_text(n->sb->proc ? vmm_proc_pid(n->sb->proc) : 0,
-						      h->buf, STATUS_MAX);
+	case NODE_BR_STATUS:
+		if ((off == 0 || !h->buf) && fh_generate(h, n->type) < 0) {
+			fuse_reply_err(req, ENOMEM);
+			return;
 		}
 		reply_slice(req, h->buf, h->len, size, off);
 		return;
 	case NODE_BR_WAIT:
 		wait_read(fs, req, h, size, off);
-		return;
-	case NODE_BR_STATUS:
-		if (off == 0 || !h->buf) {
-			free(h->buf);
-			h->buf = malloc(STATUS_MAX);
-			if (!h->buf) {
-				fuse_reply_err(req, ENOMEM);
-				return;
-			}
-			h->len = entry_status_text(n->br, h->buf, STATUS_MAX);
-		}
-		reply_slice(req, h->buf, h->len, size, off);
 		return;
 	case NODE_SB_LOG:
 	case NODE_BR_VMSTATE:

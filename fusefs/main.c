@@ -92,6 +92,19 @@ static void usage(const char *prog)
 	       prog);
 }
 
+/* DIR/NAME if it is executable (malloc'ed), or NULL. */
+static char *executable_in(const char *dir, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	if (access(p, X_OK) == 0)
+		return p;
+	free(p);
+	return NULL;
+}
+
 /* The executable named "name" in $PATH, or NULL. */
 static char *find_in_path(const char *name)
 {
@@ -100,16 +113,8 @@ static char *find_in_path(const char *name)
 
 	if (!path || !(copy = strdup(path)))
 		return NULL;
-	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
-		char *p;
-
-		if (asprintf(&p, "%s/%s", *dir ? dir : ".", name) < 0)
-			break;
-		if (access(p, X_OK) == 0)
-			found = p;
-		else
-			free(p);
-	}
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save))
+		found = executable_in(*dir ? dir : ".", name);
 	free(copy);
 	return found;
 }
@@ -128,7 +133,7 @@ struct setup {
  * tree). NULL when there is none. */
 static char *minivm_beside_us(void)
 {
-	char exe[PATH_MAX], *slash, *p = NULL;
+	char exe[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	if (n <= 0)
@@ -137,12 +142,7 @@ static char *minivm_beside_us(void)
 	if (!(slash = strrchr(exe, '/')))
 		return NULL;
 	*slash = '\0';
-	if (asprintf(&p, "%s/../bin/forkfs-minivm", exe) < 0)
-		return NULL;
-	if (access(p, X_OK) == 0)
-		return p;
-	free(p);
-	return NULL;
+	return executable_in(exe, "../bin/forkfs-minivm");
 }
 
 static int pick_vmm(struct setup *s, const char *opt)

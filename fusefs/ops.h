@@ -28,6 +28,13 @@ struct fh {
 	struct fh *prev, *next;
 };
 
+/* files.c: the text of a generated file kept per open file, made when a read
+ * starts at 0 so later reads continue it: "memory" of h->sb (NODE_SB_MEMORY),
+ * or "status" of h->br (NODE_BR_STATUS, also what "wait" answers). 0 or
+ * -ENOMEM. reply_slice: answer a read of [off, off + size) of text. */
+int fh_generate(struct fh *h, enum node_type type);
+void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size, off_t off);
+
 /* wait.c: a read of branches/TAG/wait (wait_init/wait_shutdown: forkfs.h). */
 void wait_read(struct forkfs *fs, fuse_req_t req, struct fh *h, size_t size, off_t off);
 

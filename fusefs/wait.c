@@ -57,17 +57,10 @@ static bool waiter_try(struct waiter *w, int error)
 	}
 	if (!entry_is_settled(br))
 		return false;
-	free(w->h->buf);
-	w->h->buf = malloc(STATUS_MAX);
-	if (!w->h->buf) {
+	if (fh_generate(w->h, NODE_BR_STATUS) < 0)
 		fuse_reply_err(w->req, ENOMEM);
-		return true;
-	}
-	w->h->len = entry_status_text(br, w->h->buf, STATUS_MAX);
-	if ((size_t)w->off >= w->h->len)
-		fuse_reply_buf(w->req, NULL, 0);
 	else
-		fuse_reply_buf(w->req, w->h->buf + w->off, MIN(w->size, w->h->len - (size_t)w->off));
+		reply_slice(w->req, w->h->buf, w->h->len, w->size, w->off);
 	return true;
 }
 
@@ -108,8 +101,7 @@ void wait_read(struct forkfs *fs, fuse_req_t req, struct fh *h, size_t size, off
 	struct waiter *w;
 
 	if (off > 0 && h->buf) {	/* the rest of the text the first read returned */
-		fuse_reply_buf(req, (size_t)off < h->len ? h->buf + off : NULL,
-			       (size_t)off < h->len ? MIN(size, h->len - (size_t)off) : 0);
+		reply_slice(req, h->buf, h->len, size, off);
 		return;
 	}
 	w = calloc(1, sizeof(*w));

@@ -486,6 +486,16 @@ static void muldiv(struct x86 *x, unsigned op, uint64_t src, unsigned sz)
 	}
 }
 
+/* The two- and three-operand imul: ModRM.reg = a * b truncated to sz, CF
+ * and OF set when the signed product did not fit. */
+static void imul_to_reg(struct x86 *x, uint64_t a, uint64_t b, unsigned sz)
+{
+	__int128 p = (__int128)sext(a, sz) * sext(b, sz);
+
+	set_flags(x, F_CF | F_OF, p != (__int128)sext((uint64_t)p, sz) ? F_CF | F_OF : 0);
+	reg_set(x, x->reg, sz, (uint64_t)p);
+}
+
 /* ---- instructions -------------------------------------------------------------- */
 
 /* Operand size of a non-byte instruction. */
@@ -658,15 +668,11 @@ static void step_0f(struct x86 *x)
 	case 0x1f:	/* nop r/m */
 		decode_modrm(x);
 		break;
-	case 0xaf: {	/* imul r, r/m */
+	case 0xaf:	/* imul r, r/m */
 		decode_modrm(x);
 		finish(x);
-		__int128 p = (__int128)sext(get(x, &x->rm, sz), sz) * sext(reg_get(x, x->reg, sz), sz);
-
-		set_flags(x, F_CF | F_OF, p != (__int128)sext((uint64_t)p, sz) ? F_CF | F_OF : 0);
-		reg_set(x, x->reg, sz, (uint64_t)p);
+		imul_to_reg(x, get(x, &x->rm, sz), reg_get(x, x->reg, sz), sz);
 		break;
-	}
 	case 0xa3: case 0xab: case 0xb3: case 0xbb:	/* bt, bts, btr, btc r/m, r */
 		decode_modrm(x);
 		bit_op(x, (op >> 3) & 3, false, sz);
@@ -808,15 +814,12 @@ static void step(struct x86 *x)
 		push(x, (uint64_t)sext(imm8(x), 1));
 		break;
 	case 0x69: case 0x6b: {	/* imul r, r/m, imm */
-		__int128 p;
 		uint64_t i;
 
 		decode_modrm(x);
 		i = op == 0x6b ? (uint64_t)sext(imm8(x), 1) : imm_z(x, sz);
 		finish(x);
-		p = (__int128)sext(get(x, &x->rm, sz), sz) * sext(i, sz);
-		set_flags(x, F_CF | F_OF, p != (__int128)sext((uint64_t)p, sz) ? F_CF | F_OF : 0);
-		reg_set(x, x->reg, sz, (uint64_t)p);
+		imul_to_reg(x, get(x, &x->rm, sz), i, sz);
 		break;
 	}
 	case 0x80: case 0x81: case 0x83: {	/* group 1: alu r/m, imm */

@@ -72,14 +72,11 @@ check "unmount exits 0" unmount_forkfs
 # mount.fuse3 runs it so for "mount -t fuse.forkfs SOURCE DIR" (with forkfs in
 # its PATH, /usr/sbin and friends) and fstab; "-t fuse PROG#SOURCE" names the
 # program, so this test needs nothing installed.
-mounts_line() { grep " $MNT fuse" /proc/mounts; }
-forkfs_gone() { ! pgrep -f "forkfs.*store=$STORE" >/dev/null; }
 blocks() { stat -f -c '%b %S' "$1"; }
 check "mount -t fuse 'FORKFS#forkfs' DIR -o store=,vmm= (mount.fuse3)" \
 	mount -t fuse "$FORKFS#forkfs" "$MNT" -o "store=$STORE,vmm=$MINIVM"
-check "/proc/mounts: source forkfs, type fuse.forkfs" \
-	sh -c "mounts_line() { grep ' $MNT fuse' /proc/mounts; }; mounts_line | grep -q '^forkfs $MNT fuse.forkfs '"
-diag "$(mounts_line)"
+check "/proc/mounts: source forkfs, type fuse.forkfs" grep -q "^forkfs $MNT fuse.forkfs " /proc/mounts
+diag "$(grep " $MNT fuse" /proc/mounts)"
 check "statfs (df) reports the store's file system" [ "$(blocks "$MNT")" = "$(blocks "$STORE")" ]
 check "the daemonized forkfs serves the mount" sh -c "mkdir '$MNT/m1' && [ \"\$(cat '$MNT/m1/state')\" = created ]"
 check "umount" umount "$MNT"

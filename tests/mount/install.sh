@@ -34,7 +34,6 @@ else
 	diag "no systemd-analyze: the unit is not verified"
 fi
 
-forkfs_gone() { ! pgrep -f "forkfs.*store=$STORE" >/dev/null; }
 check "mount through mount.fuse3, no -o vmm=" \
 	env -u FORKFS_MINIVM mount -t fuse "$sbin_forkfs#forkfs" "$MNT" -o "store=$STORE"
 check "boot the installed guest with the installed VMM" start_sandbox s1 "$(GUEST_IMG=$guest boot_config 64 1)"

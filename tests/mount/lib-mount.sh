@@ -74,6 +74,10 @@ unmount_forkfs() {
 	[ "$FORKFS_RC" -eq 0 ]
 }
 
+# forkfs_gone: no forkfs of this test's store runs (a daemonized one, mounted
+# through mount(8), is not $FORKFS_PID).
+forkfs_gone() { ! pgrep -f "forkfs.*store=$STORE" >/dev/null; }
+
 # The run directory of the last forkfs, from its start-up line.
 run_dir() { sed -n 's/.*run directory \(.*\))$/\1/p' "$FLOG" | tail -1; }
 
