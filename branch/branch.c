@@ -825,7 +825,7 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	r = enter_pause(w, err);
 	if (r < 0)
 		return r;
-	r = engine_arm(v->engine, b->mem_fd, err);
+	r = engine_arm(v->engine, b->mem_fd, false, err);
 	if (r < 0)
 		return leave_pause(w, err, error_prefix(err, r, "arming write-protection"));
 	w->t_armed = now_usec();

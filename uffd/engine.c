@@ -36,6 +36,22 @@
  * (recorded, then re-armed) or entirely after it (copied, then released);
  * a page recorded after arm's scan, or released after its re-arm, is impossible.
  *
+ * Tracking (engine_set_tracking; incremental branches). A session that
+ * succeeds while tracking leaves every page write-protected (the bulk copy
+ * does not release what it copied) and the engine pre-armed: from the
+ * session's pause on, a page is released only by a write fault, which first
+ * records it in e->dirty (written since the pause) and e->rearm (to protect
+ * again), under e->lock (release_page). Page states between sessions, then:
+ * PROTECTED (unchanged since the last pause) or RELEASED (in dirty and
+ * rearm). engine_arm(incremental) swaps dirty out under the lock as the
+ * session's layer: exactly the RELEASED pages are PENDING, the others start
+ * COPIED (they are in the last image), and the rearm snapshot taken in the
+ * same step is protected again. dirty_valid says dirty holds every page
+ * written since the last pause; anything that releases pages without
+ * recording them (unprotect_all: failure, cancel, disarm, a dead fault
+ * thread) clears it, and so does engine_track_forget(): the next session
+ * then copies every page. When in doubt, copy everything.
+ *
  * Failure or cancel ends the session: e->error / e->cancel_req are set, every
  * waiter gives up, faults are only released, and whoever finishes the session
  * (bulk thread, or engine_cancel/disarm before start_copy) un-protects every
@@ -105,6 +121,11 @@ struct engine {
 	bool prearmed;			/* protected by lock: WP is on, faults only recorded */
 	_Atomic uint64_t rate;		/* bulk copy cap in bytes/s, 0 = none */
 	_Atomic uint64_t *rearm;	/* pages released while prearmed: re-armed by arm */
+	_Atomic uint64_t *rearm_snap;	/* arm's snapshot of rearm, taken at the switch */
+	bool track;			/* protected by lock: engine_set_tracking() */
+	atomic_bool dirty_valid;	/* written under lock: dirty holds every page
+					 * written since the last pause */
+	_Atomic uint64_t *dirty;	/* pages released since the last pause */
 	int dest_fd;			/* protected by lock; stable while a user is in */
 	pthread_t bulk_thread;		/* protected by lock */
 	bool bulk_joinable;		/* protected by lock */
@@ -113,6 +134,9 @@ struct engine {
 
 	/* The session: reset by engine_arm(). */
 	struct pagestate ps;
+	_Atomic uint64_t *layer;	/* the pages this session's image holds */
+	uint64_t layer_pages;
+	bool incremental;
 	atomic_int error;
 	struct error why;		/* protected by lock: the reason of error */
 	atomic_bool cancel_req;
@@ -369,21 +393,37 @@ static int copy_range(struct engine *e, size_t first, size_t n, void *buf, size_
 
 /* ---- the fault thread ---- */
 
-/* Pre-armed (between engine_prepare and engine_arm): record the page for
- * re-arming and release it, under the lock so that engine_arm's switch to
- * ARMED happens either before (then the fault copies) or after both. */
-static bool release_prearmed(struct engine *e, uint64_t off)
+static void set_bit(_Atomic uint64_t *bits, size_t page)
 {
-	bool prearmed;
+	atomic_fetch_or(&bits[page / 64], 1ULL << (page % 64));
+}
+
+/* Release the page at image offset off, which the guest is about to write,
+ * unless an active session still has to copy it (returns false then). Under
+ * the lock, so that engine_arm's switch to ARMED happens either before this
+ * (then the page is copied first) or after both the record and the release:
+ * pre-armed, the page is recorded for re-arming; tracking, also as written
+ * since the pause. A session that has ended (failed, cancelled) no longer
+ * needs the page. */
+static bool release_page(struct engine *e, uint64_t off)
+{
+	size_t page = off / PAGE_4K;
+	bool tracking;
 
 	pthread_mutex_lock(&e->lock);
-	prearmed = e->prearmed;
-	if (prearmed) {
-		atomic_fetch_or(&e->rearm[off / PAGE_4K / 64], 1ULL << (off / PAGE_4K % 64));
-		unprotect(e, off, PAGE_4K);
+	if (state_active(atomic_load(&e->state)) && session_ended(e) == 0 &&
+	    pagestate_not_copied(&e->ps, page, 1)) {
+		pthread_mutex_unlock(&e->lock);
+		return false;
 	}
+	tracking = atomic_load(&e->dirty_valid);
+	if (e->prearmed || tracking)
+		set_bit(e->rearm, page);
+	if (tracking)
+		set_bit(e->dirty, page);
+	unprotect(e, off, PAGE_4K);
 	pthread_mutex_unlock(&e->lock);
-	return prearmed;
+	return true;
 }
 
 static void handle_fault(struct engine *e, const struct uffd_msg *msg)
@@ -401,10 +441,12 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 		return;
 	}
 	off = reg->offset + (addr - reg->base);
-	if (release_prearmed(e, off))
-		return;
 	atomic_fetch_add(&e->fault_count, 1);
-	if (session_enter(e, &state)) {
+	/* Copy first while a session needs the page; then record and release
+	 * it. A session armed in between makes release_page() refuse: copy. */
+	while (!release_page(e, off)) {
+		if (!session_enter(e, &state))
+			continue;
 		if (session_ended(e) == 0) {
 			int r = copy_segment(e, off / PAGE_4K, 1, e->fault_buf, sizeof(e->fault_buf));
 			if (r > 0)
@@ -414,8 +456,15 @@ static void handle_fault(struct engine *e, const struct uffd_msg *msg)
 		}
 		session_leave(e);
 	}
-	/* COPIED, or the session is over: release the page and wake the writer. */
-	unprotect(e, off, PAGE_4K);
+}
+
+/* Pages were released without being recorded: the next session copies all. */
+static void track_lost(struct engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	atomic_store(&e->dirty_valid, false);
+	e->prearmed = false;
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* Nobody serves write-protect faults any more: fail the session, mark the
@@ -433,6 +482,7 @@ static void fault_thread_failed(struct engine *e, int r, const char *what)
 	if (state_active(s))
 		session_fail(e, -EIO, "the fault thread stopped");
 	unprotect_all(e);
+	track_lost(e);
 }
 
 static void *fault_main(void *userdata)
@@ -499,9 +549,20 @@ static void session_finish(struct engine *e, int r, const char *what)
 	struct error why = ERROR_INIT;
 	engine_done_fn cb;
 	void *userdata;
+	bool keep;
 
-	unprotect_all(e);
+	/* Tracking goes on only after a success, with the pages still protected
+	 * (faults meanwhile are recorded: dirty_valid). */
 	pthread_mutex_lock(&e->lock);
+	keep = r == 0 && atomic_load(&e->dirty_valid);
+	pthread_mutex_unlock(&e->lock);
+	if (!keep) {
+		unprotect_all(e);
+		track_lost(e);
+	}
+	pthread_mutex_lock(&e->lock);
+	if (keep)
+		e->prearmed = true;	/* faults record and release from here */
 	if (r == 0)
 		atomic_store(&e->state, ENGINE_DONE);
 	else if (r == -ECANCELED)
@@ -574,7 +635,9 @@ static int bulk_copy(struct engine *e, void *buf)
 
 			if (r < 0)
 				return r;
-			unprotect(e, off, len);
+			/* Tracking: copied pages stay protected until written. */
+			if (!atomic_load(&e->dirty_valid))
+				unprotect(e, off, len);
 			if (e->src.kind == MEMSRC_FD)
 				/* Our view only: keeps forkfs's RSS flat, the memfd keeps the pages. */
 				madvise((void *)(e->map + off), len, MADV_DONTNEED);
@@ -674,6 +737,7 @@ static void drop_prearm(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 	if (was)
 		unprotect_all(e);
+	track_lost(e);
 }
 
 int engine_set_fault_rt(struct engine *e, bool on)
@@ -692,6 +756,33 @@ void engine_set_rate(struct engine *e, uint64_t bytes_per_sec)
 	atomic_store(&e->rate, bytes_per_sec);
 }
 
+int engine_set_tracking(struct engine *e, bool on)
+{
+	if (on && e->src.anon)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&e->lock);
+	e->track = on;
+	pthread_mutex_unlock(&e->lock);
+	if (!on)
+		engine_track_forget(e);
+	return 0;
+}
+
+void engine_track_forget(struct engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	atomic_store(&e->dirty_valid, false);
+	pthread_mutex_unlock(&e->lock);
+}
+
+bool engine_is_tracking(struct engine *e) { return atomic_load(&e->dirty_valid); }
+
+void engine_layer_map(struct engine *e, uint64_t *out, size_t nwords)
+{
+	for (size_t w = 0; w < nwords && w < e->ps.nwords; w++)
+		out[w] = atomic_load(&e->layer[w]);
+}
+
 void engine_set_prearm(struct engine *e, bool on)
 {
 	pthread_mutex_lock(&e->lock);
@@ -699,21 +790,20 @@ void engine_set_prearm(struct engine *e, bool on)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Protect again every page released while pre-armed. With take (before the
- * pause, still pre-armed) the recorded pages are taken out of the set; from
- * engine_arm() (after the switch to ARMED, when nothing is added to the set
- * any more) they are left there. */
-static int rearm_recorded(struct engine *e, bool take)
+/* Protect again every page of bits (released while pre-armed). With take
+ * (e->rearm before the pause, still pre-armed) the recorded pages are taken
+ * out of the set; engine_arm() passes the snapshot it took at the switch. */
+static int rearm_recorded(struct engine *e, _Atomic uint64_t *bits, bool take)
 {
 	for (size_t w = 0; w < e->ps.nwords; w++) {
-		uint64_t m = atomic_load(&e->rearm[w]);
+		uint64_t m = atomic_load(&bits[w]);
 
 		if (m && take) {
 			/* Still pre-armed: the fault thread records and releases a
 			 * page under the lock, so taking the word under it never
 			 * splits a record from its release. */
 			pthread_mutex_lock(&e->lock);
-			m = atomic_exchange(&e->rearm[w], 0);
+			m = atomic_exchange(&bits[w], 0);
 			pthread_mutex_unlock(&e->lock);
 		}
 		while (m) {
@@ -734,7 +824,7 @@ static int rearm_recorded(struct engine *e, bool take)
 int engine_prepare(struct engine *e, struct error *err)
 {
 	void *buf;
-	bool prearm;
+	bool prearm, tracking;
 	int s, r;
 
 	r = check_broken(e, err);
@@ -775,6 +865,7 @@ int engine_prepare(struct engine *e, struct error *err)
 	}
 	atomic_store(&e->state, ENGINE_PREPARED);
 	e->prepared = true;
+	tracking = e->prearmed;
 	prearm = e->prearm && !e->prearmed;
 	if (prearm) {
 		for (size_t w = 0; w < e->ps.nwords; w++)
@@ -783,14 +874,16 @@ int engine_prepare(struct engine *e, struct error *err)
 		e->prearmed = true;
 	}
 	pthread_mutex_unlock(&e->lock);
-	if (prearm) {
+	if (prearm || tracking) {
 		/* Protecting everything takes a while on a large guest, and every
 		 * page written meanwhile must be protected again inside the pause.
 		 * Re-protect those now, twice (like pre-copy rounds), so the pause
-		 * only re-arms what the guest wrote during the last short round. */
-		r = protect_all(e);
+		 * only re-arms what the guest wrote during the last short round.
+		 * Tracking, everything is protected already but what was written
+		 * since the last pause: the rounds alone. */
+		r = prearm ? protect_all(e) : 0;
 		for (int round = 0; r == 0 && round < PREARM_ROUNDS; round++)
-			r = rearm_recorded(e, true);
+			r = rearm_recorded(e, e->rearm, true);
 		if (r < 0)
 			error_set_errno(err, r, "cannot write-protect guest memory");
 		else
@@ -804,7 +897,30 @@ int engine_prepare(struct engine *e, struct error *err)
 }
 
 
-int engine_arm(struct engine *e, int dest_fd, struct error *err)
+/* Under e->lock, at the switch to ARMED: the session's layer. Incremental:
+ * the pages written since the last pause, taken out of dirty; else all. */
+static void take_layer(struct engine *e, bool incremental)
+{
+	uint64_t n = 0;
+
+	e->incremental = incremental && atomic_load(&e->dirty_valid);
+	for (size_t w = 0; w < e->ps.nwords; w++) {
+		uint64_t m = atomic_exchange(&e->dirty[w], 0);
+
+		if (!e->incremental)
+			m = w + 1 < e->ps.nwords || e->ps.npages % 64 == 0
+				    ? ~0ULL
+				    : (1ULL << (e->ps.npages % 64)) - 1;
+		atomic_store(&e->layer[w], m);
+		n += (uint64_t)__builtin_popcountll(m);
+	}
+	e->layer_pages = n;
+	pagestate_reset_to(&e->ps, e->layer);
+	/* Tracking starts (again) at this pause. */
+	atomic_store(&e->dirty_valid, e->track);
+}
+
+int engine_arm(struct engine *e, int dest_fd, bool incremental, struct error *err)
 {
 	bool prearmed;
 	int fd, r;
@@ -833,7 +949,7 @@ int engine_arm(struct engine *e, int dest_fd, struct error *err)
 	}
 	safe_close(e->dest_fd);
 	e->dest_fd = fd;
-	pagestate_reset(&e->ps);
+	take_layer(e, incremental);
 	atomic_store(&e->error, 0);
 	error_clear(&e->why);
 	atomic_store(&e->cancel_req, false);
@@ -849,9 +965,11 @@ int engine_arm(struct engine *e, int dest_fd, struct error *err)
 	atomic_store(&e->state, ENGINE_ARMED);
 	prearmed = e->prearmed;
 	e->prearmed = false;
+	for (size_t w = 0; prearmed && w < e->ps.nwords; w++)
+		atomic_store(&e->rearm_snap[w], atomic_exchange(&e->rearm[w], 0));
 	pthread_mutex_unlock(&e->lock);
 
-	r = prearmed ? rearm_recorded(e, false) : protect_all(e);
+	r = prearmed ? rearm_recorded(e, e->rearm_snap, false) : protect_all(e);
 	if (r < 0)
 		error_set_errno(err, r, "cannot write-protect guest memory");
 	else
@@ -875,6 +993,7 @@ static int end_armed(struct engine *e, enum engine_state final)
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
 	unprotect_all(e);
+	track_lost(e);
 	pthread_mutex_lock(&e->lock);
 	atomic_store(&e->state, final);
 	pthread_cond_broadcast(&e->cond);
@@ -1017,6 +1136,8 @@ void engine_get_progress(struct engine *e, struct engine_progress *ret)
 		.pages_faulted = atomic_load(&e->pages_faulted),
 		.pages_demanded = atomic_load(&e->pages_demanded),
 		.fault_count = atomic_load(&e->fault_count),
+		.bytes_layer = e->layer_pages * PAGE_4K,
+		.incremental = e->incremental,
 		.error = atomic_load(&e->error),
 	};
 	if (ret->state != ENGINE_FAILED)
@@ -1116,7 +1237,10 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 		goto fail;
 	}
 	e->rearm = calloc(e->ps.nwords, sizeof(uint64_t));
-	if (!e->rearm) {
+	e->rearm_snap = calloc(e->ps.nwords, sizeof(uint64_t));
+	e->dirty = calloc(e->ps.nwords, sizeof(uint64_t));
+	e->layer = calloc(e->ps.nwords, sizeof(uint64_t));
+	if (!e->rearm || !e->rearm_snap || !e->dirty || !e->layer) {
 		r = error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -1161,6 +1285,9 @@ struct engine *engine_free(struct engine *e)
 		munmap((void *)e->map, e->total);
 	pagestate_fini(&e->ps);
 	free((void *)e->rearm);
+	free((void *)e->rearm_snap);
+	free((void *)e->dirty);
+	free((void *)e->layer);
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
 	free(e);

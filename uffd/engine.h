@@ -48,6 +48,9 @@ struct memsrc {
 	int fd;		/* MEMSRC_FD: owned by the engine once passed in */
 	off_t fd_offset;
 	pid_t pid;	/* MEMSRC_PROCESS, and for liveness checks */
+	bool anon;	/* some region is anonymous memory: write-protection does
+			 * not survive a zap (MADV_DONTNEED) there, so writes
+			 * cannot be tracked across branches (engine_set_tracking) */
 };
 
 /* Pick a source for a VMM process: its memfd/shmem mapping through
@@ -73,6 +76,9 @@ struct engine_progress {
 	uint64_t pages_faulted;		/* copied because the guest was about to write them */
 	uint64_t pages_demanded;	/* copied first because a reader asked */
 	uint64_t fault_count;		/* all WP faults seen, copied or not */
+	uint64_t bytes_layer;		/* what this session copies: bytes_total, or
+					 * the pages written since the last pause */
+	bool incremental;		/* the session copies only those pages */
 	int error;			/* -errno when FAILED */
 };
 
@@ -87,8 +93,15 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 struct engine *engine_free(struct engine *e);
 
 int engine_prepare(struct engine *e, struct error *err);
-/* dest_fd: the memory.bin being written (the engine dups it and sizes it). */
-int engine_arm(struct engine *e, int dest_fd, struct error *err);
+/* dest_fd: the memory.bin being written (the engine dups it and sizes it).
+ * incremental: copy only the pages written since the last session's pause,
+ * if tracking (engine_set_tracking) holds them all; otherwise (and without
+ * the flag) every page. engine_get_progress() says which it did, and
+ * engine_layer_map() which pages the image holds. */
+int engine_arm(struct engine *e, int dest_fd, bool incremental, struct error *err);
+/* The pages the armed session's image holds (bit p of word p/64), as words
+ * into out (nwords = pages / 64, rounded up). Valid from engine_arm() on. */
+void engine_layer_map(struct engine *e, uint64_t *out, size_t nwords);
 int engine_disarm(struct engine *e);
 
 /* done_cb runs once on an engine thread with 0, -ECANCELED or the failure;
@@ -114,6 +127,19 @@ const char *engine_state_to_string(enum engine_state s);
  * engine_arm() only re-protects the pages written since, so the pause does not
  * grow with guest memory. Off: engine_arm() protects every region. */
 void engine_set_prearm(struct engine *e, bool on);
+
+/* Tracking (off by default): after a session that succeeds, keep guest memory
+ * write-protected; each page's first write after the pause is recorded and
+ * released, so that the next engine_arm(incremental) copies only those.
+ * Refused (-EOPNOTSUPP) for a source with anonymous memory (memsrc.anon).
+ * Tracking is dropped (the next session copies everything) whenever a
+ * session fails, is cancelled or disarmed, the fault thread dies, or
+ * engine_track_forget() is called. */
+int engine_set_tracking(struct engine *e, bool on);
+/* The next session copies every page (its parent image is gone). */
+void engine_track_forget(struct engine *e);
+/* Does the engine hold every page written since the last pause? */
+bool engine_is_tracking(struct engine *e);
 
 /* Cap the background (bulk) copy at bytes_per_sec (0: no cap, the default),
  * so that a large image does not take the store's whole bandwidth. Pages the

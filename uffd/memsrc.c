@@ -5,6 +5,8 @@
  * opened through /proc/PID/map_files/ and read through our own mapping, which
  * the VMM's uffd does not cover and which outlives the VMM. Otherwise (private
  * anonymous memory of a freshly booted VMM) the engine uses process_vm_readv().
+ * Whether any region is anonymous is recorded (memsrc.anon): writes to
+ * anonymous memory cannot be tracked across branches.
  */
 #define LOG_PREFIX "uffd: "
 #include <errno.h>
@@ -141,5 +143,8 @@ int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
 	return 0;
 process:
 	*ret = (struct memsrc){ .kind = MEMSRC_PROCESS, .fd = -1, .pid = pid };
+	for (size_t j = 0; j < nv; j++)
+		if (vmas[j].inode == 0)
+			ret->anon = true;
 	return 0;
 }

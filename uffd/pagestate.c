@@ -39,6 +39,17 @@ void pagestate_reset(struct pagestate *ps)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
+void pagestate_reset_to(struct pagestate *ps, const _Atomic uint64_t *set)
+{
+	for (size_t w = 0; w < ps->nwords; w++) {
+		uint64_t out = ~atomic_load_explicit(&set[w], memory_order_relaxed);
+
+		atomic_store_explicit(&ps->claimed[w], out, memory_order_relaxed);
+		atomic_store_explicit(&ps->copied[w], out, memory_order_relaxed);
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
 static inline uint64_t segment_mask(unsigned n)
 {
 	return n >= 64 ? ~0ULL : (1ULL << n) - 1;

@@ -25,6 +25,9 @@ int pagestate_init(struct pagestate *ps, size_t npages);
 void pagestate_fini(struct pagestate *ps);
 /* Every page back to PENDING; no other thread may use ps meanwhile. */
 void pagestate_reset(struct pagestate *ps);
+/* Every page of the set pending (bit set in set[w]), every other COPIED: a
+ * session that copies only some pages (an incremental branch). Same rule. */
+void pagestate_reset_to(struct pagestate *ps, const _Atomic uint64_t *set);
 
 /* Pages [first, first+n) must lie within one 64-page word (n >= 1). Claim the
  * pending ones: returns a mask (bit i = page first+i) of the pages this caller

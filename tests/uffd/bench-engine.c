@@ -119,7 +119,7 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 		usleep(20000);	/* the guest runs between prepare and pause */
 		guest_pause(&g);
 		t0 = now_usec();
-		r = engine_arm(e, dest, NULL);
+		r = engine_arm(e, dest, false, NULL);
 		arm_us[i] = now_usec() - t0;
 		guest_resume(&g);
 		if (r < 0)

@@ -191,14 +191,14 @@ static void run(const struct scenario *sc)
 	}
 
 	if (sc->broken_order) {
-		TAP_CHECK(engine_arm(e, dest, NULL) == 0);
+		TAP_CHECK(engine_arm(e, dest, false, NULL) == 0);
 		TAP_CHECK(guest_wait_writes(&g, 2000, 5000));
 		guest_pause(&g);
 		guest_snapshot(&g, shadow);
 	} else {
 		guest_pause(&g);
 		guest_snapshot(&g, shadow);
-		r = engine_arm(e, dest, NULL);
+		r = engine_arm(e, dest, false, NULL);
 		TAP_CHECK(r == 0);
 		wp = guest_count_wp(&g);
 		tap_ok(wp == (long)(g.total / PAGE_4K), "%s: all %" PRIu64 " pages protected after arm"
@@ -364,8 +364,8 @@ static void arm_needs_prepare_for_anon(void)
 	}
 	TAP_CHECK(engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e, NULL) == 0);
 	fd = open_dest(tmpdir, "noprep");
-	TAP_CHECK(e && engine_arm(e, fd, NULL) == -EINVAL);
-	TAP_CHECK(e && engine_prepare(e, NULL) == 0 && engine_arm(e, fd, NULL) == 0);
+	TAP_CHECK(e && engine_arm(e, fd, false, NULL) == -EINVAL);
+	TAP_CHECK(e && engine_prepare(e, NULL) == 0 && engine_arm(e, fd, false, NULL) == 0);
 	TAP_CHECK(e && guest_count_wp(&g) == 64);
 	TAP_CHECK(e && engine_demand(e, 0, 64 * PAGE_4K) == 0);
 	TAP_CHECK(e && engine_cancel(e) == 0 && guest_count_wp(&g) == 0);
@@ -404,7 +404,7 @@ static void unaligned_regions(bool anon)
 		goto out;
 	snprintf(name, sizeof(name), "unaligned-%s", kind);
 	dest = open_dest(tmpdir, name);
-	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, NULL) == 0);
+	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, false, NULL) == 0);
 	guest_snapshot(&g, shadow);
 	/* Guest writes after arm: copied first by the fault thread. */
 	memset(guest_addr(&g, 2 * PAGE_4K), 0xee, 16);
@@ -477,7 +477,7 @@ static void fault_thread_dies(void)
 	if (r < 0)
 		goto out;
 	dest = open_dest(tmpdir, "fault-dies");
-	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, NULL) == 0);
+	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, false, NULL) == 0);
 	TAP_CHECK(guest_count_wp(&g) == 64);
 
 	TAP_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -519,7 +519,7 @@ static void fault_thread_dies(void)
 	tap_ok(r == -EIO && strstr(error_msg(&err), "the fault thread has stopped"),
 	       "fault thread dies: engine_prepare refuses (%d): %s", r, error_msg(&err));
 	error_clear(&err);
-	r = engine_arm(e, fd, &err);
+	r = engine_arm(e, fd, false, &err);
 	tap_ok(r == -EIO && strstr(error_msg(&err), "the fault thread has stopped"),
 	       "fault thread dies: engine_arm refuses (%d): %s", r, error_msg(&err));
 	e = engine_free(e);	/* closing the uffd releases a still blocked writer */
@@ -540,6 +540,118 @@ static void cleanup(void)
 		umount2(store, MNT_DETACH);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	(void)!system(cmd);
+}
+
+/* One session of incremental(): pause, arm, resume, copy to the end. Returns
+ * the done callback's result; *pr gets the progress, layer the layer map. */
+static int track_round(struct engine *e, struct guest *g, int dest, uint8_t *shadow,
+		       bool incremental, bool cancel, struct engine_progress *pr,
+		       uint64_t *layer, size_t nwords)
+{
+	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+
+	TAP_CHECK(guest_wait_writes(g, 20000, 5000));
+	TAP_CHECK(engine_prepare(e, NULL) == 0);
+	guest_pause(g);
+	guest_snapshot(g, shadow);
+	TAP_CHECK(engine_arm(e, dest, incremental, NULL) == 0);
+	engine_layer_map(e, layer, nwords);
+	guest_resume(g);
+	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
+	if (cancel)
+		TAP_CHECK(engine_cancel(e) == 0);
+	TAP_CHECK(wait_done(&done, 60));
+	engine_get_progress(e, pr);
+	return done.result;
+}
+
+/* Incremental branches (engine_set_tracking): a chain of sessions where each
+ * after the first copies only the pages written since the last pause; the
+ * image composed from the layers (newest first) equals the paused memory.
+ * Tracking ends (the next session copies all) after a cancel and after
+ * engine_track_forget(); anonymous memory refuses it. */
+static void incremental(bool anon)
+{
+	const char *kind = anon ? "anon" : "memfd", *why = "";
+	uint64_t total = 64 * MIB, *layer = NULL;
+	size_t npages = total / PAGE_4K, nwords = (npages + 63) / 64;
+	uint8_t *composed = NULL, *shadow = NULL, *page = NULL;
+	struct engine_progress pr;
+	struct engine *e = NULL;
+	struct memsrc src;
+	struct guest g;
+	int r;
+
+	r = guest_new(&g, anon, 1, total, &why);
+	if (!tap_ok(r == 0, "%s tracking: guest set-up: %s", kind, why))
+		goto out;
+	composed = calloc(1, total);
+	shadow = malloc(total);
+	layer = calloc(nwords, sizeof(*layer));
+	page = malloc(PAGE_4K);
+	TAP_CHECK(composed && shadow && layer && page && guest_start_writers(&g, 2) == 0);
+	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, 1, &src, NULL) == 0);
+	tap_ok(src.anon == anon, "%s tracking: the source says %s", kind,
+	       src.anon ? "anonymous" : "file-backed");
+	if (engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e, NULL) < 0)
+		goto out;
+	r = engine_set_tracking(e, true);
+	if (anon) {
+		tap_ok(r == -EOPNOTSUPP, "anon: tracking refused (%s)", strerror(-r));
+		goto out;
+	}
+	TAP_CHECK(r == 0);
+	for (int round = 0; round < 6; round++) {
+		/* round 3 is cancelled; 4 follows it; 5 follows a forget */
+		bool want_incr = round != 0 && round != 4 && round != 5, cancel = round == 3;
+		char name[32];
+		long wp, bad = 0;
+		int dest;
+
+		if (round == 5)
+			engine_track_forget(e);
+		snprintf(name, sizeof(name), "track-%d", round);
+		dest = open_dest(tmpdir, name);
+		r = track_round(e, &g, dest, shadow, true, cancel, &pr, layer, nwords);
+		if (cancel) {
+			tap_ok(r == -ECANCELED && !engine_is_tracking(e),
+			       "%s round %d: cancelled; tracking dropped", kind, round);
+			safe_close(dest);
+			continue;
+		}
+		tap_ok(r == 0 && pr.incremental == want_incr &&
+		       (want_incr ? pr.bytes_layer < total : pr.bytes_layer == total) &&
+		       pr.bytes_copied == pr.bytes_layer,
+		       "%s round %d: %s session, %" PRIu64 " of %" PRIu64 " KiB copied", kind, round,
+		       pr.incremental ? "incremental" : "full", pr.bytes_copied >> 10, total >> 10);
+		/* Compose: this layer's pages over the previous image. */
+		for (size_t p = 0; p < npages; p++) {
+			if (!(layer[p / 64] >> (p % 64) & 1))
+				continue;
+			if (pread_full(dest, page, PAGE_4K, (off_t)(p * PAGE_4K)) != PAGE_4K)
+				bad++;
+			memcpy(composed + p * PAGE_4K, page, PAGE_4K);
+		}
+		for (size_t p = 0; p < npages; p++)
+			bad += memcmp(composed + p * PAGE_4K, shadow + p * PAGE_4K, PAGE_4K) != 0;
+		tap_ok(bad == 0, "%s round %d: the composed image equals the paused memory "
+		       "(%ld pages differ)", kind, round, bad);
+		wp = guest_count_wp(&g);
+		tap_ok(engine_is_tracking(e) && wp > 0,
+		       "%s round %d: tracking on, %ld pages still protected", kind, round, wp);
+		safe_close(dest);
+	}
+	TAP_CHECK(engine_set_tracking(e, false) == 0 && !engine_is_tracking(e));
+out:
+	guest_stop_writers(&g);
+	e = engine_free(e);
+	tap_ok(guest_count_wp(&g) == 0 || anon, "%s tracking: engine_free releases every page",
+	       kind);
+	guest_free(&g);
+	free(composed);
+	free(shadow);
+	free(layer);
+	free(page);
 }
 
 int main(void)
@@ -586,6 +698,8 @@ int main(void)
 	unaligned_regions(false);
 	unaligned_regions(true);
 	fault_thread_dies();
+	incremental(false);
+	incremental(true);
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		run(&scenarios[i]);
 

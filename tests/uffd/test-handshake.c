@@ -283,7 +283,7 @@ static void vmm_dies(bool anon)
 	dest = open(dest_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	TAP_CHECK(engine_prepare(e, NULL) == 0);
 	kill(child, SIGSTOP);	/* the pause */
-	TAP_CHECK(engine_arm(e, dest, NULL) == 0);
+	TAP_CHECK(engine_arm(e, dest, false, NULL) == 0);
 	kill(child, SIGCONT);
 	TAP_CHECK(engine_start_copy(e, on_done, NULL, NULL) == 0);
 	kill(child, SIGKILL);
