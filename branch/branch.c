@@ -9,6 +9,14 @@
  *                  VmstateOnly → PATCH /vm Resumed
  *   after          engine_start_copy(); the engine calls branch_copy_done()
  *
+ * Incremental (the default where guest memory is file-backed): the engine
+ * tracks writes after a live branch (engine_set_tracking); vmm->tip is the
+ * last live branch whose copy succeeded while tracking. The next live branch
+ * asks engine_arm() for an incremental session, and if the engine grants it
+ * (it holds every write since the tip's pause), stores only those pages and
+ * names the tip as its parent in its pages.map (branch/layer.h). Every read
+ * goes through the branch's layer view, which composes the dense image.
+ *
  * Full branch: PATCH /vm Paused → PUT /snapshot/create Full into the store →
  * PATCH /vm Resumed. pause_us is measured from sending the pause request to
  * receiving the resume answer.
@@ -44,6 +52,7 @@
 #include "common/util.h"
 #include "branch/branch.h"
 #include "fc/fc.h"
+#include "branch/layer.h"
 #include "uffd/engine.h"
 #include "uffd/handshake.h"
 
@@ -75,6 +84,10 @@ struct vmm {
 	unsigned handshakes;	/* guarded by taking */
 	atomic_bool dead;
 	_Atomic uint64_t copy_rate;	/* bytes/s cap of background copies, 0 = none */
+	atomic_bool incremental;	/* vmm_set_incremental() */
+	struct branch *tip;		/* protected by lock: the parent of the next
+					 * incremental branch, a reference */
+	pthread_cond_t taken;		/* taking went false */
 	bool detached;		/* protected by lock: release the engine when idle */
 	bool taking;		/* protected by lock: a branch_take() runs */
 };
@@ -83,7 +96,10 @@ struct branch {
 	atomic_int refs;
 	char *dir;
 	struct vmm *vmm;	/* held while copying */
-	int mem_fd;		/* memory.bin in the store, O_RDWR */
+	int mem_fd;		/* memory.bin in the store, O_RDWR (a live branch's own layer) */
+	uint64_t id;		/* its layer id (0: no pages.map, cannot be a parent) */
+	struct layer_view *view;	/* protected by lock: the composed image */
+	uint64_t view_gen;		/* protected by lock: layer_generation() it was built at */
 
 	pthread_mutex_t lock;
 	pthread_cond_t ended;		/* copy_running went false */
@@ -107,10 +123,12 @@ int vmm_new(const char *api_socket, pid_t pid, int memfd, const char *run_dir, s
 	if (!v)
 		return -ENOMEM;
 	atomic_init(&v->refs, 1);
+	atomic_init(&v->incremental, true);
 	v->pid = pid;
 	v->memfd = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->readers_gone, NULL);
+	pthread_cond_init(&v->taken, NULL);
 	v->api_socket = strdup(api_socket);
 	v->run_dir = strdup(run_dir);
 	if (!v->api_socket || !v->run_dir) {
@@ -146,9 +164,11 @@ struct vmm *vmm_unref(struct vmm *v)
 	if (!v || atomic_fetch_sub(&v->refs, 1) != 1)
 		return NULL;
 	engine_free(v->engine);
+	branch_unref(v->tip);
 	fc_client_free(v->fc);
 	safe_close(v->memfd);
 	pthread_cond_destroy(&v->readers_gone);
+	pthread_cond_destroy(&v->taken);
 	pthread_mutex_destroy(&v->lock);
 	free(v->api_socket);
 	free(v->run_dir);
@@ -162,6 +182,24 @@ void vmm_set_copy_rate(struct vmm *v, uint64_t bytes_per_sec)
 }
 
 void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
+
+void vmm_set_incremental(struct vmm *v, bool on) { atomic_store(&v->incremental, on); }
+
+void vmm_forget_branch(struct vmm *v, struct branch *b)
+{
+	struct branch *old = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	while (v->taking)
+		pthread_cond_wait(&v->taken, &v->lock);
+	if (b && v->tip == b) {
+		old = TAKE_PTR(v->tip);
+		if (v->engine)
+			engine_track_forget(v->engine);
+	}
+	pthread_mutex_unlock(&v->lock);
+	branch_unref(old);
+}
 
 /* Free v's former engine, which no copy uses any more, on the calling thread
  * (the copy's own thread may: see join_bulk()). Closing its uffd ends the
@@ -235,6 +273,7 @@ struct branch *branch_unref(struct branch *b)
 		return NULL;
 	vmm_unref(b->vmm);
 	safe_close(b->mem_fd);
+	layer_view_unref(b->view);
 	pthread_mutex_destroy(&b->lock);
 	pthread_cond_destroy(&b->ended);
 	free(b->dir);
@@ -298,22 +337,33 @@ const char *branch_state_to_string(enum branch_state s)
 	return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
 }
 
-const char *branch_mode_to_string(enum branch_mode m) { return m == BRANCH_FULL ? "full" : "live"; }
+static const char *const mode_names[] = {
+	[BRANCH_LIVE] = "live",
+	[BRANCH_FULL] = "full",
+	[BRANCH_LIVE_INCREMENTAL] = "live-incremental",
+};
+
+const char *branch_mode_to_string(enum branch_mode m)
+{
+	return (unsigned)m < ARRAY_SIZE(mode_names) ? mode_names[m] : "unknown";
+}
 
 size_t branch_status_format(const struct branch_status *st, char *buf, size_t size)
 {
-	uint64_t pct = st->bytes_total ? st->bytes_copied * 100 / st->bytes_total : 0;
+	/* An incremental branch copies only what it stores. */
+	uint64_t to_copy = st->mode == BRANCH_LIVE_INCREMENTAL ? st->bytes_stored : st->bytes_total;
+	uint64_t pct = to_copy ? st->bytes_copied * 100 / to_copy : 0;
 	int n;
 
-	if (st->state == BRANCH_READY)
+	if (st->state == BRANCH_READY || to_copy == 0)
 		pct = 100;
 	n = snprintf(buf, size,
 		     "%s\nmode: %s\nprogress: %" PRIu64 "\nbytes_total: %" PRIu64
 		     "\nbytes_copied: %" PRIu64 "\npages_faulted: %" PRIu64 "\npause_us: %" PRIu64
-		     "\nelapsed_ms: %" PRIu64 "\n",
+		     "\nelapsed_ms: %" PRIu64 "\nparent: %s\nbytes_stored: %" PRIu64 "\n",
 		     branch_state_to_string(st->state), branch_mode_to_string(st->mode), pct,
 		     st->bytes_total, st->bytes_copied, st->pages_faulted, st->pause_us,
-		     st->elapsed_ms);
+		     st->elapsed_ms, st->parent[0] ? st->parent : "none", st->bytes_stored);
 	if (n >= 0 && (size_t)n < size && st->state == BRANCH_FAILED)
 		n += snprintf(buf + n, size - (size_t)n, "error: %s\n", st->error);
 	if (n < 0)
@@ -342,11 +392,16 @@ static int parse_state_line(struct branch_status *st, const char *line)
 		{ "pages_faulted: ", offsetof(struct branch_status, pages_faulted) },
 		{ "pause_us: ", offsetof(struct branch_status, pause_us) },
 		{ "elapsed_ms: ", offsetof(struct branch_status, elapsed_ms) },
+		{ "bytes_stored: ", offsetof(struct branch_status, bytes_stored) },
 	};
 	size_t i;
 
 	if (strcmp(line, "mode: full") == 0)
 		st->mode = BRANCH_FULL;
+	else if (strcmp(line, "mode: live-incremental") == 0)
+		st->mode = BRANCH_LIVE_INCREMENTAL;
+	else if (strncmp(line, "parent: ", 8) == 0 && strcmp(line + 8, "none"))
+		snprintf(st->parent, sizeof(st->parent), "%s", line + 8);
 	else if (strncmp(line, "error: ", 7) == 0)
 		snprintf(st->error, sizeof(st->error), "%s", line + 7);
 	for (i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -361,8 +416,8 @@ int branch_load(const char *dir, struct branch **ret)
 {
 	_cleanup_free_ char *text = NULL;
 	char path[PATH_MAX], *line, *save = NULL;
+	struct layer_header h;
 	struct branch *b;
-	struct stat s;
 	int r;
 
 	r = path_in(path, sizeof(path), dir, STATE_FILE);
@@ -383,12 +438,20 @@ int branch_load(const char *dir, struct branch **ret)
 		(void)parse_state_line(&b->st, line);
 	if (b->st.state == BRANCH_FAILED && !b->st.error[0])
 		snprintf(b->st.error, sizeof(b->st.error), "interrupted");
-	if (path_in(path, sizeof(path), dir, "memory.bin") == 0)
-		b->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (b->st.state == BRANCH_READY &&
-	    (b->mem_fd < 0 || fstat(b->mem_fd, &s) < 0 || (uint64_t)s.st_size != b->st.bytes_total)) {
-		b->st.state = BRANCH_FAILED;
-		snprintf(b->st.error, sizeof(b->st.error), "memory.bin missing or of the wrong size");
+	if (layer_map_read(dir, &h, NULL) == 0)
+		b->id = h.id;
+	if (b->st.state == BRANCH_READY) {
+		struct error e = ERROR_INIT;
+
+		b->view_gen = layer_generation();
+		r = layer_view_open(dir, b->st.bytes_total, &b->view, &e);
+		if (r < 0) {
+			b->st.state = BRANCH_FAILED;
+			snprintf(b->st.error, sizeof(b->st.error), "memory.bin unreadable: %s",
+				 error_msg(&e));
+		} else if (b->st.mode == BRANCH_LIVE_INCREMENTAL) {
+			b->st.bytes_stored = layer_view_own_pages(b->view) * PAGE_4K;
+		}
 	}
 	if (b->st.state == BRANCH_FAILED && strcmp(b->st.error, "interrupted") == 0)
 		(void)branch_save_state(b, &b->st);
@@ -410,6 +473,7 @@ static struct vmm *branch_copy_vmm(struct branch *b)
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vmm *, vmm_unref);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct branch *, branch_unref);
 
 /* Use the engine of b's running copy without vmm->lock (the engine's done
  * callback takes it): counted as a reader, the engine is neither released nor
@@ -494,9 +558,44 @@ static int branch_demand(struct branch *b, uint64_t off, uint64_t len, uint64_t 
 	return state == BRANCH_FAILED ? -EIO : 0;
 }
 
+/* The branch's view, a reference (NULL for a failed branch). A ready one
+ * whose store changed since is re-resolved first (outside the lock: it reads
+ * files); the old view stays valid for whoever still holds it. */
+static struct layer_view *branch_get_view(struct branch *b)
+{
+	struct layer_view *v, *nv = NULL;
+	uint64_t gen = layer_generation();
+	bool stale;
+
+	pthread_mutex_lock(&b->lock);
+	v = layer_view_ref(b->view);
+	stale = v && b->st.state == BRANCH_READY && b->view_gen != gen;
+	pthread_mutex_unlock(&b->lock);
+	if (!stale || layer_view_open(b->dir, b->st.bytes_total, &nv, NULL) < 0)
+		return v;
+	pthread_mutex_lock(&b->lock);
+	if (b->view_gen != gen) {
+		struct layer_view *t = b->view;
+
+		b->view = nv;
+		nv = t;
+		b->view_gen = gen;
+		if (b->st.mode == BRANCH_LIVE_INCREMENTAL)
+			b->st.bytes_stored = layer_view_own_pages(b->view) * PAGE_4K;
+	}
+	pthread_mutex_unlock(&b->lock);
+	layer_view_unref(nv);
+	layer_view_unref(v);
+	return branch_get_view(b);
+}
+
+void branch_refresh_view(struct branch *b) { layer_view_unref(branch_get_view(b)); }
+
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 {
 	uint64_t total = branch_memory_size(b);
+	struct layer_view *v;
+	ssize_t n;
 	int r;
 
 	if (off < 0 || (uint64_t)off >= total)
@@ -505,7 +604,12 @@ ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 	r = branch_demand(b, (uint64_t)off, len, len);
 	if (r < 0 || len == 0)
 		return r;
-	return pread_full(b->mem_fd, buf, len, off);
+	v = branch_get_view(b);
+	if (!v)
+		return -EIO;
+	n = layer_view_pread(v, buf, len, off);
+	layer_view_unref(v);
+	return n;
 }
 
 int branch_complete_image(struct branch *b)
@@ -513,15 +617,33 @@ int branch_complete_image(struct branch *b)
 	return branch_demand(b, 0, branch_memory_size(b), 64 * MIB);
 }
 
-int branch_memory_fd(struct branch *b)
+struct layer_view *branch_ready_view(struct branch *b)
 {
-	int fd = -EAGAIN;
+	struct layer_view *v = NULL;
 
 	pthread_mutex_lock(&b->lock);
-	if (b->st.state == BRANCH_READY)
-		fd = b->mem_fd;
+	/* A stale view is still correct, but pins removed layers: the worker
+	 * path (branch_read_memory) re-resolves it. */
+	if (b->st.state == BRANCH_READY && b->view_gen == layer_generation())
+		v = layer_view_ref(b->view);
 	pthread_mutex_unlock(&b->lock);
-	return fd;
+	return v;
+}
+
+int branch_export(struct branch *b, int out_fd, struct error *err)
+{
+	struct layer_view *v;
+	int r;
+
+	r = branch_complete_image(b);
+	if (r < 0)
+		return error_set_errno(err, r, "the branch failed while it copied");
+	v = branch_get_view(b);
+	if (!v)
+		return error_set(err, -EIO, "the branch has no image");
+	r = layer_view_export(v, out_fd, err);
+	layer_view_unref(v);
+	return r;
 }
 
 /* ---- the copy finishing ----------------------------------------------------- */
@@ -538,7 +660,7 @@ static void branch_conclude(struct branch *b, int result, const char *why,
 	st->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
 	if (result == 0) {
 		st->state = BRANCH_READY;
-		st->bytes_copied = st->bytes_total;
+		st->bytes_copied = st->bytes_stored;
 	} else {
 		st->state = BRANCH_FAILED;
 		if (why)
@@ -555,11 +677,26 @@ static void branch_conclude(struct branch *b, int result, const char *why,
 		log_warning("%s: could not persist branch state", b->dir);
 }
 
+/* Ask the compactor to look at b's sandbox's layers (a new chain link). */
+static void compact_store_of(struct branch *b)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", b->dir);
+	slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = 0;
+		layer_compact_request(dir);
+	}
+}
+
 static void branch_copy_done(void *userdata, int result, const struct error *why_failed)
 {
 	struct branch *b = userdata;
 	struct vmm *v = b->vmm;
 	struct engine *detached_engine = NULL;
+	struct branch *old_tip;
 	struct engine_progress p;
 	struct branch_status st;
 	const char *why = NULL;
@@ -590,13 +727,21 @@ static void branch_copy_done(void *userdata, int result, const struct error *why
 	pthread_mutex_lock(&v->lock);
 	if (v->active == b)
 		v->active = NULL;
+	/* The parent of the next incremental branch, if writes are tracked
+	 * from this branch's pause on. */
+	old_tip = TAKE_PTR(v->tip);
+	if (result == 0 && b->id && v->engine && engine_is_tracking(v->engine))
+		v->tip = branch_ref(b);
 	detached_engine = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
+	branch_unref(old_tip);
 	engine_release(v, detached_engine);
 	pthread_mutex_lock(&b->lock);
 	b->st = st;
 	pthread_mutex_unlock(&b->lock);
 	branch_notify(b);
+	if (result == 0)
+		compact_store_of(b);
 	/* The copy's hold on the VMM ends with it: a stopped VMM's memory,
 	 * uffd and fault thread must not outlive it for as long as its
 	 * branches exist. This may free the engine from its own copy thread. */
@@ -796,13 +941,52 @@ static int take_full(struct branch *b, struct pause_window *w, struct error *err
 	if (fsync(b->mem_fd) < 0)
 		return error_set_errno(err, -errno, "fsync of %s", mem);
 	b->st.state = BRANCH_READY;
-	b->st.bytes_copied = b->st.bytes_total;
+	b->st.bytes_copied = b->st.bytes_stored = b->st.bytes_total;
 	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
-	return 0;
+	b->view_gen = layer_generation();
+	return layer_view_open(b->dir, b->st.bytes_total, &b->view, err);
+}
+
+/* After a live branch's pause: record its layer (pages.map) and open its
+ * view. An incremental session holds only the pages written since parent's
+ * pause: parent becomes its parent; any other is a full layer. */
+static int write_layer(struct branch *b, struct engine *e, struct branch *parent,
+		       struct error *err)
+{
+	_cleanup_free_ uint64_t *bits = NULL;
+	struct layer_header h = { .npages = b->st.bytes_total / PAGE_4K };
+	size_t nwords = (size_t)(h.npages + 63) / 64;
+	struct engine_progress p;
+	int r;
+
+	engine_get_progress(e, &p);
+	h.own_pages = p.bytes_layer / PAGE_4K;
+	if (p.incremental) {
+		const char *tag = parent ? strrchr(parent->dir, '/') : NULL;
+
+		if (!parent || !parent->id || !tag)
+			return error_set(err, -EIO, "an incremental copy without a parent");
+		bits = calloc(nwords, sizeof(*bits));
+		if (!bits)
+			return error_set(err, -ENOMEM, "out of memory");
+		engine_layer_map(e, bits, nwords);
+		h.parent_id = parent->id;
+		snprintf(h.parent_tag, sizeof(h.parent_tag), "%s", tag + 1);
+		snprintf(b->st.parent, sizeof(b->st.parent), "%s", tag + 1);
+		b->st.mode = BRANCH_LIVE_INCREMENTAL;
+	}
+	h.id = b->id = layer_new_id(parent ? parent->id : 0);
+	b->st.bytes_stored = p.bytes_layer;
+	r = layer_map_write(b->dir, &h, bits);
+	if (r < 0)
+		return error_set_errno(err, r, "writing %s/" LAYER_MAP_FILE, b->dir);
+	b->view_gen = layer_generation();
+	return layer_view_open(b->dir, b->st.bytes_total, &b->view, err);
 }
 
 static int take_live(struct branch *b, struct pause_window *w, struct error *err)
 {
+	_cleanup_(branch_unrefp) struct branch *parent = NULL;
 	struct vmm *v = w->v;
 	char vmstate[PATH_MAX], mem[PATH_MAX];
 	int r;
@@ -813,6 +997,11 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	r = vmm_ensure_engine(v, b->st.bytes_total, err);
 	if (r < 0)
 		return r;
+	/* Tracking where it is sound (refused on anonymous memory). */
+	(void)engine_set_tracking(v->engine, atomic_load(&v->incremental));
+	pthread_mutex_lock(&v->lock);
+	parent = atomic_load(&v->incremental) ? branch_ref(v->tip) : NULL;
+	pthread_mutex_unlock(&v->lock);
 	b->mem_fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (b->mem_fd < 0)
 		return error_set_errno(err, -errno, "creating %s", mem);
@@ -825,7 +1014,7 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	r = enter_pause(w, err);
 	if (r < 0)
 		return r;
-	r = engine_arm(v->engine, b->mem_fd, false, err);
+	r = engine_arm(v->engine, b->mem_fd, parent != NULL, err);
 	if (r < 0)
 		return leave_pause(w, err, error_prefix(err, r, "arming write-protection"));
 	w->t_armed = now_usec();
@@ -844,6 +1033,8 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	 * meanwhile: the engine is armed). */
 	if (r == 0)
 		r = fsync_file(b->dir, "vmstate", err);
+	if (r == 0)
+		r = write_layer(b, v->engine, parent, err);
 	if (r < 0) {
 		engine_disarm(v->engine);
 		return r;
@@ -880,7 +1071,7 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 
 static void remove_branch_files(const char *dir)
 {
-	static const char *const names[] = { "vmstate", "memory.bin", STATE_FILE };
+	static const char *const names[] = { "vmstate", "memory.bin", LAYER_MAP_FILE, STATE_FILE };
 	char path[PATH_MAX];
 	size_t i;
 
@@ -990,6 +1181,7 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 out_unlock:
 	pthread_mutex_lock(&v->lock);
 	v->taking = false;
+	pthread_cond_broadcast(&v->taken);
 	detached_engine = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
 	engine_release(v, detached_engine);

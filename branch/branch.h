@@ -23,10 +23,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <sys/types.h>
 
 enum branch_mode_req { BRANCH_MODE_AUTO, BRANCH_MODE_LIVE, BRANCH_MODE_FULL };
-enum branch_mode { BRANCH_LIVE, BRANCH_FULL };
+enum branch_mode { BRANCH_LIVE, BRANCH_FULL, BRANCH_LIVE_INCREMENTAL };
 enum branch_state { BRANCH_COPYING, BRANCH_READY, BRANCH_FAILED };
 
 /* The size of branch_status.error (and of fusefs's copy of a take's reason). */
@@ -46,6 +47,14 @@ struct vmm *vmm_unref(struct vmm *v);
 /* Cap the background copy of this VMM's live branches (bytes/s, 0: none; see
  * engine_set_rate()). Applies to branches taken from then on. */
 void vmm_set_copy_rate(struct vmm *v, uint64_t bytes_per_sec);
+/* Incremental branches (default on): after a live branch is ready, the VMM's
+ * writes are tracked and its next live branch stores only the pages written
+ * since, with that branch as its parent (branch/layer.h). Not where guest
+ * memory is anonymous (engine_set_tracking). */
+void vmm_set_incremental(struct vmm *v, bool on);
+/* b is going away (rmdir): no later branch of v may be incremental to it.
+ * Waits for a branch_take() in flight on v to end. */
+void vmm_forget_branch(struct vmm *v, struct branch *b);
 /* The VMM process is gone: fail nothing by itself, but stop using its socket. */
 void vmm_set_dead(struct vmm *v);
 /* The caller stops driving this VMM but leaves it running (attach: "stop",
@@ -66,6 +75,8 @@ struct branch_status {
 	uint64_t pages_faulted;
 	uint64_t pause_us;
 	uint64_t elapsed_ms;
+	uint64_t bytes_stored;		/* what this branch added to the store */
+	char parent[NAME_MAX + 1];	/* incremental to this branch ("" if none) */
 	char error[BRANCH_ERR_MAX];
 };
 
@@ -99,8 +110,16 @@ ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off);
  * ready; while copying, the rest is copied first (guest faults still come
  * first). 0, or -EIO if the branch failed or fails meanwhile. */
 int branch_complete_image(struct branch *b);
-/* An fd of the store's memory.bin for zero-copy reads once READY (or -EAGAIN). */
-int branch_memory_fd(struct branch *b);
+/* Once READY, the composed image for zero-copy reads (layer_view_segments),
+ * a reference; NULL before. Never touches the disk (safe on the FUSE loop). */
+struct layer_view;
+struct layer_view *branch_ready_view(struct branch *b);
+/* Write the whole point-in-time image into out_fd (completing a running copy
+ * first). 0 or -errno, with the reason in err. */
+int branch_export(struct branch *b, int out_fd, struct error *err);
+/* Re-resolve a ready branch's layers after the store changed (layer_compact),
+ * so that removed layers are let go. */
+void branch_refresh_view(struct branch *b);
 /* Stop a running copy (guest unaffected); the branch becomes failed "cancelled". */
 int branch_cancel(struct branch *b);
 /* Called (from an engine thread) whenever state changes; for FUSE invalidation. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * util.c — see util.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -142,7 +143,7 @@ int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len
 }
 
 /* Make a rename durable: fsync the directory that holds path. */
-static int fsync_parent(const char *path)
+int fsync_parent(const char *path)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
@@ -190,6 +191,40 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 		return r;
 	}
 	return fsync_parent(path);
+}
+
+int rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	struct stat st;
+	int r = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		char p[PATH_MAX];
+		bool dir;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (snprintf(p, sizeof(p), "%s/%s", path, de->d_name) >= (int)sizeof(p)) {
+			r = -ENAMETOOLONG;
+			continue;
+		}
+		dir = de->d_type == DT_DIR ||
+		      (de->d_type == DT_UNKNOWN &&
+		       fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       S_ISDIR(st.st_mode));
+		if (dir)
+			r = rm_rf(p) ?: r;
+		else if (unlink(p) < 0)
+			r = -errno;
+	}
+	closedir(d);
+	if (rmdir(path) < 0 && errno != ENOENT)
+		r = -errno;
+	return r;
 }
 
 bool name_is_valid(const char *name)

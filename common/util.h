@@ -35,6 +35,12 @@ int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len
  * O_EXCL) in the same directory, fsync, rename, fsync of the directory. A
  * symlink at path is replaced, never followed. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* fsync the directory holding path (after a rename or create in it). */
+int fsync_parent(const char *path);
+
+/* Remove a directory tree (files and sub-directories, never following a
+ * symlink); a missing path is not an error. */
+int rm_rf(const char *path);
 
 /* SANDBOX and TAG names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 #define NAME_LEN_MAX 64

@@ -27,6 +27,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "branch/layer.h"
 #include "fusefs/ops.h"
 #include "sandbox/config.h"
 #include "sandbox/ctl.h"
@@ -168,6 +169,30 @@ static void reply_fd(fuse_req_t req, int fd, size_t size, off_t off)
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* A ready branch's memory.bin: straight from the store's files, splicing
+ * each run of pages from the layer that holds it (one run for a full image). */
+static void reply_view(fuse_req_t req, struct layer_view *v, size_t size, off_t off)
+{
+	size_t max = size / PAGE_4K + 2, n;
+	struct layer_seg *segs = calloc(max, sizeof(*segs));
+	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + max * sizeof(bv->buf[0]));
+
+	if (!segs || !bv) {
+		fuse_reply_err(req, ENOMEM);
+		goto out;
+	}
+	n = layer_view_segments(v, off, size, segs, max);
+	bv->count = n;
+	for (size_t i = 0; i < n; i++)
+		bv->buf[i] = (struct fuse_buf){ .size = segs[i].len, .fd = segs[i].fd,
+						.pos = segs[i].off,
+						.flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK };
+	fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
+out:
+	free(segs);
+	free(bv);
+}
+
 /* A read of memory.bin during the copy: on a worker, which may copy the range
  * first. The job holds its own references; the worker touches only them. */
 struct read_job {
@@ -211,17 +236,18 @@ static void read_memory(struct forkfs *fs, fuse_req_t req, struct sbranch *br, s
 			off_t off)
 {
 	uint64_t total = branch_memory_size(br->b);
+	struct layer_view *v;
 	struct read_job *j;
-	int fd;
 
 	if (off < 0 || (uint64_t)off >= total) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	size = (size_t)MIN((uint64_t)size, total - (uint64_t)off);
-	fd = branch_memory_fd(br->b);
-	if (fd >= 0) {
-		reply_fd(req, fd, size, off);
+	v = branch_ready_view(br->b);
+	if (v) {
+		reply_view(req, v, size, off);
+		layer_view_unref(v);
 		return;
 	}
 	j = malloc(sizeof(*j) + size);

@@ -34,6 +34,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
+#include "branch/layer.h"
 #include "fusefs/forkfs.h"
 #include "fusefs/seccomp.h"
 #include "sandbox/supervisor.h"
@@ -56,6 +57,7 @@ struct options {
 	char *copy_rate;
 	char *log_max;
 	char *seccomp;
+	char *incremental;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -67,6 +69,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("copy_rate=%s", copy_rate),
 	OPT("log_max=%s", log_max),
 	OPT("seccomp=%s", seccomp),
+	OPT("incremental=%s", incremental),
 	FUSE_OPT_END,
 };
 
@@ -85,6 +88,8 @@ static void usage(const char *prog)
 	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
 	       "    -o copy_rate=MIB       cap a live branch's background copy at MIB MiB/s\n"
 	       "                           (default 0: no cap; guest writes are never held)\n"
+	       "    -o incremental=on|off  a live branch after another stores only the pages\n"
+	       "                           written since (default on)\n"
 	       "    -o log_max=MIB         a sandbox log turns into log.1 past MIB MiB\n"
 	       "                           (default " STRINGIFY(DEFAULT_LOG_MAX_MIB) "; 0: no cap)\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
@@ -191,6 +196,9 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 			return log_error_errno(EINVAL, "-o copy_rate= takes a number of MiB/s");
 		s->t.copy_rate = m << 20;
 	}
+	if (o->incremental && strcmp(o->incremental, "on") && strcmp(o->incremental, "off"))
+		return log_error_errno(EINVAL, "-o incremental= takes on or off");
+	s->t.no_incremental = o->incremental && !strcmp(o->incremental, "off");
 	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;
 	if (o->log_max) {
 		if (parse_u64(o->log_max, &m) < 0 || m > (UINT64_MAX >> 20))
@@ -288,6 +296,7 @@ static void nofile_for_children(bool children)
  * go first: they hold references on the sandboxes. */
 static void teardown(struct forkfs *fs, struct setup *s)
 {
+	layer_compactor_stop();
 	files_free_all(fs);
 	node_forget_all(&fs->inodes);
 	tree_free(&fs->tree);
@@ -485,6 +494,7 @@ out_args:
 	free(o.mode);
 	free(o.branch_mode);
 	free(o.copy_rate);
+	free(o.incremental);
 	free(o.log_max);
 	free(o.seccomp);
 	return ret;

@@ -42,8 +42,8 @@ static int resolve_branch(void *ctx, struct sandbox *sb, const struct config *cf
 	if (st.state == BRANCH_COPYING) {
 		sb_log(sb, "start: restore source branch %s/%s is still copying: copying the rest"
 		       " of its image first", from->name, br->tag);
-		src->copying = branch_ref(br->b);
 	}
+	src->branch = branch_ref(br->b);
 	src->tmpl = template_get(&br->tmpl);
 	if (!src->tmpl)
 		return -ENOMEM;

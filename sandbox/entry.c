@@ -15,6 +15,7 @@
 #define LOG_PREFIX ""
 #include "common/error.h"
 #include "common/log.h"
+#include "branch/layer.h"
 #include "sandbox/entry.h"
 #include "sandbox/store.h"
 #include "sandbox/template.h"
@@ -274,6 +275,8 @@ void entry_load_all(struct sandbox *sb)
 	store_for_each_dir(bdir, load_one, sb, &skipped);
 	for (unsigned i = 0; i < skipped; i++)
 		sb_log(sb, "store: ignoring branch directory with an invalid name");
+	/* Finish what an interrupted fold or removal left (layer.h). */
+	layer_compact_request(bdir);
 }
 
 /* ---- mkdir ---- */
@@ -406,7 +409,9 @@ struct drop_job {
 	sb_done_fn done;
 	void *ctx;
 	struct branch *b;	/* a reference, or NULL */
+	struct vmm *vmm;	/* the sandbox's running VMM, a reference, or NULL */
 	char *dir;
+	bool hidden;		/* kept as a layer other branches need */
 	int r;
 };
 
@@ -415,12 +420,24 @@ static void drop_run(uv_work_t *w)
 	struct drop_job *j = w->data;
 	struct branch_status st;
 
+	char *tag = strrchr(j->dir, '/');
+
 	if (j->b) {
 		branch_get_status(j->b, &st);
 		if (st.state == BRANCH_COPYING)
 			branch_cancel(j->b);
 	}
-	j->r = store_rm_rf(j->dir);
+	/* No later branch may name it as its parent; then it goes, or stays as
+	 * a hidden layer for the branches incremental to it. */
+	if (j->vmm)
+		vmm_forget_branch(j->vmm, j->b);
+	if (!tag) {
+		j->r = -EINVAL;
+		return;
+	}
+	*tag++ = 0;
+	j->r = layer_remove(j->dir, tag, &j->hidden);
+	layer_compact_request(j->dir);
 }
 
 static void drop_done(uv_work_t *w, int status)
@@ -433,10 +450,13 @@ static void drop_done(uv_work_t *w, int status)
 	if (j->r < 0)
 		sb_log(sb, "rmdir branches/%s: removing %s: %s", br->tag, br->dir, strerror(-j->r));
 	else
-		sb_log(sb, "branch %s removed", br->tag);
+		sb_log(sb, "branch %s removed%s", br->tag,
+		       j->hidden ? " (its pages stay, hidden, while branches incremental to it need them)"
+				 : "");
 	entry_unlink(sb, br);
 	j->done(j->ctx, j->r < 0 ? -EIO : 0);
 	branch_unref(j->b);
+	vmm_unref(j->vmm);
 	free(j->dir);
 	entry_unref(br);	/* the job's */
 	free(j);
@@ -469,6 +489,7 @@ int entry_rmdir(struct sandbox *sb, const char *tag, sb_done_fn done, void *ctx)
 	j->work.data = j;
 	j->br = entry_ref(br);
 	j->b = branch_ref(br->b);
+	j->vmm = vmm_ref(sb->vmm);
 	j->done = done;
 	j->ctx = ctx;
 	env_queue_job(sb->env, &j->work, drop_run, drop_done);

@@ -37,6 +37,7 @@ struct sbenv {
 	uint64_t copy_rate;	/* bytes/s cap of background copies; 0 = none */
 	uint64_t log_max;	/* bytes of a sandbox log before it turns to log.1; 0 = no cap */
 	bool vmm_output_to_stderr;	/* also log VMM output lines (foreground) */
+	bool no_incremental;	/* every live branch stores the whole image */
 
 	/* Work items and child processes in flight: shutdown ends once none is. */
 	unsigned jobs;

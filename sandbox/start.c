@@ -53,6 +53,7 @@ struct start_job {
 	char api_socket[108];
 	char run_dir[PATH_MAX];
 	uint64_t copy_rate;
+	bool incremental;
 	void (*test_hook)(void *ctx, pid_t pid);
 	void *test_ctx;
 	pid_t pid;
@@ -75,7 +76,7 @@ static const char *kind_name(enum config_kind k)
 static void start_job_free(struct start_job *j)
 {
 	config_free(j->cfg);
-	branch_unref(j->src.copying);
+	branch_unref(j->src.branch);
 	safe_close(j->memfd);
 	template_unref(j->src.tmpl);
 	vmm_unref(j->vmm);
@@ -91,7 +92,7 @@ static void prepare_run(uv_work_t *w)
 	int fd;
 
 	/* A source still copying: its image is copied first, then read. */
-	if (j->src.copying && (j->r = branch_complete_image(j->src.copying)) < 0) {
+	if (j->src.branch && (j->r = branch_complete_image(j->src.branch)) < 0) {
 		error_set(&j->err, j->r, "the source branch failed while it copied");
 		return;
 	}
@@ -103,7 +104,7 @@ static void prepare_run(uv_work_t *w)
 	}
 	close(fd);
 	if (j->src.tmpl)
-		j->r = template_fill(j->src.tmpl, j->src.mem_path, j->src.in_store, &j->err);
+		j->r = template_fill(j->src.tmpl, j->src.branch, &j->err);
 	else
 		j->r = image_to_memfd(j->src.mem_path, j->src.in_store, "forkfs-guest-mem", false,
 				      &j->memfd, NULL, &j->err);
@@ -283,8 +284,10 @@ static void configure_run(uv_work_t *w)
 	r = vmm_new(j->api_socket, j->pid, j->memfd, j->run_dir, &j->vmm);
 	if (r < 0)
 		error_set_errno(&j->err, r, "vmm_new");
-	else
+	else {
 		vmm_set_copy_rate(j->vmm, j->copy_rate);
+		vmm_set_incremental(j->vmm, j->incremental);
+	}
 out:
 	fc_client_free(c);
 	j->r = r;
@@ -471,6 +474,7 @@ static int start_job_new(struct sandbox *sb, start_resolve_fn resolve, void *res
 		unlink(j->api_socket);	/* a stale one from a VMM that died */
 	}
 	j->copy_rate = sb->env->copy_rate;
+	j->incremental = !sb->env->no_incremental;
 	j->test_hook = sb->env->test_before_vmm_new;
 	j->test_ctx = sb->env->test_ctx;
 	*ret = j;

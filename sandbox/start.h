@@ -11,15 +11,16 @@
 
 struct config;
 
-/* Where a restore's images are. copying: a reference on the source branch
- * while it still copies (its image is completed first), else NULL. tmpl: a
+/* Where a restore's images are. branch: a reference on the source branch
+ * (its image, composed from its layers, completed first if it still
+ * copies), NULL for files named in config.json. tmpl: a
  * reference on the source branch's template (template.h), NULL for files
  * named in config.json. */
 struct restore_source {
 	char snapshot_path[PATH_MAX];
 	char mem_path[PATH_MAX];
 	bool in_store;		/* a branch's files: no symlink is followed */
-	struct branch *copying;
+	struct branch *branch;
 	struct template *tmpl;
 };
 

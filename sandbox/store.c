@@ -78,34 +78,7 @@ static bool entry_is_dir(DIR *d, const struct dirent *de)
 	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
-int store_rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	int r = 0;
-
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(d))) {
-		_cleanup_free_ char *p = NULL;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		p = store_path(path, de->d_name);
-		if (!p) {
-			r = -ENOMEM;
-			continue;
-		}
-		if (entry_is_dir(d, de))
-			r = store_rm_rf(p) ?: r;
-		else if (unlink(p) < 0)
-			r = -errno;
-	}
-	closedir(d);
-	if (rmdir(path) < 0 && errno != ENOENT)
-		r = -errno;
-	return r;
-}
+int store_rm_rf(const char *path) { return rm_rf(path); }
 
 int store_for_each_dir(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx,
 		       unsigned *ret_skipped)

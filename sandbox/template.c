@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/macro.h"
+#include "branch/branch.h"
 #include "sandbox/template.h"
 
 int image_open(const char *path, const char *what, bool in_store, off_t *ret_size,
@@ -144,7 +145,27 @@ void template_disown(struct template **slot)
 	*slot = NULL;
 }
 
-int template_fill(struct template *t, const char *mem_path, bool in_store, struct error *err)
+/* A sealed memfd holding branch b's dense image. */
+static int branch_to_memfd(struct branch *b, int *ret_fd, uint64_t *ret_size, struct error *err)
+{
+	_cleanup_close_ int mfd = -1;
+	uint64_t size = branch_memory_size(b);
+	int r;
+
+	mfd = memfd_create("forkfs-template", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0 || ftruncate(mfd, (off_t)size) < 0)
+		return error_set_errno(err, -errno, "memfd for the template");
+	r = branch_export(b, mfd, err);
+	if (r < 0)
+		return r;
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+		return error_set_errno(err, -errno, "sealing the template");
+	*ret_fd = TAKE_FD(mfd);
+	*ret_size = size;
+	return 0;
+}
+
+int template_fill(struct template *t, struct branch *b, struct error *err)
 {
 	int r;
 
@@ -152,8 +173,8 @@ int template_fill(struct template *t, const char *mem_path, bool in_store, struc
 	if (!t->filled) {
 		struct error e = ERROR_INIT;
 
-		t->fill_r = image_to_memfd(mem_path, in_store, "forkfs-template", true, &t->fd,
-					   &t->size, &e);
+		t->fill_r = b ? branch_to_memfd(b, &t->fd, &t->size, &e)
+			      : error_set(&e, -EINVAL, "no source branch");
 		snprintf(t->fill_error, sizeof(t->fill_error), "%s", error_msg(&e));
 		t->filled = true;
 	}

@@ -50,11 +50,12 @@ struct template *template_unref(struct template *t);
 /* The slot's owner goes away: the template lives on with its users. */
 void template_disown(struct template **slot);
 
-/* Worker: make sure t holds the image at mem_path (in_store: no symlink is
- * followed). The memfd is sealed once filled (no write, grow or shrink):
- * every child sees the branch exactly. 0, or the failure with its reason in
- * err (the same for every caller of a template that failed). */
-int template_fill(struct template *t, const char *mem_path, bool in_store, struct error *err);
+/* Worker: make sure t holds the image of branch b (composed from its layers:
+ * branch_export). The memfd is sealed once filled (no write, grow or
+ * shrink): every child sees the branch exactly. 0, or the failure with its
+ * reason in err (the same for every caller of a template that failed). */
+struct branch;
+int template_fill(struct template *t, struct branch *b, struct error *err);
 
 /* What a VMM process costs, from /proc/PID/smaps, in bytes: total = its
  * resident memory; shared = the part that is pages of a template it maps

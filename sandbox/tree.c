@@ -23,6 +23,7 @@ int tree_init(struct tree *t, uv_loop_t *loop, const struct tree_options *o)
 	t->env.mode = o->mode;
 	t->env.copy_rate = o->copy_rate;
 	t->env.log_max = o->log_max;
+	t->env.no_incremental = o->no_incremental;
 	t->env.vmm_output_to_stderr = o->vmm_output_to_stderr;
 	t->store = strdup(o->store);
 	t->env.vmm_path = strdup(o->vmm_path);

@@ -28,6 +28,7 @@ struct tree_options {
 	uint64_t copy_rate;	/* bytes/s; 0 = no cap */
 	uint64_t log_max;	/* bytes; 0 = no cap */
 	bool vmm_output_to_stderr;
+	bool no_incremental;	/* -o incremental=off */
 };
 
 struct tree {

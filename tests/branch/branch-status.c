@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "common/util.h"
 #include "branch/branch.h"
+#include "branch/layer.h"
 #include "tests/tap.h"
 
 static char tmpdir[] = "/tmp/forkfs-status.XXXXXX";
@@ -57,6 +58,7 @@ int main(void)
 	};
 	char text[1024];
 	struct branch *b;
+	struct layer_view *v;
 	size_t n;
 
 	if (!mkdtemp(tmpdir))
@@ -85,7 +87,9 @@ int main(void)
 		tap_ok(st.state == BRANCH_READY && st.mode == BRANCH_FULL && st.pause_us == 99 &&
 			       st.bytes_total == 8192,
 		       "a ready branch loads as ready with its figures");
-		TAP_CHECK(branch_memory_fd(b) >= 0 && branch_memory_size(b) == 8192);
+		v = branch_ready_view(b);
+		TAP_CHECK(v && layer_view_depth(v) == 1 && branch_memory_size(b) == 8192);
+		layer_view_unref(v);
 		branch_unref(b);
 	}
 	b = load("copying", "copying\nmode: live\nbytes_total: 8192\n", 4096);
@@ -93,7 +97,7 @@ int main(void)
 		branch_get_status(b, &st);
 		tap_ok(st.state == BRANCH_FAILED && strcmp(st.error, "interrupted") == 0,
 		       "a branch copying at a restart is failed: interrupted");
-		TAP_CHECK(branch_memory_fd(b) == -EAGAIN);
+		TAP_CHECK(branch_ready_view(b) == NULL);
 		branch_unref(b);
 	}
 	{

@@ -1,0 +1,144 @@
+#!/bin/sh
+# tests/mount/incremental.sh — incremental branches. A guest with a bounded
+# working set (wset_mib) is branched five times: the first branch is a full
+# live one, each later one is live-incremental to the one before and stores
+# about the working set, not the whole memory; every branch restores and the
+# guest verifies its memory on every vCPU; a composed memory.bin exported with
+# cp through the mount and imported as files verifies too (the composed FUSE
+# read, byte for byte what the guest wrote). Middle branches are removed in a
+# scrambled order, then the full base: the others still verify, and the store
+# folds the hidden layers away. Tracking lost (forkfs kill -9 and remount, a
+# VMM restarted) gives a full branch that verifies; -o incremental=off and
+# anonymous guest memory give full branches.
+. "$top_srcdir/tests/mount/lib-mount.sh"
+
+MIB=$((1024 * 1024))
+# cfg MEM_MIB VCPUS WSET_MIB
+cfg() {
+	printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"wset_mib=%s"},"machine-config":{"vcpu_count":%s,"mem_size_mib":%s}}\n' \
+		"$GUEST_IMG" "$3" "$2" "$1"
+}
+first_pass_done() { [ "$(grep -c 'guest: first pass done' "$MNT/$1/log")" -ge "$2" ]; }
+# branch_ready SANDBOX TAG: mkdir, then ready within 60 s.
+branch_ready() { mkdir "$MNT/$1/branches/$2" && wait_for 60 is_ready "$1" "$2"; }
+# verifies NEW SANDBOX TAG: a sandbox restored from the branch verifies on 2 vCPUs.
+verifies() {
+	restore_verifies "$1" "$2" "$3" 2 || return 1
+	echo stop >"$MNT/$1/ctl"
+	wait_for 20 sh -c "[ \"\$(cat '$MNT/$1/state')\" = stopped ]"
+}
+
+mount_forkfs
+check "boot s1 (128 MiB, 2 vCPUs, working set 8 MiB)" start_sandbox s1 "$(cfg 128 2 8)"
+check "the guest has written every page once" wait_for 120 first_pass_done s1 2
+
+for i in 1 2 3 4 5; do
+	check "branch b$i ready" branch_ready s1 b$i
+	diag "b$i: $(tr '\n' ' ' <"$MNT/s1/branches/b$i/status")"
+	sleep 1
+done
+check "b1: mode live, parent none" \
+	[ "$(status_key s1 b1 mode)/$(status_key s1 b1 parent)" = live/none ]
+check "b1 stores the whole memory" [ "$(status_key s1 b1 bytes_stored)" -eq $((128 * MIB)) ]
+for i in 2 3 4 5; do
+	check "b$i: mode live-incremental, parent b$((i - 1))" \
+		[ "$(status_key s1 b$i mode)/$(status_key s1 b$i parent)" = live-incremental/b$((i - 1)) ]
+	stored=$(status_key s1 b$i bytes_stored)
+	check "b$i stores what the guest wrote since b$((i - 1)): $((stored / 1024)) KiB (< 32 MiB)" \
+		[ "$stored" -gt 0 ] && [ "$stored" -lt $((32 * MIB)) ]
+	check "b$i copied what it stores" [ "$(status_key s1 b$i bytes_copied)" -eq "$stored" ]
+	check "b$i: memory.bin is the dense size" [ "$(stat -c %s "$MNT/s1/branches/b$i/memory.bin")" -eq $((128 * MIB)) ]
+done
+used=$(du -sk "$STORE/sandboxes/s1/branches" | cut -f1)
+check "five branches of 128 MiB take $((used / 1024)) MiB of store (< 200)" [ "$used" -lt $((200 * 1024)) ]
+
+for i in 1 3 5; do
+	check "b$i restores and verifies" verifies r$i s1 b$i
+done
+
+# Export b4 through the mount and import it as plain files.
+mkdir "$TMPD/exp"
+check "cp -r of b4 through the mount" cp "$MNT/s1/branches/b4/vmstate" "$MNT/s1/branches/b4/memory.bin" "$TMPD/exp/"
+check "the exported memory.bin is dense-sized" [ "$(stat -c %s "$TMPD/exp/memory.bin")" -eq $((128 * MIB)) ]
+check "the exported image restores and verifies" start_sandbox x4 \
+	"{\"restore\":{\"snapshot_path\":\"$TMPD/exp/vmstate\",\"mem_file_path\":\"$TMPD/exp/memory.bin\"}}"
+check "... on both vCPUs" wait_for 30 has_verified x4 2
+check "... without a FAIL" sh -c "! grep -q 'verify FAIL' '$MNT/x4/log'"
+echo stop >"$MNT/x4/ctl"
+
+# Remove middle branches in a scrambled order, then the full base.
+check "rmdir b4" rmdir "$MNT/s1/branches/b4"
+check "rmdir b2" rmdir "$MNT/s1/branches/b2"
+check "rmdir b1 (the full base)" rmdir "$MNT/s1/branches/b1"
+check "the removed branches are gone from the mount" \
+	sh -c "! ls '$MNT/s1/branches' | grep -qx 'b[124]'"
+check "b3 still verifies" verifies r3b s1 b3
+check "b5 still verifies" verifies r5b s1 b5
+# b5 was rebased onto b1 when its chain grew past 4 layers; b2 has one
+# child (b3) and is folded into it; b1 stays, hidden, while b3 and b5 both
+# need it (folding it would store it twice).
+check "the compactor folds b2 away; only b1's pages stay hidden" \
+	wait_for 60 sh -c "[ \$(ls -a '$STORE/sandboxes/s1/branches' | grep -c '^\.layer-') -le 1 ]"
+check "b3 verifies after the folds" verifies r3c s1 b3
+check "b5 verifies after the folds" verifies r5c s1 b5
+# rmdir b3: b1's pages now have one user, b5, and are folded into it (about
+# 120 MiB to copy); forkfs is killed during that fold. Whatever the moment,
+# b5 stays readable; the remount's compaction finishes the job. Tracking is
+# lost too: the VMM started after the remount is a new one.
+check "rmdir b3" rmdir "$MNT/s1/branches/b3"
+sleep 0.2
+kill -9 "$FORKFS_PID"
+wait "$FORKFS_PID" 2>/dev/null
+FORKFS_PID=
+fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+kill_strays
+mount_forkfs
+check "after kill -9 during the fold and a remount, b5 is ready" is_ready s1 b5
+check "... and restores and verifies" verifies r5d s1 b5
+check "b1's pages end up folded into b5, its last user" \
+	wait_for 60 sh -c "[ \$(ls -a '$STORE/sandboxes/s1/branches' | grep -c '^\.layer-') -eq 0 ]"
+check "b5 verifies after that fold" verifies r5e s1 b5
+check "s1 starts again" sh -c "echo start >'$MNT/s1/ctl'"
+check "... its guest runs" wait_for 120 first_pass_done s1 4
+check "branch b6 ready" branch_ready s1 b6
+check "b6 is a full live branch (tracking was lost)" \
+	[ "$(status_key s1 b6 mode)/$(status_key s1 b6 parent)" = live/none ]
+check "branch b7 ready" branch_ready s1 b7
+check "b7 is incremental to b6" \
+	[ "$(status_key s1 b7 mode)/$(status_key s1 b7 parent)" = live-incremental/b6 ]
+check "b7 restores and verifies" verifies r7 s1 b7
+check "rmdir b6 (b7's parent) while b7 lives" rmdir "$MNT/s1/branches/b6"
+check "b7 verifies after its parent is gone" verifies r7b s1 b7
+check "the next branch after removing the tip's parent chain is still sound: b8 ready" branch_ready s1 b8
+check "b8 is incremental to b7" [ "$(status_key s1 b8 parent)" = b7 ]
+check "rmdir b8 (the tip)" rmdir "$MNT/s1/branches/b8"
+check "branch b9 ready" branch_ready s1 b9
+check "b9 is full: its would-be parent was removed" [ "$(status_key s1 b9 mode)" = live ]
+check "b9 restores and verifies" verifies r9 s1 b9
+echo stop >"$MNT/s1/ctl"
+check "unmount" unmount_forkfs
+
+# incremental=off
+mount_forkfs incremental=off
+check "boot s2 with incremental=off" start_sandbox s2 "$(cfg 64 2 4)"
+check "s2's guest runs" wait_for 120 first_pass_done s2 2
+check "branch c1 ready" branch_ready s2 c1
+check "branch c2 ready" branch_ready s2 c2
+check "c2 is a full live branch" [ "$(status_key s2 c2 mode)/$(status_key s2 c2 parent)" = live/none ]
+echo stop >"$MNT/s2/ctl"
+check "unmount" unmount_forkfs
+
+# Anonymous guest memory: a balloon could zap pages and writes would escape.
+printf '#!/bin/sh\nexec "%s" --anon "$@"\n' "$MINIVM" >"$TMPD/anon-vmm"
+chmod +x "$TMPD/anon-vmm"
+MOUNT_VMM=$TMPD/anon-vmm
+mount_forkfs
+check "boot a1 (--anon)" start_sandbox a1 "$(cfg 64 2 4)"
+check "a1's guest runs" wait_for 120 first_pass_done a1 2
+check "branch d1 ready" branch_ready a1 d1
+check "branch d2 ready" branch_ready a1 d2
+check "d2 is a full live branch (anonymous memory)" [ "$(status_key a1 d2 mode)" = live ]
+check "d2 restores and verifies" verifies ra a1 d2
+echo stop >"$MNT/a1/ctl"
+check "unmount" unmount_forkfs
+done_testing
