@@ -175,6 +175,14 @@ bench-fanout: all
 	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-fanout.sh $(BENCH_FANOUT_ARGS)
 .PHONY: bench-fanout
 
+# "make bench-incremental": a chain of branches with and without incremental
+# branches (BENCH_INCREMENTAL_ARGS: MiB N WSET GAP; default 1024 10 50 3).
+EXTRA_DIST += tests/bench/bench-incremental.sh
+bench-incremental: all
+	top_srcdir=$(abs_top_srcdir) top_builddir=$(abs_top_builddir) \
+	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-incremental.sh $(BENCH_INCREMENTAL_ARGS)
+.PHONY: bench-incremental
+
 # QEMU's own live snapshot (background-snapshot) of a guest of the same sizes,
 # for SPEC §7's side by side: "make bench-qemu" (BENCH_QEMU_ARGS: [-n N] [-d DIR]
 # [MiB...]); says "skipped" without qemu-system-x86_64. The guest is a 32-bit

@@ -30,6 +30,7 @@ check "-o branch_mode=9 (not octal) is refused" bad branch_mode=9 "branch_mode= 
 check "-o branch_mode=04755 (beyond 0666) is refused" bad branch_mode=04755 "branch_mode= takes"
 check "-o copy_rate=fast is refused" bad copy_rate=fast "copy_rate= takes"
 check "-o copy_rate=-1 is refused" bad copy_rate=-1 "copy_rate= takes"
+check "-o incremental=maybe is refused" bad incremental=maybe "incremental= takes on or off"
 check "-o seccomp=maybe is refused" bad seccomp=maybe "seccomp= takes"
 check "-o log_max=big is refused" bad log_max=big "log_max= takes"
 check "a store inside the mount point is refused" \

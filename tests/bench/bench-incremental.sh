@@ -1,0 +1,88 @@
+#!/bin/bash
+# bench-incremental.sh — what a chain of branches costs (issue #9): boot a
+# 2-vCPU guest of MiB (default 1024) with a working set of WSET MiB (default
+# 50, minivm's wset_mib), let it finish its first pass, then take N branches
+# (default 10) GAP seconds apart, each waited for until ready; once with
+# incremental branches (the default) and once with -o incremental=off. Per
+# branch: forkfs's pause, time to ready, bytes copied and stored; at the end
+# the store's size. Beside each incremental branch: the time to pwrite+fsync
+# its stored bytes into the same file system (dd conv=fsync) and the ratio.
+# Last: reading the last branch's memory.bin through the mount, composed from
+# its layers, against reading the first (dense) one, page cache dropped.
+# Usage: bench-incremental.sh [MiB] [N] [WSET] [GAP]  (root, /dev/fuse;
+# "make bench-incremental")
+. "$top_srcdir/tests/mount/lib-mount.sh"
+SIZE=${1:-1024}
+N=${2:-10}
+WSET=${3:-50}
+GAP=${4:-3}
+
+secs() { date +%s.%N; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+cfg() {
+	printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"wset_mib=%s"},"machine-config":{"vcpu_count":2,"mem_size_mib":%s}}\n' \
+		"$GUEST_IMG" "$WSET" "$SIZE"
+}
+first_pass_done() { [ "$(grep -c 'guest: first pass done' "$MNT/$1/log")" -ge 2 ]; }
+# fsync_ms BYTES: pwrite+fsync of BYTES into the store's file system.
+fsync_ms() {
+	local t0 t1
+	t0=$(secs)
+	dd if=/dev/zero of="$STORE/dd.tmp" bs=1M count=$(( ($1 + 1048575) / 1048576 )) conv=fsync 2>/dev/null
+	t1=$(secs)
+	rm -f "$STORE/dd.tmp"
+	ms "$t0" "$t1"
+}
+read_ms() {
+	local t0
+	sync; echo 3 >/proc/sys/vm/drop_caches
+	t0=$(secs)
+	cat "$1" >/dev/null
+	ms "$t0" "$(secs)"
+}
+
+# chain OPTS LABEL: one run; prints the per-branch rows, sets TOTAL_KIB.
+chain() {
+	local i st pause ready copied stored ref ratio
+	mount_forkfs "$1"
+	start_sandbox s1 "$(cfg)" || bail "boot"
+	wait_for 600 first_pass_done s1 || bail "the guest's first pass did not end"
+	for i in $(seq "$N"); do
+		mkdir "$MNT/s1/branches/b$i" || bail "mkdir b$i"
+		wait_for 600 is_ready s1 "b$i" || bail "b$i not ready"
+		st=$(cat "$MNT/s1/branches/b$i/status")
+		pause=$(echo "$st" | sed -n 's/^pause_us: //p')
+		ready=$(echo "$st" | sed -n 's/^elapsed_ms: //p')
+		copied=$(echo "$st" | sed -n 's/^bytes_copied: //p')
+		stored=$(echo "$st" | sed -n 's/^bytes_stored: //p')
+		ref=$(fsync_ms "$stored")
+		ratio=$(awk -v a="$ready" -v b="$ref" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+		printf '%-16s %3s %-17s %9s %9s %10s %10s %10s %6s\n' "$2" "$i" \
+			"$(echo "$st" | sed -n 's/^mode: //p')" "$pause" "$ready" \
+			"$((copied / 1048576))" "$((stored / 1048576))" "$ref" "$ratio"
+		sleep "$GAP"
+	done
+	TOTAL_KIB=$(du -sk "$STORE/sandboxes/s1/branches" | cut -f1)
+	if [ "$2" = incremental ]; then
+		READ_LAST=$(read_ms "$MNT/s1/branches/b$N/memory.bin")
+		READ_FIRST=$(read_ms "$MNT/s1/branches/b1/memory.bin")
+	fi
+	echo stop >"$MNT/s1/ctl"
+	for i in $(seq "$N"); do rmdir "$MNT/s1/branches/b$i"; done
+	rmdir "$MNT/s1"
+	unmount_forkfs || bail "unmount"
+}
+
+echo "incremental branches: $SIZE MiB guest, 2 vCPUs, working set $WSET MiB, $N branches" \
+	"$GAP s apart; guests on $(guest_cpu)"
+printf '%-16s %3s %-17s %9s %9s %10s %10s %10s %6s\n' run branch mode "pause us" "ready ms" \
+	"copied MiB" "stored MiB" "fsync ms" ratio
+chain "" incremental
+INC_KIB=$TOTAL_KIB
+chain incremental=off incremental=off
+echo
+echo "store after $N branches: incremental $((INC_KIB / 1024)) MiB, incremental=off" \
+	"$((TOTAL_KIB / 1024)) MiB"
+echo "read through the mount, cache dropped: b$N (composed) $READ_LAST ms, b1 (dense)" \
+	"$READ_FIRST ms, ratio $(awk -v a="$READ_LAST" -v b="$READ_FIRST" 'BEGIN { printf "%.2f", b / a }')"
+done_testing
