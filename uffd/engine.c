@@ -111,7 +111,6 @@ struct engine {
 	size_t n_regions;
 	uint64_t total;
 	struct memsrc src;
-	const uint8_t *map;		/* MEMSRC_FD: our read-only view of the image */
 
 	pthread_t fault_thread;
 	bool fault_thread_started;
@@ -207,12 +206,18 @@ static int copy_bytes(struct engine *e, uint64_t off, uint64_t len, void *buf, s
 
 	if (!reg || len > reg->offset + reg->size - off)
 		return -EINVAL;
-	if (e->src.kind == MEMSRC_FD)
-		return pwrite_full(e->dest_fd, e->map + off, len, (off_t)off);
 	while (len > 0) {
 		size_t n = MIN(len, buflen);
 
-		r = read_process(e->src.pid, reg->base + (off - reg->offset), buf, n);
+		/* A memfd is read with pread: through a mapping of our own, every
+		 * page would cost a page fault (2.7x slower measured here). */
+		if (e->src.kind == MEMSRC_FD) {
+			ssize_t got = pread_full(e->src.fd, buf, n, e->src.fd_offset + (off_t)off);
+
+			r = got < 0 ? (int)got : (size_t)got == n ? 0 : -EIO;
+		} else {
+			r = read_process(e->src.pid, reg->base + (off - reg->offset), buf, n);
+		}
 		if (r < 0)
 			return r;
 		r = pwrite_full(e->dest_fd, buf, n, (off_t)off);
@@ -678,9 +683,6 @@ static int bulk_copy(struct engine *e, void *buf)
 			/* Tracking: copied pages stay protected until written. */
 			if (!atomic_load(&e->dirty_valid))
 				unprotect(e, off, len);
-			if (e->src.kind == MEMSRC_FD)
-				/* Our view only: keeps forkfs's RSS flat, the memfd keeps the pages. */
-				madvise((void *)(e->map + off), len, MADV_DONTNEED);
 			off += len;
 			if (off < end || i + 1 < e->n_regions)	/* not after the last chunk */
 				bulk_throttle(e, &t, len);
@@ -706,11 +708,9 @@ static void *bulk_main(void *userdata)
 	 * since the last pause) and runs at normal priority: on a busy machine
 	 * niceness made it several times slower than a plain pwrite. */
 	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), e->incremental ? 0 : 10);
-	if (e->src.kind == MEMSRC_PROCESS) {
-		buf = malloc(CHUNK_MAX);
-		if (!buf)
-			r = -ENOMEM, what = "allocating the copy buffer";
-	}
+	buf = malloc(CHUNK_MAX);
+	if (!buf)
+		r = -ENOMEM, what = "allocating the copy buffer";
 	if (r == 0)
 		r = bulk_copy(e, buf);
 	if (r == 0 && fsync(e->dest_fd) < 0)
@@ -1111,9 +1111,8 @@ int engine_demand(struct engine *e, uint64_t off, uint64_t len)
 			return atomic_load(&e->error);
 		return state == ENGINE_CANCELLED ? -ECANCELED : -EINVAL;
 	}
-	if (e->src.kind == MEMSRC_PROCESS)
-		buf = malloc(DEMAND_BUF);
-	if (e->src.kind == MEMSRC_PROCESS && !buf)
+	buf = malloc(DEMAND_BUF);
+	if (!buf)
 		r = -ENOMEM;
 	else
 		r = copy_range(e, off / PAGE_4K, (end - off) / PAGE_4K, buf, DEMAND_BUF,
@@ -1207,10 +1206,9 @@ static int check_wp(struct engine *e, struct error *err)
 	return 0;
 }
 
-static int map_source(struct engine *e, struct error *err)
+static int check_source(struct engine *e, struct error *err)
 {
 	struct stat st;
-	void *p;
 
 	if (e->src.fd < 0 || e->src.fd_offset < 0 || e->src.fd_offset % (off_t)PAGE_4K)
 		return error_set(err, -EINVAL, "bad memory source");
@@ -1220,11 +1218,6 @@ static int map_source(struct engine *e, struct error *err)
 		return error_set(err, -EINVAL,
 				 "memory source holds %" PRIu64 " bytes, need %" PRIu64,
 				 (uint64_t)st.st_size, (uint64_t)e->src.fd_offset + e->total);
-	p = mmap(NULL, e->total, PROT_READ, MAP_SHARED | MAP_NORESERVE, e->src.fd,
-		 e->src.fd_offset);
-	if (p == MAP_FAILED)
-		return error_set_errno(err, -errno, "cannot map the memory source");
-	e->map = p;
 	return 0;
 }
 
@@ -1272,7 +1265,7 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 	if (r < 0)
 		goto fail;
 	if (e->src.kind == MEMSRC_FD) {
-		r = map_source(e, err);
+		r = check_source(e, err);
 		if (r < 0)
 			goto fail;
 	}
@@ -1326,8 +1319,6 @@ struct engine *engine_free(struct engine *e)
 	safe_close(e->dest_fd);
 	safe_close(e->src.fd);
 	safe_close(e->wake_fd);
-	if (e->map)
-		munmap((void *)e->map, e->total);
 	pagestate_fini(&e->ps);
 	free((void *)e->rearm);
 	free((void *)e->rearm_snap);

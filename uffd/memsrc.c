@@ -2,7 +2,7 @@
  * memsrc.c — choosing how forkfs reads a VMM's guest memory (engine.h
  * struct memsrc). When every region is a shared mapping of one file
  * (memfd/shmem: Firecracker restored with shared:true, minivm) that file is
- * opened through /proc/PID/map_files/ and read through our own mapping, which
+ * opened through /proc/PID/map_files/ and read with pread(), which
  * the VMM's uffd does not cover and which outlives the VMM. Otherwise (private
  * anonymous memory of a freshly booted VMM) the engine uses process_vm_readv().
  * Whether any region is anonymous is recorded (memsrc.anon): writes to
