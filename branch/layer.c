@@ -83,32 +83,47 @@ int layer_map_write(const char *dir, const struct layer_header *h, const uint64_
 
 int layer_map_read(const char *dir, struct layer_header *h, uint64_t **ret_bits)
 {
-	_cleanup_free_ char *text = NULL;
+	_cleanup_close_ int fd = -1;
 	char path[PATH_MAX];
-	size_t len = 0, nbits;
+	struct stat st;
+	size_t nbits;
+	ssize_t n;
 	int r;
 
 	r = map_path(path, sizeof(path), dir, LAYER_MAP_FILE);
 	if (r < 0)
 		return r;
-	r = read_file_nofollow(path, sizeof(*h) + (1U << 30), &text, &len);
-	if (r < 0)
-		return r;
-	if (len < sizeof(*h))
+	/* A file of the store: no symlink followed, never blocks on a FIFO. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	n = pread_full(fd, h, sizeof(*h), 0);
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n != sizeof(*h) || memcmp(h->magic, MAGIC, sizeof(h->magic)) || !h->id ||
+	    h->npages > (UINT64_MAX / 8) - 64)
 		return -EBADMSG;
-	memcpy(h, text, sizeof(*h));
 	h->parent_tag[sizeof(h->parent_tag) - 1] = 0;
 	nbits = h->parent_id ? map_words(h->npages) * sizeof(uint64_t) : 0;
-	if (memcmp(h->magic, MAGIC, sizeof(h->magic)) || !h->id || len != sizeof(*h) + nbits)
+	if ((uint64_t)st.st_size != sizeof(*h) + (uint64_t)nbits)
 		return -EBADMSG;
-	if (ret_bits) {
+	if (!ret_bits)
+		return 0;
+	*ret_bits = NULL;
+	if (!nbits)
+		return 0;
+	*ret_bits = malloc(nbits);
+	if (!*ret_bits)
+		return -ENOMEM;
+	n = pread_full(fd, *ret_bits, nbits, sizeof(*h));
+	if (n < 0 || (size_t)n != nbits) {
+		free(*ret_bits);
 		*ret_bits = NULL;
-		if (nbits) {
-			*ret_bits = malloc(nbits);
-			if (!*ret_bits)
-				return -ENOMEM;
-			memcpy(*ret_bits, text + sizeof(*h), nbits);
-		}
+		return n < 0 ? (int)n : -EBADMSG;
 	}
 	return 0;
 }

@@ -100,9 +100,11 @@ tests_sandbox_lifecycle_t_LDADD = sandbox/libsandbox.la $(UV_LIBS) $(JSONC_LIBS)
 # tests/fuzz/fuzz-main.c (built-in seeds, random mutations); "make fuzz" builds
 # real libFuzzer binaries when clang is available.
 check_PROGRAMS += tests/fuzz/fuzz-fc-response.t tests/fuzz/fuzz-handshake.t \
-	tests/fuzz/fuzz-config.t tests/fuzz/fuzz-cpu.t
+	tests/fuzz/fuzz-config.t tests/fuzz/fuzz-cpu.t tests/fuzz/fuzz-layer.t
 TESTS += tests/fuzz/fuzz-fc-response.t tests/fuzz/fuzz-handshake.t tests/fuzz/fuzz-config.t \
-	tests/fuzz/fuzz-cpu.t
+	tests/fuzz/fuzz-cpu.t tests/fuzz/fuzz-layer.t
+tests_fuzz_fuzz_layer_t_SOURCES = tests/fuzz/fuzz-layer.c tests/fuzz/fuzz-main.c tests/fuzz/fuzz.h
+tests_fuzz_fuzz_layer_t_LDADD = branch/libbranch.la
 tests_fuzz_fuzz_cpu_t_SOURCES = tests/fuzz/fuzz-cpu.c tests/fuzz/fuzz-main.c tests/fuzz/fuzz.h \
 	contrib/minivm/cpu.c contrib/minivm/cpu.h
 tests_fuzz_fuzz_cpu_t_LDADD = common/libcommon.la
@@ -120,8 +122,15 @@ tests_fuzz_fuzz_config_t_LDADD = common/libcommon.la $(JSONC_LIBS)
 FUZZ_CC = clang
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined
 FUZZ_CPPFLAGS = -include config.h -I$(top_srcdir) -I$(top_builddir) -D_GNU_SOURCE $(JSONC_CFLAGS)
-.PHONY: fuzz fuzz-fc-response fuzz-handshake fuzz-cpu
-fuzz: fuzz-fc-response fuzz-handshake fuzz-cpu
+.PHONY: fuzz fuzz-fc-response fuzz-handshake fuzz-cpu fuzz-layer
+fuzz: fuzz-fc-response fuzz-handshake fuzz-cpu fuzz-layer
+fuzz-layer: tests/fuzz/fuzz-layer-libfuzzer
+tests/fuzz/fuzz-layer-libfuzzer: tests/fuzz/fuzz-layer.c branch/layer.c common/error.c \
+		common/util.c common/log.c config.h
+	@mkdir -p tests/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz-layer.c \
+		$(top_srcdir)/branch/layer.c $(top_srcdir)/common/error.c \
+		$(top_srcdir)/common/util.c $(top_srcdir)/common/log.c
 fuzz-fc-response: tests/fuzz/fuzz-fc-response-libfuzzer
 fuzz-handshake: tests/fuzz/fuzz-handshake-libfuzzer
 fuzz-cpu: tests/fuzz/fuzz-cpu-libfuzzer
@@ -141,7 +150,7 @@ tests/fuzz/fuzz-cpu-libfuzzer: tests/fuzz/fuzz-cpu.c contrib/minivm/cpu.c common
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz-cpu.c \
 		$(top_srcdir)/contrib/minivm/cpu.c $(top_srcdir)/common/error.c
 CLEANFILES += tests/fuzz/fuzz-fc-response-libfuzzer tests/fuzz/fuzz-handshake-libfuzzer \
-	tests/fuzz/fuzz-cpu-libfuzzer
+	tests/fuzz/fuzz-cpu-libfuzzer tests/fuzz/fuzz-layer-libfuzzer
 
 # ---- benchmarks: never run by make check ----------------------------------------
 
