@@ -93,14 +93,9 @@ int layer_map_read(const char *dir, struct layer_header *h, uint64_t **ret_bits)
 	r = map_path(path, sizeof(path), dir, LAYER_MAP_FILE);
 	if (r < 0)
 		return r;
-	/* A file of the store: no symlink followed, never blocks on a FIFO. */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	fd = open_regular_nofollow(path, &st);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
+		return fd;
 	n = pread_full(fd, h, sizeof(*h), 0);
 	if (n < 0)
 		return (int)n;

@@ -128,17 +128,30 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 	return read_fd(fd, max, ret, ret_len);
 }
 
-int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len)
+int open_regular_nofollow(const char *path, struct stat *ret_st)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
 
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int r = fstat(fd, &st) < 0 ? -errno : -EINVAL;
+
+		close(fd);
+		return r;
+	}
+	if (ret_st)
+		*ret_st = st;
+	return fd;
+}
+
+int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = open_regular_nofollow(path, NULL);
+
+	if (fd < 0)
+		return fd;
 	return read_fd(fd, max, ret, ret_len);
 }
 

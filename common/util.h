@@ -31,6 +31,11 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* The same for a file of the store: a symlink is not followed (-ELOOP) and
  * anything but a regular file is -EINVAL (never blocks on a FIFO). */
 int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Open a file of the store for reading the same way: an fd, or -ELOOP for a
+ * symlink, -EINVAL for anything but a regular file; ret_st (may be NULL)
+ * gets its fstat. */
+struct stat;
+int open_regular_nofollow(const char *path, struct stat *ret_st);
 /* Write a file atomically and durably: a new tmp file (unpredictable name,
  * O_EXCL) in the same directory, fsync, rename, fsync of the directory. A
  * symlink at path is replaced, never followed. */
