@@ -1117,19 +1117,32 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 	b = branch_alloc(dir);
 	if (!b)
 		return error_set(err, -ENOMEM, "out of memory");
-	b->start_usec = now_usec();
 
 	/* Reserve the vmm, then work without its lock: the FUSE loop takes it
-	 * (cancel, detach) and must never wait for a slow or hung VMM. */
-	pthread_mutex_lock(&v->lock);
-	if (v->active || v->taking) {
-		r = error_set(err, -EBUSY, "another branch of this VM is %s (%s)",
-			      v->taking ? "being taken" : "still copying",
-			      v->active ? v->active->dir : "");
+	 * (cancel, detach) and must never wait for a slow or hung VMM. The
+	 * engine copies one branch at a time: while the previous branch still
+	 * copies, complete it first (its remaining pages copied from this thread
+	 * too, ahead of any rate cap), then pause for this one. */
+	for (;;) {
+		struct branch *prev;
+
+		pthread_mutex_lock(&v->lock);
+		if (v->taking) {
+			r = error_set(err, -EBUSY, "another branch of this VM is being taken");
+			pthread_mutex_unlock(&v->lock);
+			branch_unref(b);
+			return r;
+		}
+		prev = branch_ref(v->active);
+		if (!prev)
+			break;
 		pthread_mutex_unlock(&v->lock);
-		branch_unref(b);
-		return r;
+		log_info("%s: %s still copies: completing it first", dir, prev->dir);
+		(void)branch_complete_image(prev);
+		branch_wait_copy(prev);
+		branch_unref(prev);
 	}
+	b->start_usec = now_usec();
 	while (v->readers > 0)
 		pthread_cond_wait(&v->readers_gone, &v->lock);
 	v->taking = true;

@@ -674,6 +674,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t thread;
+	bool enabled;			/* layer_compactor_start() was called */
 	bool started;
 	char *queue[COMPACT_QUEUE];	/* distinct directories */
 	size_t n;
@@ -707,9 +708,25 @@ static void *compactor_main(void *unused)
 	return NULL;
 }
 
-void layer_compact_request(const char *branches_dir)
+/* Under comp.lock. */
+static void compactor_spawn(void)
 {
 	sigset_t all, old;
+
+	if (comp.started || !comp.enabled)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);	/* it takes no signals */
+	comp.started = pthread_create(&comp.thread, NULL, compactor_main, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (comp.started)
+		pthread_setname_np(comp.thread, "forkfs-compact");
+	else
+		log_warning("cannot start the compactor thread: layers are not compacted");
+}
+
+void layer_compact_request(const char *branches_dir)
+{
 	char *dir;
 
 	pthread_mutex_lock(&comp.lock);
@@ -720,20 +737,19 @@ void layer_compact_request(const char *branches_dir)
 			goto out;
 	if (comp.n == COMPACT_QUEUE || !(dir = strdup(branches_dir)))
 		goto out;	/* the next request does it */
-	if (!comp.started) {
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);	/* it takes no signals */
-		comp.started = pthread_create(&comp.thread, NULL, compactor_main, NULL) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (!comp.started) {
-			free(dir);
-			goto out;
-		}
-		pthread_setname_np(comp.thread, "forkfs-compact");
-	}
 	comp.queue[comp.n++] = dir;
+	compactor_spawn();
 	pthread_cond_signal(&comp.cond);
 out:
+	pthread_mutex_unlock(&comp.lock);
+}
+
+void layer_compactor_start(void)
+{
+	pthread_mutex_lock(&comp.lock);
+	comp.enabled = true;
+	if (comp.n > 0)
+		compactor_spawn();
 	pthread_mutex_unlock(&comp.lock);
 }
 

@@ -104,11 +104,15 @@ int layer_remove(const char *branches_dir, const char *tag, bool *ret_hidden);
  * of changes, or -errno (err says why). */
 int layer_compact(const char *branches_dir, unsigned max_depth, struct error *err);
 
-/* The compactor: one background thread ("forkfs-compact", started on first
- * use) that runs layer_compact(dir, LAYER_KEEP_DEPTH) for each requested
- * directory in turn, logging what it did. A pass interrupted by
- * layer_compactor_stop() commits nothing half-done (see above). */
+/* The compactor: one background thread ("forkfs-compact") that runs
+ * layer_compact(dir, LAYER_KEEP_DEPTH) for each requested directory in turn,
+ * logging what it did. A pass interrupted by layer_compactor_stop() commits
+ * nothing half-done (see above). Requests only queue until
+ * layer_compactor_start(): a daemon calls it once it has forked (a thread
+ * alive across fork() could leave a lock held in the child, and would not
+ * exist there); from then on the thread starts on the first request. */
 #define LAYER_KEEP_DEPTH 4
 void layer_compact_request(const char *branches_dir);
+void layer_compactor_start(void);
 /* Stop the thread (at shutdown): an unfinished pass is abandoned. */
 void layer_compactor_stop(void);

@@ -3,8 +3,9 @@
  *
  *   options -> store (rebuild the tree) -> run directory -> FUSE session and
  *   mount -> daemonize (unless -f) -> fork the spawner (still one thread) ->
- *   libuv loop set-up -> seccomp filter (-o seccomp=) -> run the loop ->
- *   unmount and clean up.
+ *   libuv loop set-up -> seccomp filter (-o seccomp=) -> the layer compactor
+ *   (branch/layer.h: the first thread) -> run the loop -> unmount and clean
+ *   up.
  *
  * The spawner (spawner.c) is forked before the filter is loaded because
  * children inherit seccomp filters: the VMMs it launches must not run under
@@ -454,6 +455,7 @@ int main(int argc, char *argv[])
 	}
 	if (supervisor_watch(&fs.loop) < 0 || forkfs_seccomp_install(s.seccomp) < 0)
 		goto out_loop;
+	layer_compactor_start();	/* threads only now: after every fork */
 	/* Mounted and set up: requests queue in the kernel until the loop runs. */
 	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=mounted on %s\nMAINPID=%d",
 		 cmd.mountpoint, (int)getpid());

@@ -9,7 +9,8 @@
 # scrambled order, then the full base: the others still verify, and the store
 # folds the hidden layers away. Tracking lost (forkfs kill -9 and remount, a
 # VMM restarted) gives a full branch that verifies; -o incremental=off and
-# anonymous guest memory give full branches.
+# anonymous guest memory give full branches. A mkdir while the previous
+# branch still copies completes that copy first; both verify.
 . "$top_srcdir/tests/mount/lib-mount.sh"
 
 MIB=$((1024 * 1024))
@@ -116,6 +117,26 @@ check "branch b9 ready" branch_ready s1 b9
 check "b9 is full: its would-be parent was removed" [ "$(status_key s1 b9 mode)" = live ]
 check "b9 restores and verifies" verifies r9 s1 b9
 echo stop >"$MNT/s1/ctl"
+check "unmount" unmount_forkfs
+
+# A branch taken while the previous one still copies (capped at 16 MiB/s:
+# 128 MiB take 8 s): the mkdir completes the previous copy first, then
+# pauses; both branches verify, the second incremental to the first.
+mount_forkfs copy_rate=16
+check "boot s3 (128 MiB, 2 vCPUs, working set 8 MiB)" start_sandbox s3 "$(cfg 128 2 8)"
+check "s3's guest runs" wait_for 120 first_pass_done s3 2
+check "mkdir e1" mkdir "$MNT/s3/branches/e1"
+check "e1 is copying" [ "$(status_state s3 e1)" = copying ]
+t0=$(date +%s%N)
+check "mkdir e2 while e1 copies succeeds" mkdir "$MNT/s3/branches/e2"
+diag "mkdir e2 took $(( ($(date +%s%N) - t0) / 1000000 )) ms (e1 alone would copy for 8 s)"
+check "e1 was completed first: ready" is_ready s3 e1
+check "e2 becomes ready" wait_for 60 is_ready s3 e2
+check "e2 is incremental to e1" \
+	[ "$(status_key s3 e2 mode)/$(status_key s3 e2 parent)" = live-incremental/e1 ]
+check "e1 restores and verifies" verifies q1 s3 e1
+check "e2 restores and verifies" verifies q2 s3 e2
+echo stop >"$MNT/s3/ctl"
 check "unmount" unmount_forkfs
 
 # incremental=off

@@ -50,6 +50,21 @@ printf '%s#forkfs %s fuse store=%s,noauto 0 0\n' "$sbin_forkfs" "$MNT" "$STORE" 
 check "mount -T FSTAB MOUNTPOINT (an fstab line)" env -u FORKFS_MINIVM mount -T "$TMPD/fstab" "$MNT"
 check "... mounted as forkfs, fuse.forkfs" grep -q "^forkfs $MNT fuse.forkfs " /proc/mounts
 check "... s1 is still there (the store)" [ "$(cat "$MNT/s1/state")" = stopped ]
+# Daemonized, with a store to load (which asks for a compaction pass before
+# the fork): the store's maintenance thread runs in the daemon, started after
+# the fork (a thread alive across fork() would be gone in the child).
+check "start s1 again" sh -c "echo start > '$MNT/s1/ctl'"
+check "branch s1 twice (the second one incremental)" sh -c "
+	mkdir '$MNT/s1/branches/i1' && cat '$MNT/s1/branches/i1/wait' >/dev/null &&
+	mkdir '$MNT/s1/branches/i2' && cat '$MNT/s1/branches/i2/wait' >/dev/null &&
+	grep -qx 'mode: live-incremental' '$MNT/s1/branches/i2/status'"
+check "rmdir of the parent leaves a hidden layer that the daemon folds away" sh -c "
+	rmdir '$MNT/s1/branches/i1' && sleep 0.5 &&
+	! ls -a '$STORE/sandboxes/s1/branches' | grep -q '^\.layer-' || sleep 5;
+	! ls -a '$STORE/sandboxes/s1/branches' | grep -q '^\.layer-'"
+check "... its compactor thread exists" sh -c "grep -qx forkfs-compact /proc/\$(pgrep -f 'forkfs.*store=$STORE' | head -1)/task/*/comm"
+check "rmdir i2" rmdir "$MNT/s1/branches/i2"
+check "stop s1" sh -c "echo stop > '$MNT/s1/ctl'"
 check "umount" umount "$MNT"
 check "... and forkfs exits" wait_for 20 forkfs_gone
 [ "$_tap_failed" -eq 0 ] || dump_logs
