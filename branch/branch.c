@@ -360,10 +360,12 @@ size_t branch_status_format(const struct branch_status *st, char *buf, size_t si
 	n = snprintf(buf, size,
 		     "%s\nmode: %s\nprogress: %" PRIu64 "\nbytes_total: %" PRIu64
 		     "\nbytes_copied: %" PRIu64 "\npages_faulted: %" PRIu64 "\npause_us: %" PRIu64
-		     "\nelapsed_ms: %" PRIu64 "\nparent: %s\nbytes_stored: %" PRIu64 "\n",
+		     "\nelapsed_ms: %" PRIu64 "\nparent: %s\nbytes_stored: %" PRIu64
+		     "\narm_us: %" PRIu64 "\ntracked_faults: %" PRIu64 "\n",
 		     branch_state_to_string(st->state), branch_mode_to_string(st->mode), pct,
 		     st->bytes_total, st->bytes_copied, st->pages_faulted, st->pause_us,
-		     st->elapsed_ms, st->parent[0] ? st->parent : "none", st->bytes_stored);
+		     st->elapsed_ms, st->parent[0] ? st->parent : "none", st->bytes_stored,
+		     st->arm_us, st->tracked_faults);
 	if (n >= 0 && (size_t)n < size && st->state == BRANCH_FAILED)
 		n += snprintf(buf + n, size - (size_t)n, "error: %s\n", st->error);
 	if (n < 0)
@@ -393,6 +395,8 @@ static int parse_state_line(struct branch_status *st, const char *line)
 		{ "pause_us: ", offsetof(struct branch_status, pause_us) },
 		{ "elapsed_ms: ", offsetof(struct branch_status, elapsed_ms) },
 		{ "bytes_stored: ", offsetof(struct branch_status, bytes_stored) },
+		{ "arm_us: ", offsetof(struct branch_status, arm_us) },
+		{ "tracked_faults: ", offsetof(struct branch_status, tracked_faults) },
 	};
 	size_t i;
 
@@ -960,6 +964,7 @@ static int write_layer(struct branch *b, struct engine *e, struct branch *parent
 	int r;
 
 	engine_get_progress(e, &p);
+	b->st.tracked_faults = p.faults_before;
 	h.own_pages = p.bytes_layer / PAGE_4K;
 	if (p.incremental) {
 		const char *tag = parent ? strrchr(parent->dir, '/') : NULL;
@@ -1025,6 +1030,7 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	w->t_saved = now_usec();
 	r = leave_pause(w, err, 0);
 	b->st.pause_us = now_usec() - w->t0;
+	b->st.arm_us = w->t_armed - (w->was_running ? w->t_paused : w->t0);
 	log_debug("%s: pause window: pause %" PRIu64 " us, arm %" PRIu64 " us, vmstate %" PRIu64
 		  " us, resume %" PRIu64 " us",
 		  b->dir, w->t_paused - w->t0, w->t_armed - w->t_paused, w->t_saved - w->t_armed,

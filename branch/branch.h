@@ -74,6 +74,8 @@ struct branch_status {
 	uint64_t bytes_copied;
 	uint64_t pages_faulted;
 	uint64_t pause_us;
+	uint64_t arm_us;		/* forkfs's own part of the pause: arming WP */
+	uint64_t tracked_faults;	/* write faults since the previous branch's pause */
 	uint64_t elapsed_ms;
 	uint64_t bytes_stored;		/* what this branch added to the store */
 	char parent[NAME_MAX + 1];	/* incremental to this branch ("" if none) */

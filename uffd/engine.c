@@ -149,6 +149,7 @@ struct engine {
 	atomic_uint nwaiters;
 	atomic_bool vmm_gone;
 	_Atomic uint64_t bytes_copied, pages_faulted, pages_demanded, fault_count;
+	uint64_t faults_before;		/* fault_count when this session was armed */
 
 	uint8_t fault_buf[FAULT_AROUND_PAGES * PAGE_4K];	/* fault thread only */
 };
@@ -1002,7 +1003,7 @@ int engine_arm(struct engine *e, int dest_fd, bool incremental, struct error *er
 	atomic_store(&e->bytes_copied, 0);
 	atomic_store(&e->pages_faulted, 0);
 	atomic_store(&e->pages_demanded, 0);
-	atomic_store(&e->fault_count, 0);
+	e->faults_before = atomic_exchange(&e->fault_count, 0);
 	e->done_cb = NULL;
 	e->prepared = false;
 	/* ARMED before the first ioctl: a fault that hits while arming is copied.
@@ -1182,6 +1183,7 @@ void engine_get_progress(struct engine *e, struct engine_progress *ret)
 		.fault_count = atomic_load(&e->fault_count),
 		.bytes_layer = e->layer_pages * PAGE_4K,
 		.incremental = e->incremental,
+		.faults_before = e->faults_before,
 		.error = atomic_load(&e->error),
 	};
 	if (ret->state != ENGINE_FAILED)

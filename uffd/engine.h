@@ -79,6 +79,9 @@ struct engine_progress {
 	uint64_t bytes_layer;		/* what this session copies: bytes_total, or
 					 * the pages written since the last pause */
 	bool incremental;		/* the session copies only those pages */
+	uint64_t faults_before;		/* write faults served between the last
+					 * session's arm and this one's (with
+					 * tracking: the guest's cost of it) */
 	int error;			/* -errno when FAILED */
 };
 

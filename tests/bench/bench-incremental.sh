@@ -4,8 +4,10 @@
 # 50, minivm's wset_mib), let it finish its first pass, then take N branches
 # (default 10) GAP seconds apart, each waited for until ready; once with
 # incremental branches (the default) and once with -o incremental=off. Per
-# branch: forkfs's pause, time to ready, bytes copied and stored; at the end
-# the store's size. Beside each incremental branch: the time to pwrite+fsync
+# branch: the pause and forkfs's own part of it (arm_us), the write faults
+# the guest took per second since the previous branch (tracked_faults: the
+# cost of tracking), time to ready, bytes copied and stored, pages copied
+# first for the guest; at the end the store's size. Beside each incremental branch: the time to pwrite+fsync
 # its stored bytes into the same file system (dd conv=fsync) and the ratio.
 # Last: reading the last branch's memory.bin through the mount, composed from
 # its layers, against reading the first (dense) one (see read_ms).
@@ -48,11 +50,13 @@ read_ms() {
 
 # chain OPTS LABEL: one run; prints the per-branch rows, sets TOTAL_KIB.
 chain() {
-	local i st pause ready copied stored faulted ref ratio
+	local i st pause ready copied stored faulted ref ratio arm tf t_prev t_now rate
 	mount_forkfs "$1"
 	start_sandbox s1 "$(cfg)" || bail "boot"
 	wait_for 600 first_pass_done s1 || bail "the guest's first pass did not end"
+	t_prev=
 	for i in $(seq "$N"); do
+		t_now=$(secs)
 		mkdir "$MNT/s1/branches/b$i" || bail "mkdir b$i"
 		wait_for 600 is_ready s1 "b$i" || bail "b$i not ready"
 		st=$(cat "$MNT/s1/branches/b$i/status")
@@ -61,10 +65,17 @@ chain() {
 		copied=$(echo "$st" | sed -n 's/^bytes_copied: //p')
 		stored=$(echo "$st" | sed -n 's/^bytes_stored: //p')
 		faulted=$(echo "$st" | sed -n 's/^pages_faulted: //p')
+		arm=$(echo "$st" | sed -n 's/^arm_us: //p')
+		tf=$(echo "$st" | sed -n 's/^tracked_faults: //p')
+		# write faults per second since the previous branch's mkdir
+		rate=-
+		[ -n "$t_prev" ] && rate=$(awk -v n="$tf" -v a="$t_prev" -v b="$t_now" \
+			'BEGIN { printf "%.0f", n / (b - a) }')
+		t_prev=$t_now
 		ref=$(fsync_ms "$stored")
 		ratio=$(awk -v a="$ready" -v b="$ref" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-		printf '%-16s %3s %-17s %9s %9s %10s %10s %8s %10s %6s\n' "$2" "$i" \
-			"$(echo "$st" | sed -n 's/^mode: //p')" "$pause" "$ready" \
+		printf '%-16s %3s %-17s %8s %6s %8s %9s %6s %6s %8s %8s %6s\n' "$2" "$i" \
+			"$(echo "$st" | sed -n 's/^mode: //p')" "$pause" "$arm" "$rate" "$ready" \
 			"$((copied / 1048576))" "$((stored / 1048576))" "$faulted" "$ref" "$ratio"
 		sleep "$GAP"
 	done
@@ -84,8 +95,10 @@ chain() {
 
 echo "incremental branches: $SIZE MiB guest, 2 vCPUs, working set $WSET MiB, $N branches" \
 	"$GAP s apart; guests on $(guest_cpu)"
-printf '%-16s %3s %-17s %9s %9s %10s %10s %8s %10s %6s\n' run branch mode "pause us" "ready ms" \
-	"copied MiB" "stored MiB" faulted "fsync ms" ratio
+printf '%-16s %3s %-17s %8s %6s %8s %9s %6s %6s %8s %8s %6s\n' run branch mode "pause us" \
+	"arm us" faults/s "ready ms" copied stored faulted "fsync ms" ratio
+echo "(copied, stored: MiB; faults/s: write faults since the previous mkdir per second;" \
+	"faulted: pages copied first for the guest)"
 chain "" incremental
 INC_KIB=$TOTAL_KIB
 chain incremental=off incremental=off

@@ -48,6 +48,8 @@ for i in 2 3 4 5; do
 	check "b$i stores what the guest wrote since b$((i - 1)): $((stored / 1024)) KiB (< 32 MiB)" \
 		[ "$stored" -gt 0 ] && [ "$stored" -lt $((32 * MIB)) ]
 	check "b$i copied what it stores" [ "$(status_key s1 b$i bytes_copied)" -eq "$stored" ]
+	check "b$i reports forkfs's part of the pause ($(status_key s1 b$i arm_us) us) and the write faults tracking took ($(status_key s1 b$i tracked_faults))" \
+		[ "$(status_key s1 b$i arm_us)" -gt 0 ] && [ "$(status_key s1 b$i tracked_faults)" -gt 0 ]
 	check "b$i: memory.bin is the dense size" [ "$(stat -c %s "$MNT/s1/branches/b$i/memory.bin")" -eq $((128 * MIB)) ]
 done
 used=$(du -sk "$STORE/sandboxes/s1/branches" | cut -f1)
