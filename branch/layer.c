@@ -624,7 +624,13 @@ static int compact_step(const char *branches_dir, unsigned max_depth, struct err
 
 	pthread_mutex_lock(&store_lock);
 	r = scan_store(branches_dir, &s);
-	for (size_t i = 0; r == 0 && i < s.n; i++) {
+	if (r < 0) {
+		pthread_mutex_unlock(&store_lock);
+		free(s.e);
+		/* The sandbox was removed meanwhile: nothing left to compact. */
+		return r == -ENOENT ? 0 : error_set_errno(err, r, "reading %s", branches_dir);
+	}
+	for (size_t i = 0; i < s.n; i++) {
 		struct entry *e = &s.e[i];
 
 		if (e->hidden && e->children == 0) {
