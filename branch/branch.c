@@ -578,7 +578,7 @@ static struct layer_view *branch_get_view(struct branch *b)
 	if (!stale || layer_view_open(b->dir, b->st.bytes_total, &nv, NULL) < 0)
 		return v;
 	pthread_mutex_lock(&b->lock);
-	if (b->view_gen != gen) {
+	if (b->view_gen < gen) {	/* not refreshed meanwhile by another reader */
 		struct layer_view *t = b->view;
 
 		b->view = nv;
@@ -587,13 +587,12 @@ static struct layer_view *branch_get_view(struct branch *b)
 		if (b->st.mode == BRANCH_LIVE_INCREMENTAL)
 			b->st.bytes_stored = layer_view_own_pages(b->view) * PAGE_4K;
 	}
+	layer_view_unref(v);
+	v = layer_view_ref(b->view);
 	pthread_mutex_unlock(&b->lock);
 	layer_view_unref(nv);
-	layer_view_unref(v);
-	return branch_get_view(b);
+	return v;
 }
-
-void branch_refresh_view(struct branch *b) { layer_view_unref(branch_get_view(b)); }
 
 ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 {

@@ -119,9 +119,7 @@ struct layer_view *branch_ready_view(struct branch *b);
 /* Write the whole point-in-time image into out_fd (completing a running copy
  * first). 0 or -errno, with the reason in err. */
 int branch_export(struct branch *b, int out_fd, struct error *err);
-/* Re-resolve a ready branch's layers after the store changed (layer_compact),
- * so that removed layers are let go. */
-void branch_refresh_view(struct branch *b);
+
 /* Stop a running copy (guest unaffected); the branch becomes failed "cancelled". */
 int branch_cancel(struct branch *b);
 /* Called (from an engine thread) whenever state changes; for FUSE invalidation. */

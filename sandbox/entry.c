@@ -418,9 +418,8 @@ struct drop_job {
 static void drop_run(uv_work_t *w)
 {
 	struct drop_job *j = w->data;
-	struct branch_status st;
-
 	char *tag = strrchr(j->dir, '/');
+	struct branch_status st;
 
 	if (j->b) {
 		branch_get_status(j->b, &st);

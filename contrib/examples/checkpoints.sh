@@ -3,9 +3,11 @@
 # sandbox every INTERVAL seconds, COUNT times (0: until stopped), keep the last
 # KEEP branches and delete older ones. A branch that running sandboxes were
 # started from cannot be deleted (rmdir says EBUSY): it is kept and retried
-# on the next round. A live branch's copy must end before the next branch
-# can be taken (mkdir says EBUSY meanwhile), so each round first waits for
-# the previous checkpoint's copy. Branches are named ckpt-YYYYmmdd-HHMMSS-N.
+# on the next round. One branch of a sandbox copies at a time (a mkdir
+# meanwhile first completes the previous copy), so each round waits for the
+# previous checkpoint's copy, to branch on time. After the first, checkpoints
+# are incremental: each stores what the guest wrote since the one before.
+# Branches are named ckpt-YYYYmmdd-HHMMSS-N.
 #
 #   checkpoints.sh MOUNT SANDBOX INTERVAL KEEP [COUNT]
 set -eu
@@ -15,13 +17,17 @@ dir=$mnt/$sb/branches
 n=0
 last=""
 
+# why WHAT: the sandbox log's last line about WHAT, without its timestamp
+# (other lines, such as a copy ending, may have been logged since).
+why() { grep -F -- "$1" "$mnt/$sb/log" | tail -n 1 | sed 's/^[^ ]* [^ ]* //'; }
+
 prune() {
 	# oldest first: the names sort by time
 	ls "$dir" | grep '^ckpt-' | sort | head -n "-$keep" | while read -r old; do
 		if rmdir "$dir/$old" 2>/dev/null; then
 			echo "deleted $old"
 		else
-			echo "kept $old: $(tail -n 1 "$mnt/$sb/log" | sed 's/^[^ ]* [^ ]* //')"
+			echo "kept $old: $(why "rmdir branches/$old")"
 		fi
 	done
 }
@@ -37,7 +43,7 @@ while [ "$count" -eq 0 ] || [ "$n" -lt "$count" ]; do
 		echo "branched $tag ($(head -n 1 "$dir/$tag/status"))"
 		last=$tag
 	else
-		echo "skipped $tag: $(tail -n 1 "$mnt/$sb/log" | sed 's/^[^ ]* [^ ]* //')"
+		echo "skipped $tag: $(why "mkdir branches/$tag")"
 	fi
 	prune
 	[ "$count" -ne 0 ] && [ "$n" -ge "$count" ] && break
