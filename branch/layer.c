@@ -507,6 +507,17 @@ int layer_remove(const char *branches_dir, const char *tag, bool *ret_hidden)
 	return r;
 }
 
+int layer_remove_tree(const char *dir)
+{
+	int r;
+
+	pthread_mutex_lock(&store_lock);
+	r = rm_rf(dir);
+	atomic_fetch_add(&generation, 1);
+	pthread_mutex_unlock(&store_lock);
+	return r;
+}
+
 /* Rebase the ready layer BRANCHES/name onto its ancestor onto_id (0: make it
  * full): copy into its memory.bin every page it lacks that a layer between
  * it and that ancestor provides, fsync, then swap its map if it is still the

@@ -99,6 +99,10 @@ uint64_t layer_generation(void);
  * it as parent (children that are ready or copying, or hidden layers), else
  * removed. *ret_hidden says which. */
 int layer_remove(const char *branches_dir, const char *tag, bool *ret_hidden);
+/* Remove a whole directory tree of the store (a sandbox's) under the lock
+ * that every layer change takes, so that no compaction pass renames or
+ * removes a layer inside it meanwhile. */
+int layer_remove_tree(const char *dir);
 /* One maintenance pass over a sandbox's BRANCHES directory (see above).
  * max_depth: the longest chain a ready branch may keep. Returns the number
  * of changes, or -errno (err says why). */

@@ -10,6 +10,7 @@
 #define LOG_PREFIX ""
 #include "common/log.h"
 #include "common/util.h"
+#include "branch/layer.h"
 #include "sandbox/config.h"
 #include "sandbox/entry.h"
 #include "sandbox/store.h"
@@ -145,7 +146,8 @@ static void remove_sandbox(struct tree *t, struct sandbox *sb)
 			break;
 		}
 	sb->linked = false;
-	r = store_rm_rf(sb->dir);
+	/* Its hidden layers too, with no compaction pass running inside it. */
+	r = layer_remove_tree(sb->dir);
 	if (r < 0)
 		log_warning_errno(r, "%s: cannot remove %s", sb->name, sb->dir);
 	log_info("%s: sandbox removed", sb->name);
