@@ -79,7 +79,10 @@ struct vmm {
 	bool caps_known;	/* guarded by taking */
 	struct fc_caps caps;	/* guarded by taking */
 	struct engine *engine;	/* protected by lock */
-	struct branch *active;	/* copying branch, protected by lock */
+	/* Branches whose session is in the engine (arm order), protected by
+	 * lock; the copy's reference keeps each alive. */
+	struct branch *active[ENGINE_MAX_SESSIONS];
+	unsigned n_active;
 	unsigned readers;	/* readers inside engine_demand, protected by lock */
 	unsigned handshakes;	/* guarded by taking */
 	atomic_bool dead;
@@ -104,7 +107,15 @@ struct branch {
 	pthread_mutex_t lock;
 	pthread_cond_t ended;		/* copy_running went false */
 	struct branch_status st;	/* protected by lock; live counters come from the engine */
-	struct engine *engine;		/* protected by lock: the running copy's, for status only */
+	struct engine_session *sess;	/* protected by lock: the running copy's, a reference */
+	bool in_engine;			/* protected by vmm->lock: sess is active in the
+					 * engine (readers may enter it) */
+	struct branch *parent;		/* protected by lock: the branch this one is
+					 * incremental to, while this one copies */
+	atomic_uint dependents;		/* copying branches incremental to this one */
+	atomic_bool cancelled;		/* branch_cancel() was called */
+	bool own_done;			/* protected by lock: sess has ended, with own_r */
+	int own_r;
 	bool copy_running;		/* protected by lock: from the copy's start to the end
 					 * of branch_copy_done() */
 	uint64_t start_usec;
@@ -201,6 +212,14 @@ void vmm_forget_branch(struct vmm *v, struct branch *b)
 	branch_unref(old);
 }
 
+/* Under v->lock: may a branch be taken while v's earlier ones still copy?
+ * Only incremental to the last one (the tip), while the engine tracks. */
+static bool vmm_can_overlap(struct vmm *v)
+{
+	return v->engine && v->tip && atomic_load(&v->incremental) &&
+	       engine_can_overlap(v->engine);
+}
+
 /* Free v's former engine, which no copy uses any more, on the calling thread
  * (the copy's own thread may: see join_bulk()). Closing its uffd ends the
  * VMM's registration, so the VM can be branched again once this returns. */
@@ -218,11 +237,11 @@ static void engine_release(struct vmm *v, struct engine *e)
 }
 
 /* Under v->lock: a detached vmm's engine, once no copy or take uses it
- * (readers and cancellers only use it while v->active is set), for
+ * (readers and cancellers only use it while a session is active), for
  * engine_release(). */
 static struct engine *vmm_take_idle_engine(struct vmm *v)
 {
-	if (v->detached && !v->active && !v->taking)
+	if (v->detached && v->n_active == 0 && !v->taking)
 		return TAKE_PTR(v->engine);
 	return NULL;
 }
@@ -479,24 +498,27 @@ static struct vmm *branch_copy_vmm(struct branch *b)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct vmm *, vmm_unref);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct branch *, branch_unref);
 
-/* Use the engine of b's running copy without vmm->lock (the engine's done
- * callback takes it): counted as a reader, the engine is neither released nor
- * given a new session until engine_leave(). NULL when b is not copying. */
-static struct engine *engine_enter(struct vmm *v, struct branch *b)
+/* Use the session of b's running copy without vmm->lock (the engine's done
+ * callback takes it): counted as a reader, its engine is not released until
+ * engine_leave(). NULL when b's session is no longer active. */
+static struct engine_session *engine_enter(struct vmm *v, struct branch *b)
 {
-	struct engine *e = NULL;
+	struct engine_session *s = NULL;
 
 	pthread_mutex_lock(&v->lock);
-	if (v->active == b && v->engine) {
-		e = v->engine;
+	if (b->in_engine && v->engine) {
+		pthread_mutex_lock(&b->lock);
+		s = engine_session_ref(b->sess);
+		pthread_mutex_unlock(&b->lock);
 		v->readers++;
 	}
 	pthread_mutex_unlock(&v->lock);
-	return e;
+	return s;
 }
 
-static void engine_leave(struct vmm *v)
+static void engine_leave(struct vmm *v, struct engine_session *s)
 {
+	engine_session_unref(s);
 	pthread_mutex_lock(&v->lock);
 	if (--v->readers == 0)
 		pthread_cond_broadcast(&v->readers_gone);
@@ -511,10 +533,9 @@ void branch_get_status(struct branch *b, struct branch_status *ret)
 	*ret = b->st;
 	if (ret->state == BRANCH_COPYING)
 		ret->elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
-	if (ret->state == BRANCH_COPYING && b->engine) {
-		/* Under b->lock: the copy's end clears b->engine under it before
-		 * it may free the engine. Only atomic loads. */
-		engine_get_progress(b->engine, &p);
+	if (ret->state == BRANCH_COPYING && b->sess) {
+		/* Only atomic loads of the session (which needs no engine). */
+		engine_get_progress(b->sess, &p);
 		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
 			ret->bytes_copied = p.bytes_copied;
 			ret->pages_faulted = p.pages_faulted;
@@ -533,33 +554,43 @@ static void branch_wait_copy(struct branch *b)
 }
 
 /* Until [off, off+len) of memory.bin holds the point-in-time bytes: copied
- * first through the running copy's engine, in chunks of at most step bytes.
- * 0, or -EIO when the branch failed (or fails meanwhile). */
+ * first through the running copy's session, in chunks of at most step bytes,
+ * and through the parent's while that still copies (the pages this branch
+ * does not hold come from it). 0, or -EIO when the branch failed (or fails
+ * meanwhile). */
 static int branch_demand(struct branch *b, uint64_t off, uint64_t len, uint64_t step)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
+	_cleanup_(branch_unrefp) struct branch *parent = NULL;
+	struct engine_session *s;
 	enum branch_state state;
-	struct engine *e;
+	bool own_done;
 	int r = 0;
 
 	pthread_mutex_lock(&b->lock);
 	state = b->st.state;
+	own_done = b->own_done;
+	r = b->own_r;
+	parent = branch_ref(b->parent);
 	pthread_mutex_unlock(&b->lock);
-	if (state == BRANCH_COPYING && v && (e = engine_enter(v, b))) {
-		for (uint64_t end = off + len; off < end && r == 0; off += step)
-			r = engine_demand(e, off, MIN(step, end - off));
-		engine_leave(v);
-		return r == -ECANCELED ? -EIO : r;
-	}
-	if (state == BRANCH_COPYING) {
+	if (state != BRANCH_COPYING)
+		return state == BRANCH_FAILED ? -EIO : 0;
+	if (v && (s = engine_enter(v, b))) {
+		for (uint64_t o = off, end = off + len; o < end && r == 0; o += step)
+			r = engine_demand(s, o, MIN(step, end - o));
+		engine_leave(v, s);
+	} else if (!own_done) {
 		/* The copy is ending: a failed one truncates the image before it
 		 * says so. Read only once its outcome is known. */
 		branch_wait_copy(b);
 		pthread_mutex_lock(&b->lock);
 		state = b->st.state;
 		pthread_mutex_unlock(&b->lock);
+		return state == BRANCH_FAILED ? -EIO : 0;
 	}
-	return state == BRANCH_FAILED ? -EIO : 0;
+	if (r == 0 && parent)
+		r = branch_demand(parent, off, len, step);
+	return r < 0 ? -EIO : 0;
 }
 
 /* The branch's view, a reference (NULL for a failed branch). A ready one
@@ -618,6 +649,23 @@ ssize_t branch_read_memory(struct branch *b, void *buf, size_t len, off_t off)
 int branch_complete_image(struct branch *b)
 {
 	return branch_demand(b, 0, branch_memory_size(b), 64 * MIB);
+}
+
+bool branch_has_dependents(struct branch *b)
+{
+	return b && atomic_load(&b->dependents) > 0;
+}
+
+int branch_complete(struct branch *b)
+{
+	enum branch_state state;
+
+	(void)branch_complete_image(b);
+	branch_wait_copy(b);
+	pthread_mutex_lock(&b->lock);
+	state = b->st.state;
+	pthread_mutex_unlock(&b->lock);
+	return state == BRANCH_READY ? 0 : -EIO;
 }
 
 struct layer_view *branch_ready_view(struct branch *b)
@@ -694,54 +742,114 @@ static void compact_store_of(struct branch *b)
 	}
 }
 
+/* Under v->lock: b's session left the engine. */
+static void vmm_unlist(struct vmm *v, struct branch *b)
+{
+	for (unsigned i = 0; i < v->n_active; i++)
+		if (v->active[i] == b) {
+			memmove(&v->active[i], &v->active[i + 1],
+				(v->n_active - i - 1) * sizeof(v->active[0]));
+			v->n_active--;
+			break;
+		}
+	b->in_engine = false;
+}
+
+/* b's own pages are copied: its parent's must be too before b is ready (a
+ * child is never ready before its parent, so a crash never leaves a ready
+ * branch on a half-copied layer). 0, -ECANCELED (branch_cancel() meanwhile)
+ * or -EIO if the parent failed. */
+static int wait_parent(struct branch *b, struct branch *parent)
+{
+	enum branch_state state;
+
+	pthread_mutex_lock(&parent->lock);
+	while (parent->copy_running && !atomic_load(&b->cancelled))
+		pthread_cond_wait(&parent->ended, &parent->lock);
+	state = parent->st.state;
+	pthread_mutex_unlock(&parent->lock);
+	if (atomic_load(&b->cancelled))
+		return -ECANCELED;
+	return state == BRANCH_FAILED ? -EIO : 0;
+}
+
+/* The reason a copy that ended with result gives in status. */
+static const char *copy_failure(int result)
+{
+	switch (result) {
+	case -ECANCELED:
+		return "cancelled";
+	case -ESRCH:
+		return "the VMM exited during the copy and its guest memory is no longer reachable";
+	case -ENOSPC:
+		return "store full (ENOSPC) while writing memory.bin";
+	default:
+		return NULL;
+	}
+}
+
 static void branch_copy_done(void *userdata, int result, const struct error *why_failed)
 {
 	struct branch *b = userdata;
 	struct vmm *v = b->vmm;
 	struct engine *detached_engine = NULL;
-	struct branch *old_tip;
+	struct branch *old_tip = NULL, *parent;
+	struct engine_session *sess;
 	struct engine_progress p;
 	struct branch_status st;
-	const char *why = NULL;
+	char parent_why[BRANCH_ERR_MAX];
+	const char *why;
 
-	engine_get_progress(v->engine, &p);
 	pthread_mutex_lock(&b->lock);
+	engine_get_progress(b->sess, &p);
 	b->st.pages_faulted = p.pages_faulted;
 	b->st.bytes_copied = p.bytes_copied;
+	b->own_done = true;
+	b->own_r = result == -ECANCELED ? -EIO : result;
+	parent = b->parent;
 	pthread_mutex_unlock(&b->lock);
-	/* A copy that succeeded was fsynced by the engine before it reported. */
-	if (result == -ECANCELED)
-		why = "cancelled";
-	else if (result == -ESRCH)
-		why = "the VMM exited during the copy and its guest memory is no longer reachable";
-	else if (result == -ENOSPC)
-		why = "store full (ENOSPC) while writing memory.bin";
-	if (result == -ECANCELED)
-		log_info("%s: live copy cancelled", b->dir);
-	else if (result < 0)
-		log_error("%s: live copy failed: %s", b->dir, error_msg(why_failed));
-	/* Persist the final state, free the vmm for the next branch, let go of
-	 * a detached VMM's uffd, and only then publish: whoever sees "ready"
-	 * can branch again at once, through this forkfs or another. */
-	branch_conclude(b, result, why, &st);
-	pthread_mutex_lock(&b->lock);
-	b->engine = NULL;	/* status readers use b->st's counters from here */
-	pthread_mutex_unlock(&b->lock);
+	/* The session is over: free its slot in the engine (and a detached
+	 * VMM's uffd) before waiting for the parent. */
 	pthread_mutex_lock(&v->lock);
-	if (v->active == b)
-		v->active = NULL;
-	/* The parent of the next incremental branch, if writes are tracked
-	 * from this branch's pause on. */
-	old_tip = TAKE_PTR(v->tip);
-	if (result == 0 && b->id && v->engine && engine_is_tracking(v->engine))
-		v->tip = branch_ref(b);
+	vmm_unlist(v, b);
 	detached_engine = vmm_take_idle_engine(v);
 	pthread_mutex_unlock(&v->lock);
-	branch_unref(old_tip);
 	engine_release(v, detached_engine);
+	/* A copy that succeeded was fsynced by the engine before it reported. */
+	if (result < 0 && result != -ECANCELED)
+		log_error("%s: live copy failed: %s", b->dir, error_msg(why_failed));
+	why = copy_failure(result);
+	if (result == 0 && parent && (result = wait_parent(b, parent)) == -EIO) {
+		snprintf(parent_why, sizeof(parent_why),
+			 "the branch it is incremental to (%s) failed", strrchr(parent->dir, '/') + 1);
+		why = parent_why;
+		log_error("%s: %s", b->dir, why);
+	} else if (result == -ECANCELED) {
+		why = copy_failure(result);
+	}
+	if (result == -ECANCELED)
+		log_info("%s: live copy cancelled", b->dir);
+	/* Persist the final state, and only then publish: whoever sees
+	 * "ready" can rely on it after a crash. */
+	branch_conclude(b, result, why, &st);
+	/* A failed tip can be no branch's parent: the next one is full. */
+	pthread_mutex_lock(&v->lock);
+	if (result < 0 && v->tip == b) {
+		old_tip = TAKE_PTR(v->tip);
+		if (v->engine)
+			engine_track_forget(v->engine);
+	}
+	pthread_mutex_unlock(&v->lock);
+	branch_unref(old_tip);
 	pthread_mutex_lock(&b->lock);
-	b->st = st;
+	b->st = st;	/* status readers use b->st's counters from here */
+	sess = TAKE_PTR(b->sess);
+	parent = TAKE_PTR(b->parent);
 	pthread_mutex_unlock(&b->lock);
+	engine_session_unref(sess);
+	if (parent)
+		atomic_fetch_sub(&parent->dependents, 1);
+	branch_unref(parent);
 	branch_notify(b);
 	if (result == 0)
 		compact_store_of(b);
@@ -760,15 +868,26 @@ static void branch_copy_done(void *userdata, int result, const struct error *why
 int branch_cancel(struct branch *b)
 {
 	_cleanup_(vmm_unrefp) struct vmm *v = branch_copy_vmm(b);
-	struct engine *e;
+	_cleanup_(branch_unrefp) struct branch *parent = NULL;
+	struct engine_session *s;
 	int r = 0;
 
 	/* Only request it as a reader: the copy's end may wait for readers
 	 * (to free a detached VMM's engine), so waiting for it here would
-	 * deadlock. Then wait for the end, with nothing held. */
-	if (v && (e = engine_enter(v, b))) {
-		r = engine_cancel_request(e);
-		engine_leave(v);
+	 * deadlock. Then wait for the end, with nothing held (a copy whose own
+	 * pages are done waits for its parent: cancel that, or wait). */
+	atomic_store(&b->cancelled, true);
+	if (v && (s = engine_enter(v, b))) {
+		r = engine_cancel_request(s);
+		engine_leave(v, s);
+	}
+	pthread_mutex_lock(&b->lock);
+	parent = branch_ref(b->parent);
+	pthread_mutex_unlock(&b->lock);
+	if (parent) {	/* wake wait_parent() */
+		pthread_mutex_lock(&parent->lock);
+		pthread_cond_broadcast(&parent->ended);
+		pthread_mutex_unlock(&parent->lock);
 	}
 	branch_wait_copy(b);
 	return r;
@@ -857,6 +976,7 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, struct error *err)
 
 struct pause_window {
 	struct vmm *v;
+	struct engine_session *sess;	/* once armed, a reference */
 	bool was_running;
 	bool paused;
 	bool armed;
@@ -870,7 +990,8 @@ static int leave_pause(struct pause_window *w, struct error *err, int r)
 	int q;
 
 	if (w->armed && r < 0) {
-		engine_disarm(w->v->engine);
+		engine_disarm(w->v->engine, w->sess);
+		w->sess = engine_session_unref(w->sess);
 		w->armed = false;
 	}
 	if (w->paused && w->was_running) {
@@ -953,7 +1074,7 @@ static int take_full(struct branch *b, struct pause_window *w, struct error *err
 /* After a live branch's pause: record its layer (pages.map) and open its
  * view. An incremental session holds only the pages written since parent's
  * pause: parent becomes its parent; any other is a full layer. */
-static int write_layer(struct branch *b, struct engine *e, struct branch *parent,
+static int write_layer(struct branch *b, struct engine_session *s, struct branch *parent,
 		       struct error *err)
 {
 	_cleanup_free_ uint64_t *bits = NULL;
@@ -962,7 +1083,7 @@ static int write_layer(struct branch *b, struct engine *e, struct branch *parent
 	struct engine_progress p;
 	int r;
 
-	engine_get_progress(e, &p);
+	engine_get_progress(s, &p);
 	b->st.tracked_faults = p.faults_before;
 	h.own_pages = p.bytes_layer / PAGE_4K;
 	if (p.incremental) {
@@ -973,7 +1094,7 @@ static int write_layer(struct branch *b, struct engine *e, struct branch *parent
 		bits = calloc(nwords, sizeof(*bits));
 		if (!bits)
 			return error_set(err, -ENOMEM, "out of memory");
-		engine_layer_map(e, bits, nwords);
+		engine_layer_map(s, bits, nwords);
 		h.parent_id = parent->id;
 		snprintf(h.parent_tag, sizeof(h.parent_tag), "%s", tag + 1);
 		snprintf(b->st.parent, sizeof(b->st.parent), "%s", tag + 1);
@@ -986,6 +1107,58 @@ static int write_layer(struct branch *b, struct engine *e, struct branch *parent
 		return error_set_errno(err, r, "writing %s/" LAYER_MAP_FILE, b->dir);
 	b->view_gen = layer_generation();
 	return layer_view_open(b->dir, b->st.bytes_total, &b->view, err);
+}
+
+/* After the pause of a live branch: the copy takes over b (a reference) and
+ * the vmm, and reports through branch_copy_done(). An incremental branch
+ * keeps its parent until then; the parent of the next one is b if writes are
+ * tracked from b's pause on. */
+static int start_live_copy(struct branch *b, struct pause_window *w, struct branch *parent,
+			   struct error *err)
+{
+	struct vmm *v = w->v;
+	struct engine_session *s = w->sess;
+	struct branch *old_tip = NULL;
+	int r;
+
+	pthread_mutex_lock(&v->lock);
+	v->active[v->n_active++] = branch_ref(b);
+	b->in_engine = true;
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_lock(&b->lock);
+	b->vmm = vmm_ref(v);
+	b->sess = engine_session_ref(s);
+	if (b->st.mode == BRANCH_LIVE_INCREMENTAL) {
+		b->parent = branch_ref(parent);
+		atomic_fetch_add(&parent->dependents, 1);
+	}
+	b->copy_running = true;
+	pthread_mutex_unlock(&b->lock);
+	engine_set_rate(v->engine, atomic_load(&v->copy_rate));
+	r = engine_start_copy(s, branch_copy_done, b, err);
+	if (r < 0) {
+		pthread_mutex_lock(&v->lock);
+		vmm_unlist(v, b);
+		pthread_mutex_unlock(&v->lock);
+		pthread_mutex_lock(&b->lock);
+		vmm_unref(TAKE_PTR(b->vmm));
+		engine_session_unref(TAKE_PTR(b->sess));
+		if (b->parent)
+			atomic_fetch_sub(&b->parent->dependents, 1);
+		branch_unref(TAKE_PTR(b->parent));
+		b->copy_running = false;
+		pthread_cond_broadcast(&b->ended);
+		pthread_mutex_unlock(&b->lock);
+		branch_unref(b);
+		return error_prefix(err, r, "starting the copy");
+	}
+	pthread_mutex_lock(&v->lock);
+	old_tip = TAKE_PTR(v->tip);
+	if (b->id && engine_is_tracking(v->engine))
+		v->tip = branch_ref(b);
+	pthread_mutex_unlock(&v->lock);
+	branch_unref(old_tip);
+	return 0;
 }
 
 static int take_live(struct branch *b, struct pause_window *w, struct error *err)
@@ -1018,7 +1191,7 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	r = enter_pause(w, err);
 	if (r < 0)
 		return r;
-	r = engine_arm(v->engine, b->mem_fd, parent != NULL, err);
+	r = engine_arm(v->engine, b->mem_fd, parent != NULL, &w->sess, err);
 	if (r < 0)
 		return leave_pause(w, err, error_prefix(err, r, "arming write-protection"));
 	w->t_armed = now_usec();
@@ -1039,38 +1212,13 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	if (r == 0)
 		r = fsync_file(b->dir, "vmstate", err);
 	if (r == 0)
-		r = write_layer(b, v->engine, parent, err);
-	if (r < 0) {
-		engine_disarm(v->engine);
-		return r;
-	}
-	/* From here the copy holds the branch and the vmm, and reports through
-	 * branch_copy_done(). */
-	pthread_mutex_lock(&v->lock);
-	v->active = branch_ref(b);
-	pthread_mutex_unlock(&v->lock);
-	pthread_mutex_lock(&b->lock);
-	b->vmm = vmm_ref(v);
-	b->engine = v->engine;
-	b->copy_running = true;
-	pthread_mutex_unlock(&b->lock);
-	engine_set_rate(v->engine, atomic_load(&v->copy_rate));
-	r = engine_start_copy(v->engine, branch_copy_done, b, err);
-	if (r < 0) {
-		pthread_mutex_lock(&v->lock);
-		v->active = NULL;
-		pthread_mutex_unlock(&v->lock);
-		pthread_mutex_lock(&b->lock);
-		vmm_unref(TAKE_PTR(b->vmm));
-		b->engine = NULL;
-		b->copy_running = false;
-		pthread_cond_broadcast(&b->ended);
-		pthread_mutex_unlock(&b->lock);
-		branch_unref(b);
-		engine_disarm(v->engine);
-		return error_prefix(err, r, "starting the copy");
-	}
-	return 0;
+		r = write_layer(b, w->sess, parent, err);
+	if (r == 0)
+		r = start_live_copy(b, w, parent, err);
+	if (r < 0)
+		engine_disarm(v->engine, w->sess);
+	w->sess = engine_session_unref(w->sess);
+	return r;
 }
 
 
@@ -1124,10 +1272,11 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 		return error_set(err, -ENOMEM, "out of memory");
 
 	/* Reserve the vmm, then work without its lock: the FUSE loop takes it
-	 * (cancel, detach) and must never wait for a slow or hung VMM. The
-	 * engine copies one branch at a time: while the previous branch still
-	 * copies, complete it first (its remaining pages copied from this thread
-	 * too, ahead of any rate cap), then pause for this one. */
+	 * (cancel, detach) and must never wait for a slow or hung VMM. While
+	 * earlier branches still copy, this one may start at once if it can be
+	 * incremental to the last (engine_can_overlap); otherwise complete them
+	 * first (their remaining pages copied from this thread too, ahead of
+	 * any rate cap), then pause for this one. */
 	for (;;) {
 		struct branch *prev;
 
@@ -1138,18 +1287,15 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 			branch_unref(b);
 			return r;
 		}
-		prev = branch_ref(v->active);
-		if (!prev)
+		if (v->n_active == 0 || (mode != BRANCH_MODE_FULL && vmm_can_overlap(v)))
 			break;
+		prev = branch_ref(v->active[0]);
 		pthread_mutex_unlock(&v->lock);
 		log_info("%s: %s still copies: completing it first", dir, prev->dir);
-		(void)branch_complete_image(prev);
-		branch_wait_copy(prev);
+		(void)branch_complete(prev);
 		branch_unref(prev);
 	}
 	b->start_usec = now_usec();
-	while (v->readers > 0)
-		pthread_cond_wait(&v->readers_gone, &v->lock);
 	v->taking = true;
 	pthread_mutex_unlock(&v->lock);
 

@@ -122,5 +122,11 @@ int branch_export(struct branch *b, int out_fd, struct error *err);
 
 /* Stop a running copy (guest unaffected); the branch becomes failed "cancelled". */
 int branch_cancel(struct branch *b);
+/* Do branches still copying rely on b's copy (incremental to it)? Then
+ * cancelling b would fail them: complete it instead. */
+bool branch_has_dependents(struct branch *b);
+/* Complete b's copy (branch_complete_image) and wait for its outcome: 0 if
+ * ready, -EIO if it failed. */
+int branch_complete(struct branch *b);
 /* Called (from an engine thread) whenever state changes; for FUSE invalidation. */
 void branch_set_notify(struct branch *b, void (*fn)(void *userdata), void *userdata);

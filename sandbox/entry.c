@@ -421,15 +421,18 @@ static void drop_run(uv_work_t *w)
 	char *tag = strrchr(j->dir, '/');
 	struct branch_status st;
 
-	if (j->b) {
-		branch_get_status(j->b, &st);
-		if (st.state == BRANCH_COPYING)
-			branch_cancel(j->b);
-	}
 	/* No later branch may name it as its parent; then it goes, or stays as
-	 * a hidden layer for the branches incremental to it. */
+	 * a hidden layer for the branches incremental to it. A copy that such
+	 * branches (still copying) rely on is completed first, not cancelled. */
 	if (j->vmm)
 		vmm_forget_branch(j->vmm, j->b);
+	if (j->b) {
+		branch_get_status(j->b, &st);
+		if (st.state == BRANCH_COPYING && branch_has_dependents(j->b))
+			(void)branch_complete(j->b);
+		else if (st.state == BRANCH_COPYING)
+			branch_cancel(j->b);
+	}
 	if (!tag) {
 		j->r = -EINVAL;
 		return;
@@ -483,7 +486,10 @@ int entry_rmdir(struct sandbox *sb, const char *tag, sb_done_fn done, void *ctx)
 		return -ENOMEM;
 	}
 	if (entry_is_copying(br))
-		sb_log(sb, "rmdir branches/%s: cancelling the copy", tag);
+		sb_log(sb, "rmdir branches/%s: %s", tag,
+		       branch_has_dependents(br->b)
+			       ? "completing the copy first (branches incremental to it need it)"
+			       : "cancelling the copy");
 	br->phase = ENTRY_DELETING;
 	j->work.data = j;
 	j->br = entry_ref(br);

@@ -6,17 +6,23 @@
  * One engine per struct vmm (branch.h), i.e. per VMM process: it owns the
  * uffd (kept across branches, since the VMM's registration lives exactly as
  * long as some copy of that fd) and a fault thread that is always ready to
- * serve write-protect faults. One copy
- * ("session") at a time runs on it:
+ * serve write-protect faults. Each copy is a session (struct engine_session,
+ * refcounted), one image:
  *
- *   engine_prepare()      before the pause (may take long: populates
- *                         never-touched anonymous pages; may pre-arm WP)
- *   engine_arm(dest_fd)   inside the pause: every region write-protected
- *                         (or the pages written since the pre-arm re-armed)
- *   engine_disarm()       on error, inside or before the pause: undo arm (or pre-arm)
- *   engine_start_copy()   after resume: bulk copy in the background; faults
- *                         copy their page first; readers use engine_demand()
- *   engine_cancel()       stop, un-protect everything, guest unaffected
+ *   engine_prepare(e)      before the pause (may take long: populates
+ *                          never-touched anonymous pages; may pre-arm WP)
+ *   engine_arm(e) -> s     inside the pause: every region write-protected
+ *                          (or the pages written since the pre-arm re-armed)
+ *   engine_disarm(e, s)    on error, inside or before the pause: undo arm
+ *                          (s) or the pre-arm (s NULL)
+ *   engine_start_copy(s)   after resume: bulk copy in the background; faults
+ *                          copy their page first; readers use engine_demand()
+ *   engine_cancel(s)       stop, un-protect what no other session needs,
+ *                          guest unaffected
+ *
+ * Sessions overlap only when the newer one is incremental (tracking below):
+ * up to ENGINE_MAX_SESSIONS copy at once, each page copied by the session
+ * that needs it. Otherwise a session arms only once the previous one ended.
  *
  * Progress counters are exact and may be read from any thread.
  *
@@ -60,8 +66,7 @@ int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
 			struct memsrc *ret, struct error *err);
 
 enum engine_state {
-	ENGINE_IDLE,		/* no session */
-	ENGINE_PREPARED,
+	ENGINE_IDLE,		/* disarmed */
 	ENGINE_ARMED,
 	ENGINE_COPYING,
 	ENGINE_DONE,
@@ -75,7 +80,8 @@ struct engine_progress {
 	uint64_t bytes_copied;
 	uint64_t pages_faulted;		/* copied because the guest was about to write them */
 	uint64_t pages_demanded;	/* copied first because a reader asked */
-	uint64_t fault_count;		/* all WP faults seen, copied or not */
+	uint64_t fault_count;		/* all WP faults seen since this session's
+					 * arm, copied or not (set at its end) */
 	uint64_t bytes_layer;		/* what this session copies: bytes_total, or
 					 * the pages written since the last pause */
 	bool incremental;		/* the session copies only those pages */
@@ -86,43 +92,56 @@ struct engine_progress {
 };
 
 struct engine;
+struct engine_session;
+
+/* Sessions copying at once (an older full or incremental copy still running,
+ * newer incremental ones armed meanwhile). */
+#define ENGINE_MAX_SESSIONS 4
 
 /* Takes ownership of uffd and src->fd (also on failure). Checks that the uffd
  * really supports write-protect (UFFDIO_WRITEPROTECT on the regions) and
  * starts the fault thread. */
 int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct memsrc *src,
 	       struct engine **ret, struct error *err);
-/* Cancels any session, un-protects everything, joins threads, closes fds. NULL-safe. */
+/* Cancels every session, un-protects everything, waits for the copy threads
+ * to leave the engine, closes fds. NULL-safe; may be called from a done_cb. */
 struct engine *engine_free(struct engine *e);
 
+/* -EBUSY while a session copies, unless the next one can be incremental
+ * (engine_can_overlap). */
 int engine_prepare(struct engine *e, struct error *err);
 /* dest_fd: the memory.bin being written (the engine dups it and sizes it).
  * incremental: copy only the pages written since the last session's pause,
  * if tracking (engine_set_tracking) holds them all; otherwise (and without
  * the flag) every page. engine_get_progress() says which it did, and
  * engine_layer_map() which pages the image holds. */
-int engine_arm(struct engine *e, int dest_fd, bool incremental, struct error *err);
-/* The pages the armed session's image holds (bit p of word p/64), as words
- * into out (nwords = pages / 64, rounded up). Valid from engine_arm() on. */
-void engine_layer_map(struct engine *e, uint64_t *out, size_t nwords);
-int engine_disarm(struct engine *e);
+int engine_arm(struct engine *e, int dest_fd, bool incremental, struct engine_session **ret,
+	       struct error *err);
+struct engine_session *engine_session_ref(struct engine_session *s);
+/* NULL-safe; returns NULL. A session's reference does not keep its engine:
+ * free the engine only once no caller uses its sessions any more. */
+struct engine_session *engine_session_unref(struct engine_session *s);
+/* The pages s's image holds (bit p of word p/64), as words into out
+ * (nwords = pages / 64, rounded up). */
+void engine_layer_map(struct engine_session *s, uint64_t *out, size_t nwords);
+int engine_disarm(struct engine *e, struct engine_session *s);
 
 /* done_cb runs once on an engine thread with 0, -ECANCELED or the failure;
  * why holds the failure's reason ("copying guest memory: No space left on
  * device"), and is not set for 0 and -ECANCELED. */
 typedef void (*engine_done_fn)(void *userdata, int result, const struct error *why);
-int engine_start_copy(struct engine *e, engine_done_fn done_cb, void *userdata,
+int engine_start_copy(struct engine_session *s, engine_done_fn done_cb, void *userdata,
 		      struct error *err);
 
 /* Block until [off, off+len) of the image has been copied into dest (copying
  * those pages first). Returns 0, or the session's error. */
-int engine_demand(struct engine *e, uint64_t off, uint64_t len);
-int engine_cancel(struct engine *e);
+int engine_demand(struct engine_session *s, uint64_t off, uint64_t len);
+int engine_cancel(struct engine_session *s);
 /* engine_cancel() without the wait: the copy stops soon and done_cb reports
  * -ECANCELED. For callers that must not wait for done_cb (it may wait for
  * them). */
-int engine_cancel_request(struct engine *e);
-void engine_get_progress(struct engine *e, struct engine_progress *ret);
+int engine_cancel_request(struct engine_session *s);
+void engine_get_progress(struct engine_session *s, struct engine_progress *ret);
 
 const char *engine_state_to_string(enum engine_state s);
 
@@ -143,6 +162,9 @@ int engine_set_tracking(struct engine *e, bool on);
 void engine_track_forget(struct engine *e);
 /* Does the engine hold every page written since the last pause? */
 bool engine_is_tracking(struct engine *e);
+/* May a session arm now: none is active, or the next one can be incremental
+ * (tracking) and fewer than ENGINE_MAX_SESSIONS are. */
+bool engine_can_overlap(struct engine *e);
 
 /* Cap the background (bulk) copy at bytes_per_sec (0: no cap, the default),
  * so that a large image does not take the store's whole bandwidth. Pages the

@@ -9,8 +9,8 @@
 # scrambled order, then the full base: the others still verify, and the store
 # folds the hidden layers away. Tracking lost (forkfs kill -9 and remount, a
 # VMM restarted) gives a full branch that verifies; -o incremental=off and
-# anonymous guest memory give full branches. A mkdir while the previous
-# branch still copies completes that copy first; both verify.
+# anonymous guest memory give full branches. Branches taken while earlier
+# ones still copy overlap them (see below).
 . "$top_srcdir/tests/mount/lib-mount.sh"
 
 MIB=$((1024 * 1024))
@@ -121,9 +121,13 @@ check "b9 restores and verifies" verifies r9 s1 b9
 echo stop >"$MNT/s1/ctl"
 check "unmount" unmount_forkfs
 
-# A branch taken while the previous one still copies (capped at 16 MiB/s:
-# 128 MiB take 8 s): the mkdir completes the previous copy first, then
-# pauses; both branches verify, the second incremental to the first.
+# Branches taken while earlier ones still copy (capped at 16 MiB/s: e1's
+# 128 MiB take 8 s): each mkdir returns at once, incremental to the one
+# before, and stays "copying" until its parent is ready. A child's
+# memory.bin read meanwhile (cp: its pages through its parent's running
+# copy) equals the one read once ready. rmdir of a parent that still copies,
+# with a child that relies on it, completes the parent and keeps its pages
+# (hidden), instead of cancelling it. All verify.
 mount_forkfs copy_rate=16
 check "boot s3 (128 MiB, 2 vCPUs, working set 8 MiB)" start_sandbox s3 "$(cfg 128 2 8)"
 check "s3's guest runs" wait_for 120 first_pass_done s3 2
@@ -131,13 +135,23 @@ check "mkdir e1" mkdir "$MNT/s3/branches/e1"
 check "e1 is copying" [ "$(status_state s3 e1)" = copying ]
 t0=$(date +%s%N)
 check "mkdir e2 while e1 copies succeeds" mkdir "$MNT/s3/branches/e2"
-diag "mkdir e2 took $(( ($(date +%s%N) - t0) / 1000000 )) ms (e1 alone would copy for 8 s)"
-check "e1 was completed first: ready" is_ready s3 e1
-check "e2 becomes ready" wait_for 60 is_ready s3 e2
+diag "mkdir e2 took $(( ($(date +%s%N) - t0) / 1000000 )) ms (e1 alone copies for 8 s)"
+check "mkdir e2 returned while e1 still copies" [ "$(status_state s3 e1)" = copying ]
 check "e2 is incremental to e1" \
 	[ "$(status_key s3 e2 mode)/$(status_key s3 e2 parent)" = live-incremental/e1 ]
+check "mkdir e3 while e1 and e2 copy" mkdir "$MNT/s3/branches/e3"
+check "e3 is incremental to e2" [ "$(status_key s3 e3 parent)" = e2 ]
+check "e2 is not ready before its parent" [ "$(status_state s3 e2)" = copying ]
+check "cp e3's memory.bin while e1 still copies" cp "$MNT/s3/branches/e3/memory.bin" "$TMPD/e3-early.bin"
+check "rmdir e2 (copying, e3 relies on it)" rmdir "$MNT/s3/branches/e2"
+check "the log says e2's copy was completed, not cancelled" \
+	grep -q "rmdir branches/e2: completing the copy first" "$MNT/s3/log"
+check "e1 is ready once e2 was removed" is_ready s3 e1
+check "e3 becomes ready" wait_for 60 is_ready s3 e3
+check "e3's memory.bin read while copying equals the ready one" cmp "$TMPD/e3-early.bin" "$MNT/s3/branches/e3/memory.bin"
+rm -f "$TMPD/e3-early.bin"
 check "e1 restores and verifies" verifies q1 s3 e1
-check "e2 restores and verifies" verifies q2 s3 e2
+check "e3 restores and verifies" verifies q3 s3 e3
 echo stop >"$MNT/s3/ctl"
 check "unmount" unmount_forkfs
 

@@ -111,6 +111,7 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 		goto out;
 	}
 	for (unsigned i = 0; i < rounds; i++) {
+		struct engine_session *s = NULL;
 		uint64_t t0;
 
 		r = engine_prepare(e, NULL);
@@ -119,18 +120,19 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 		usleep(20000);	/* the guest runs between prepare and pause */
 		guest_pause(&g);
 		t0 = now_usec();
-		r = engine_arm(e, dest, false, NULL);
+		r = engine_arm(e, dest, false, &s, NULL);
 		arm_us[i] = now_usec() - t0;
 		guest_resume(&g);
 		if (r < 0)
 			break;
 		atomic_store(&done_calls, 0);
 		t0 = now_usec();
-		r = engine_start_copy(e, on_done, NULL, NULL);
+		r = engine_start_copy(s, on_done, NULL, NULL);
 		while (r == 0 && atomic_load(&done_calls) == 0)
 			usleep(200);
 		copy_us[i] = now_usec() - t0;
-		engine_get_progress(e, &pr);
+		engine_get_progress(s, &pr);
+		engine_session_unref(s);
 		faulted += pr.pages_faulted;
 		if (r == 0)
 			r = done_result;

@@ -57,7 +57,7 @@ static void on_done(void *userdata, int result, const struct error *why)
 
 /* Until the guest's writes (demanded: readers) have copied a page first, or
  * timeout_ms. */
-static bool wait_copied_first(struct engine *e, bool demanded, unsigned timeout_ms)
+static bool wait_copied_first(struct engine_session *e, bool demanded, unsigned timeout_ms)
 {
 	struct engine_progress p;
 
@@ -101,7 +101,7 @@ struct scenario {
 
 struct reader {
 	pthread_t t;
-	struct engine *e;
+	struct engine_session *e;
 	int fd;
 	const uint8_t *shadow;
 	uint64_t total;
@@ -152,6 +152,7 @@ static void run(const struct scenario *sc)
 	atomic_bool readers_stop = false;
 	struct engine_progress pr;
 	struct engine *e = NULL;
+	struct engine_session *s = NULL;
 	struct memsrc src;
 	struct guest g;
 	const char *why = "";
@@ -191,18 +192,18 @@ static void run(const struct scenario *sc)
 	}
 
 	if (sc->broken_order) {
-		TAP_CHECK(engine_arm(e, dest, false, NULL) == 0);
+		TAP_CHECK(engine_arm(e, dest, false, &s, NULL) == 0);
 		TAP_CHECK(guest_wait_writes(&g, 2000, 5000));
 		guest_pause(&g);
 		guest_snapshot(&g, shadow);
 	} else {
 		guest_pause(&g);
 		guest_snapshot(&g, shadow);
-		r = engine_arm(e, dest, false, NULL);
+		r = engine_arm(e, dest, false, &s, NULL);
 		TAP_CHECK(r == 0);
 		wp = guest_count_wp(&g);
 		tap_ok(wp == (long)(g.total / PAGE_4K), "%s: all %" PRIu64 " pages protected after arm"
-		       " (never-touched ones too): %ld", sc->name, g.total / PAGE_4K, wp);
+		       " (never-touched ones too): %ld", sc->name, (uint64_t)(g.total / PAGE_4K), wp);
 	}
 	guest_open_virgin(&g);
 	guest_resume(&g);
@@ -212,26 +213,26 @@ static void run(const struct scenario *sc)
 	 * protected, so they must fault (readers could otherwise copy a small
 	 * guest's every page before any write reaches it, and writes left to
 	 * run long do the same to the readers). */
-	TAP_CHECK(wait_copied_first(e, false, 5000));
+	TAP_CHECK(wait_copied_first(s, false, 5000));
 	for (unsigned i = 0; i < sc->readers; i++) {
-		readers[i] = (struct reader){ .e = e, .fd = dest, .shadow = shadow,
+		readers[i] = (struct reader){ .e = s, .fd = dest, .shadow = shadow,
 					      .total = g.total, .stop = &readers_stop,
 					      .seed = i + 1 };
 		pthread_create(&readers[i].t, NULL, reader_main, &readers[i]);
 	}
 	if (sc->readers)
-		TAP_CHECK(wait_copied_first(e, true, 5000));
+		TAP_CHECK(wait_copied_first(s, true, 5000));
 	engine_set_rate(e, sc->rate_mib << 20);
 	t_start = now_usec();
-	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
 	if (sc->cancel && sc->rate_mib) {
 		/* Cancel reaches a bulk copy waiting for its next chunk's turn. */
 		usleep(200000);
 		t_cancel = now_usec();
 	}
 	if (sc->cancel) {
-		engine_get_progress(e, &pr);
-		TAP_CHECK(engine_cancel(e) == 0);
+		engine_get_progress(s, &pr);
+		TAP_CHECK(engine_cancel(s) == 0);
 		/* Throttled, the guest's faults may well have copied it all. */
 		tap_ok(sc->rate_mib || pr.bytes_copied < pr.bytes_total, "%s: cancelled mid-copy (%" PRIu64 "/%"
 		       PRIu64 " bytes)", sc->name, pr.bytes_copied, pr.bytes_total);
@@ -253,7 +254,7 @@ static void run(const struct scenario *sc)
 	for (unsigned i = 0; i < sc->readers; i++)
 		pthread_join(readers[i].t, NULL);
 
-	engine_get_progress(e, &pr);
+	engine_get_progress(s, &pr);
 	tap_diag("%s: state %s, copied %" PRIu64 "/%" PRIu64 ", faulted %" PRIu64
 		 ", demanded %" PRIu64 ", faults %" PRIu64 ", error %d", sc->name,
 		 engine_state_to_string(pr.state), pr.bytes_copied, pr.bytes_total,
@@ -271,7 +272,7 @@ static void run(const struct scenario *sc)
 		       done.why.code == -ENOSPC && strstr(error_msg(&done.why), "No space left"),
 		       "%s: failed with ENOSPC (%d, %s): %s", sc->name, done.result,
 		       engine_state_to_string(pr.state), error_msg(&done.why));
-		TAP_CHECK(engine_demand(e, 0, PAGE_4K) == -ENOSPC);
+		TAP_CHECK(engine_demand(s, 0, PAGE_4K) == -ENOSPC);
 	} else {
 		tap_ok(done.result == 0 && pr.state == ENGINE_DONE &&
 		       pr.bytes_copied == pr.bytes_total && !error_is_set(&done.why),
@@ -298,6 +299,7 @@ static void run(const struct scenario *sc)
 out:
 	guest_stop_writers(&g);
 	e = engine_free(e);
+	engine_session_unref(s);
 	guest_free(&g);
 	safe_close(dest);
 	free(shadow);
@@ -353,6 +355,7 @@ static void arm_needs_prepare_for_anon(void)
 {
 	struct memsrc src = { .kind = MEMSRC_PROCESS, .fd = -1, .pid = getpid() };
 	struct engine *e = NULL;
+	struct engine_session *s = NULL;
 	const char *why = "";
 	struct guest g;
 	int fd;
@@ -364,11 +367,12 @@ static void arm_needs_prepare_for_anon(void)
 	}
 	TAP_CHECK(engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e, NULL) == 0);
 	fd = open_dest(tmpdir, "noprep");
-	TAP_CHECK(e && engine_arm(e, fd, false, NULL) == -EINVAL);
-	TAP_CHECK(e && engine_prepare(e, NULL) == 0 && engine_arm(e, fd, false, NULL) == 0);
+	TAP_CHECK(e && engine_arm(e, fd, false, &s, NULL) == -EINVAL && !s);
+	TAP_CHECK(e && engine_prepare(e, NULL) == 0 && engine_arm(e, fd, false, &s, NULL) == 0);
 	TAP_CHECK(e && guest_count_wp(&g) == 64);
-	TAP_CHECK(e && engine_demand(e, 0, 64 * PAGE_4K) == 0);
-	TAP_CHECK(e && engine_cancel(e) == 0 && guest_count_wp(&g) == 0);
+	TAP_CHECK(s && engine_demand(s, 0, 64 * PAGE_4K) == 0);
+	TAP_CHECK(s && engine_cancel(s) == 0 && guest_count_wp(&g) == 0);
+	engine_session_unref(s);
 	engine_free(e);
 	guest_free(&g);
 	safe_close(fd);
@@ -382,6 +386,7 @@ static void unaligned_regions(bool anon)
 	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 	static uint8_t shadow[20 * 4096], buf[4 * 4096];
 	struct engine *e = NULL;
+	struct engine_session *s = NULL;
 	struct memsrc src;
 	const char *why = "";
 	struct guest g;
@@ -404,13 +409,14 @@ static void unaligned_regions(bool anon)
 		goto out;
 	snprintf(name, sizeof(name), "unaligned-%s", kind);
 	dest = open_dest(tmpdir, name);
-	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, false, NULL) == 0);
+	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 &&
+		  engine_arm(e, dest, false, &s, NULL) == 0);
 	guest_snapshot(&g, shadow);
 	/* Guest writes after arm: copied first by the fault thread. */
 	memset(guest_addr(&g, 2 * PAGE_4K), 0xee, 16);
 	memset(guest_addr(&g, 17 * PAGE_4K), 0xee, 16);
 
-	r = engine_demand(e, 8 * PAGE_4K, 4 * PAGE_4K);
+	r = engine_demand(s, 8 * PAGE_4K, 4 * PAGE_4K);
 	tap_ok(r == 0, "%s unaligned regions: demand of pages 8-11 across the boundary: %s", kind,
 	       strerror(-r));
 	TAP_CHECK(pread_full(dest, buf, sizeof(buf), 8 * PAGE_4K) == (ssize_t)sizeof(buf));
@@ -419,7 +425,7 @@ static void unaligned_regions(bool anon)
 	memset(guest_addr(&g, 9 * PAGE_4K), 0xee, 16);
 	memset(guest_addr(&g, 10 * PAGE_4K), 0xee, 16);
 
-	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
 	TAP_CHECK(wait_done(&done, 30));
 	tap_ok(done.result == 0, "%s unaligned regions: copy complete (%d)", kind, done.result);
 	bad = image_mismatches(dest, shadow, g.total);
@@ -428,6 +434,7 @@ static void unaligned_regions(bool anon)
 	TAP_CHECK(guest_count_wp(&g) == 0);
 out:
 	e = engine_free(e);
+	engine_session_unref(s);
 	guest_free(&g);
 	safe_close(dest);
 }
@@ -455,6 +462,7 @@ static void fault_thread_dies(void)
 	struct error err = ERROR_INIT;
 	struct memsrc src;
 	struct engine *e = NULL;
+	struct engine_session *s = NULL, *s2 = NULL;
 	struct engine_progress pr = {};
 	struct rlimit old, low;
 	const char *why = "";
@@ -477,7 +485,8 @@ static void fault_thread_dies(void)
 	if (r < 0)
 		goto out;
 	dest = open_dest(tmpdir, "fault-dies");
-	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 && engine_arm(e, dest, false, NULL) == 0);
+	TAP_CHECK(dest >= 0 && engine_prepare(e, NULL) == 0 &&
+		  engine_arm(e, dest, false, &s, NULL) == 0);
 	TAP_CHECK(guest_count_wp(&g) == 64);
 
 	TAP_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -487,7 +496,7 @@ static void fault_thread_dies(void)
 	/* This write wakes the fault thread, which serves it; its next poll() fails. */
 	*(volatile uint8_t *)guest_addr(&g, 0) = 1;
 	deadline = now_usec() + 3 * USEC_PER_SEC;
-	while ((r = engine_demand(e, 2 * PAGE_4K, PAGE_4K)) == 0 && now_usec() < deadline)
+	while ((r = engine_demand(s, 2 * PAGE_4K, PAGE_4K)) == 0 && now_usec() < deadline)
 		usleep(1000);
 	TAP_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
 	tap_ok(r == -EIO, "fault thread dies: the session fails with EIO (%d)", r);
@@ -506,9 +515,9 @@ static void fault_thread_dies(void)
 		usleep(1000);
 	tap_ok(atomic_load(&w.done), "fault thread dies: the guest is not left blocked");
 
-	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
 	TAP_CHECK(wait_done(&done, 10));
-	engine_get_progress(e, &pr);
+	engine_get_progress(s, &pr);
 	tap_ok(done.result == -EIO && pr.state == ENGINE_FAILED && pr.error == -EIO &&
 	       strstr(error_msg(&done.why), "the fault thread stopped"),
 	       "fault thread dies: the copy ends failed with EIO (%d, %s): %s", done.result,
@@ -519,14 +528,15 @@ static void fault_thread_dies(void)
 	tap_ok(r == -EIO && strstr(error_msg(&err), "the fault thread has stopped"),
 	       "fault thread dies: engine_prepare refuses (%d): %s", r, error_msg(&err));
 	error_clear(&err);
-	r = engine_arm(e, fd, false, &err);
-	tap_ok(r == -EIO && strstr(error_msg(&err), "the fault thread has stopped"),
+	r = engine_arm(e, fd, false, &s2, &err);
+	tap_ok(r == -EIO && !s2 && strstr(error_msg(&err), "the fault thread has stopped"),
 	       "fault thread dies: engine_arm refuses (%d): %s", r, error_msg(&err));
 	e = engine_free(e);	/* closing the uffd releases a still blocked writer */
 	if (started)
 		pthread_join(t, NULL);
 out:
 	engine_free(e);
+	engine_session_unref(s);
 	guest_free(&g);
 	safe_close(dest);
 	safe_close(fd);
@@ -549,19 +559,21 @@ static int track_round(struct engine *e, struct guest *g, int dest, uint8_t *sha
 		       uint64_t *layer, size_t nwords)
 {
 	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct engine_session *s = NULL;
 
 	TAP_CHECK(guest_wait_writes(g, 20000, 5000));
 	TAP_CHECK(engine_prepare(e, NULL) == 0);
 	guest_pause(g);
 	guest_snapshot(g, shadow);
-	TAP_CHECK(engine_arm(e, dest, incremental, NULL) == 0);
-	engine_layer_map(e, layer, nwords);
+	TAP_CHECK(engine_arm(e, dest, incremental, &s, NULL) == 0);
+	engine_layer_map(s, layer, nwords);
 	guest_resume(g);
-	TAP_CHECK(engine_start_copy(e, on_done, &done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
 	if (cancel)
-		TAP_CHECK(engine_cancel(e) == 0);
+		TAP_CHECK(engine_cancel(s) == 0);
 	TAP_CHECK(wait_done(&done, 60));
-	engine_get_progress(e, pr);
+	engine_get_progress(s, pr);
+	engine_session_unref(s);
 	return done.result;
 }
 
@@ -654,6 +666,138 @@ out:
 	free(page);
 }
 
+/* Compose image: layer's pages (read from dest) over composed. Returns the
+ * number of pages that could not be read. */
+static long compose(uint8_t *composed, int dest, const uint64_t *layer, size_t npages)
+{
+	long bad = 0;
+
+	for (size_t p = 0; p < npages; p++)
+		if (layer[p / 64] >> (p % 64) & 1)
+			bad += pread_full(dest, composed + p * PAGE_4K, PAGE_4K,
+					  (off_t)(p * PAGE_4K)) != PAGE_4K;
+	return bad;
+}
+
+static long pages_differ(const uint8_t *a, const uint8_t *b, size_t npages)
+{
+	long bad = 0;
+
+	for (size_t p = 0; p < npages; p++)
+		bad += memcmp(a + p * PAGE_4K, b + p * PAGE_4K, PAGE_4K) != 0;
+	return bad;
+}
+
+#define OVERLAP_SESSIONS 4
+
+/* Overlapping sessions: a full session copies slowly (rate cap) while three
+ * incremental ones arm, one after another, with the guest writing
+ * throughout; a full session is refused meanwhile; the last incremental one
+ * is cancelled while the first still copies (what it releases must not be
+ * pages the first still needs). Every image that completed equals the memory
+ * at its own pause: the first alone, each incremental one composed over its
+ * predecessors. */
+static void overlapping(void)
+{
+	struct done_sync done[OVERLAP_SESSIONS];
+	struct engine_session *s[OVERLAP_SESSIONS] = {}, *refused = NULL;
+	uint64_t total = 64 * MIB, *layer[OVERLAP_SESSIONS] = {};
+	size_t npages = total / PAGE_4K, nwords = (npages + 63) / 64;
+	uint8_t *shadow[OVERLAP_SESSIONS] = {}, *composed = NULL;
+	struct engine_progress pr[OVERLAP_SESSIONS];
+	int dest[OVERLAP_SESSIONS] = { -1, -1, -1, -1 }, r;
+	struct engine *e = NULL;
+	const char *why = "";
+	struct memsrc src;
+	struct guest g;
+	long bad, wp;
+
+	r = guest_new(&g, false, 1, total, &why);
+	if (!tap_ok(r == 0, "overlap: guest set-up: %s", why))
+		goto out;
+	composed = calloc(1, total);
+	TAP_CHECK(composed && guest_start_writers(&g, 2) == 0);
+	TAP_CHECK(memsrc_open_for_pid(getpid(), g.regions, 1, &src, NULL) == 0);
+	if (engine_new(TAKE_FD(g.uffd), g.regions, 1, &src, &e, NULL) < 0)
+		goto out;
+	TAP_CHECK(engine_set_tracking(e, true) == 0);
+	/* 64 MiB at 4 MiB/s: the first copy would last 16 s; the others arm
+	 * within it, then the cap is lifted. */
+	engine_set_rate(e, 4 * MIB);
+	for (int i = 0; i < OVERLAP_SESSIONS; i++) {
+		char name[32];
+
+		done[i] = (struct done_sync){ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+					      0, 0 };
+		shadow[i] = malloc(total);
+		layer[i] = calloc(nwords, sizeof(uint64_t));
+		snprintf(name, sizeof(name), "overlap-%d", i);
+		dest[i] = open_dest(tmpdir, name);
+		TAP_CHECK(shadow[i] && layer[i] && dest[i] >= 0);
+		/* A few writes: most of the first image is still to copy. */
+		TAP_CHECK(guest_wait_writes(&g, 300, 5000));
+		r = engine_prepare(e, NULL);
+		tap_ok(r == 0, "overlap %d: engine_prepare while %d copies run (%s)", i, i,
+		       strerror(-r));
+		guest_pause(&g);
+		guest_snapshot(&g, shadow[i]);
+		if (i == 1) {
+			r = engine_arm(e, dest[i], false, &refused, NULL);
+			tap_ok(r == -EBUSY && !refused,
+			       "overlap: a full session is refused while one copies (%s)",
+			       strerror(-r));
+		}
+		r = engine_arm(e, dest[i], true, &s[i], NULL);
+		guest_resume(&g);
+		if (!tap_ok(r == 0, "overlap %d: armed (%s)", i, strerror(-r)))
+			goto out;
+		engine_layer_map(s[i], layer[i], nwords);
+		TAP_CHECK(engine_start_copy(s[i], on_done, &done[i], NULL) == 0);
+		engine_get_progress(s[i], &pr[i]);
+		tap_ok(pr[i].incremental == (i > 0),
+		       "overlap %d: %s session, %" PRIu64 " KiB to copy", i,
+		       pr[i].incremental ? "incremental" : "full", pr[i].bytes_layer >> 10);
+	}
+	engine_get_progress(s[0], &pr[0]);
+	tap_ok(pr[0].state == ENGINE_COPYING && pr[0].bytes_copied < total,
+	       "overlap: the first session still copies while the last arms (%" PRIu64
+	       " of %" PRIu64 " KiB)", pr[0].bytes_copied >> 10, total >> 10);
+	TAP_CHECK(engine_cancel(s[OVERLAP_SESSIONS - 1]) == 0);
+	tap_ok(wait_done(&done[OVERLAP_SESSIONS - 1], 10) &&
+	       done[OVERLAP_SESSIONS - 1].result == -ECANCELED && !engine_is_tracking(e),
+	       "overlap: the last session cancelled (%d); tracking dropped",
+	       done[OVERLAP_SESSIONS - 1].result);
+	/* The first copy goes on, faults served meanwhile, then at full speed. */
+	TAP_CHECK(guest_wait_writes(&g, 20000, 5000));
+	engine_set_rate(e, 0);
+	for (int i = 0; i < OVERLAP_SESSIONS - 1; i++) {
+		TAP_CHECK(wait_done(&done[i], 60));
+		engine_get_progress(s[i], &pr[i]);
+		bad = compose(composed, dest[i], layer[i], npages);
+		bad += pages_differ(composed, shadow[i], npages);
+		tap_ok(done[i].result == 0 && pr[i].bytes_copied == pr[i].bytes_layer && bad == 0,
+		       "overlap %d: %s image equals the memory at its pause (%d; %" PRIu64
+		       " pages faulted; %ld pages differ)", i, i ? "composed" : "full",
+		       done[i].result, pr[i].pages_faulted, bad);
+	}
+	tap_ok(pr[0].pages_faulted > 0, "overlap: guest writes were copied first for the first "
+	       "session while the others ran (%" PRIu64 " pages)", pr[0].pages_faulted);
+	wp = guest_count_wp(&g);
+	tap_ok(wp == 0, "overlap: every page released once all ended (%ld protected)", wp);
+	tap_ok(guest_wait_writes(&g, 10000, 5000), "overlap: the guest keeps running");
+out:
+	guest_stop_writers(&g);
+	e = engine_free(e);
+	for (int i = 0; i < OVERLAP_SESSIONS; i++) {
+		engine_session_unref(s[i]);
+		safe_close(dest[i]);
+		free(shadow[i]);
+		free(layer[i]);
+	}
+	guest_free(&g);
+	free(composed);
+}
+
 int main(void)
 {
 	static const struct scenario scenarios[] = {
@@ -700,6 +844,7 @@ int main(void)
 	fault_thread_dies();
 	incremental(false);
 	incremental(true);
+	overlapping();
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		run(&scenarios[i]);
 

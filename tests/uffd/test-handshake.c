@@ -255,6 +255,7 @@ static void vmm_dies(bool anon)
 	const char *kind = anon ? "anon" : "memfd";
 	struct uffd_handshake hs = { .uffd = -1 };
 	struct engine *e = NULL;
+	struct engine_session *s = NULL;
 	struct engine_progress pr;
 	struct memsrc src;
 	char dest_path[160];
@@ -283,16 +284,16 @@ static void vmm_dies(bool anon)
 	dest = open(dest_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	TAP_CHECK(engine_prepare(e, NULL) == 0);
 	kill(child, SIGSTOP);	/* the pause */
-	TAP_CHECK(engine_arm(e, dest, false, NULL) == 0);
+	TAP_CHECK(engine_arm(e, dest, false, &s, NULL) == 0);
 	kill(child, SIGCONT);
-	TAP_CHECK(engine_start_copy(e, on_done, NULL, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, on_done, NULL, NULL) == 0);
 	kill(child, SIGKILL);
 	waitpid(child, &status, 0);
 	child = 0;
 	deadline = now_usec() + 30 * USEC_PER_SEC;
 	while (atomic_load(&done_calls) == 0 && now_usec() < deadline)
 		usleep(1000);
-	engine_get_progress(e, &pr);
+	engine_get_progress(s, &pr);
 	tap_diag("%s VMM killed: %s, result %d, copied %" PRIu64 "/%" PRIu64, kind,
 		 engine_state_to_string(pr.state), done_result, pr.bytes_copied, pr.bytes_total);
 	if (anon)
@@ -309,6 +310,7 @@ out:
 	}
 	atomic_store(&done_calls, 0);
 	engine_free(e);
+	engine_session_unref(s);
 	safe_close(hs.uffd);
 	safe_close(dest);
 	safe_close(lfd);
