@@ -25,16 +25,25 @@
  * leave_pause(), which disarms the engine if it was armed and resumes the VM
  * if it was running before, so a failed branch never leaves the VM paused.
  *
- * Locking: vmm->lock protects vmm->engine, vmm->active, vmm->readers and
- * vmm->caps; branch->lock protects the branch's state and final figures.
- * Neither is held while taking the other. Readers and cancellers of a copying
- * branch use its engine through engine_enter()/engine_leave(), which count
- * them in vmm->readers; status readers only load the engine's atomic counters
- * through branch->engine, under branch->lock. The copy's end
- * (branch_copy_done(), on an engine thread after every page is copied)
- * persists the final state, clears branch->engine and vmm->active so that no
- * one enters any more, waits for the readers inside before it frees a
- * detached VMM's engine, publishes the final state, and last clears
+ * Overlap: while earlier branches still copy, a live branch that can be
+ * incremental to the tip pauses at once (engine sessions overlap: engine.h);
+ * otherwise branch_take() completes the running copies first. A child keeps
+ * a reference on its parent while it copies: reads demand the parent's pages
+ * through the parent's copy, and the child's end waits for the parent's
+ * (wait_parent) before it persists "ready", so a ready branch never rests on
+ * a half-copied layer; if the parent fails, so does the child.
+ *
+ * Locking: vmm->lock protects vmm->engine, vmm->active, vmm->readers,
+ * vmm->tip, branch->in_engine and vmm->caps; branch->lock protects the
+ * branch's state, its session and parent references and final figures.
+ * vmm->lock may be held while taking branch->lock, never the reverse.
+ * Readers and cancellers of a copying branch use its session through
+ * engine_enter()/engine_leave(), which count them in vmm->readers (a
+ * detached VMM's engine is freed only once they left); status readers only
+ * load the session's atomic counters. A copy's end (branch_copy_done(), on
+ * its session's thread) first takes the branch off vmm->active (freeing its
+ * slot, and a detached VMM's engine once idle), then waits for the parent,
+ * persists the final state, publishes it, and last clears
  * branch->copy_running, which branch_cancel() and late readers wait for.
  */
 #define LOG_PREFIX "branch: "
@@ -330,7 +339,10 @@ static int path_in(char *buf, size_t size, const char *dir, const char *name)
 
 /* Persist the status text as branch.state: the same "status" format, so a
  * restart reads back what users saw. */
-static int branch_save_state(struct branch *b, const struct branch_status *st)
+/* durable: fsynced (every final state). The "copying" written when a branch
+ * starts need not be: a crash before its end makes the branch "interrupted"
+ * whether the file survived or not (branch_load). */
+static int branch_save_state(struct branch *b, const struct branch_status *st, bool durable)
 {
 	char path[PATH_MAX], text[1024];
 	size_t n;
@@ -340,7 +352,8 @@ static int branch_save_state(struct branch *b, const struct branch_status *st)
 	if (r < 0)
 		return r;
 	n = branch_status_format(st, text, sizeof(text));
-	return write_file_atomic(path, text, n, 0600);
+	return durable ? write_file_atomic(path, text, n, 0600)
+		       : write_file_replace(path, text, n, 0600);
 }
 
 /* ---- status ---------------------------------------------------------------- */
@@ -477,7 +490,7 @@ int branch_load(const char *dir, struct branch **ret)
 		}
 	}
 	if (b->st.state == BRANCH_FAILED && strcmp(b->st.error, "interrupted") == 0)
-		(void)branch_save_state(b, &b->st);
+		(void)branch_save_state(b, &b->st, true);
 	*ret = b;
 	return 0;
 }
@@ -697,6 +710,46 @@ int branch_export(struct branch *b, int out_fd, struct error *err)
 	return r;
 }
 
+/* ---- durability ---------------------------------------------------------------- */
+
+/* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
+static int fsync_file(const char *dir, const char *name, struct error *err)
+{
+	_cleanup_close_ int fd = -1;
+	char path[PATH_MAX];
+
+	if (path_in(path, sizeof(path), dir, name) < 0)
+		return error_set(err, -ENAMETOOLONG, "branch path too long");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return error_set_errno(err, -errno, "fsync of %s", path);
+	return 0;
+}
+
+/* Start writing dir/name back (best effort: fsync_file() later makes it durable). */
+static void start_writeback(const char *dir, const char *name)
+{
+	_cleanup_close_ int fd = -1;
+	char path[PATH_MAX];
+
+	if (path_in(path, sizeof(path), dir, name) == 0 &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+/* A live branch's files, durable before "ready" is persisted: memory.bin
+ * (fsynced by the engine), vmstate, pages.map and their names. */
+static int live_files_durable(struct branch *b, struct error *err)
+{
+	int r = fsync_file(b->dir, "vmstate", err);
+
+	if (r == 0)
+		r = fsync_file(b->dir, LAYER_MAP_FILE, err);
+	if (r == 0 && (r = fsync_path(b->dir)) < 0)
+		error_set_errno(err, r, "fsync of %s", b->dir);
+	return r;
+}
+
 /* ---- the copy finishing ----------------------------------------------------- */
 
 /* The copy's final status, persisted before it is published: once anyone can
@@ -724,7 +777,7 @@ static void branch_conclude(struct branch *b, int result, const char *why,
 	 * failure, and the sandbox log line about it, be written at all. */
 	if (result < 0 && b->mem_fd >= 0 && ftruncate(b->mem_fd, 0) < 0)
 		log_warning("%s: cannot free memory.bin: %m", b->dir);
-	if (branch_save_state(b, st) < 0)
+	if (branch_save_state(b, st, true) < 0)
 		log_warning("%s: could not persist branch state", b->dir);
 }
 
@@ -797,7 +850,8 @@ static void branch_copy_done(void *userdata, int result, const struct error *why
 	struct engine_session *sess;
 	struct engine_progress p;
 	struct branch_status st;
-	char parent_why[BRANCH_ERR_MAX];
+	struct error err = ERROR_INIT;
+	char why_buf[BRANCH_ERR_MAX];
 	const char *why;
 
 	pthread_mutex_lock(&b->lock);
@@ -819,10 +873,15 @@ static void branch_copy_done(void *userdata, int result, const struct error *why
 	if (result < 0 && result != -ECANCELED)
 		log_error("%s: live copy failed: %s", b->dir, error_msg(why_failed));
 	why = copy_failure(result);
+	if (result == 0 && (result = live_files_durable(b, &err)) < 0) {
+		snprintf(why_buf, sizeof(why_buf), "%s", error_msg(&err));
+		why = why_buf;
+		log_error("%s: %s", b->dir, why);
+	}
 	if (result == 0 && parent && (result = wait_parent(b, parent)) == -EIO) {
-		snprintf(parent_why, sizeof(parent_why),
-			 "the branch it is incremental to (%s) failed", strrchr(parent->dir, '/') + 1);
-		why = parent_why;
+		snprintf(why_buf, sizeof(why_buf), "the branch it is incremental to (%s) failed",
+			 strrchr(parent->dir, '/') + 1);
+		why = why_buf;
 		log_error("%s: %s", b->dir, why);
 	} else if (result == -ECANCELED) {
 		why = copy_failure(result);
@@ -982,6 +1041,7 @@ struct pause_window {
 	bool armed;
 	uint64_t t0;
 	uint64_t t_paused, t_armed, t_saved;	/* step ends, for the log line */
+	uint64_t t_prepare, t_durable;
 };
 
 /* The guard: leave the pause window whatever happened inside it. */
@@ -1021,20 +1081,6 @@ static int enter_pause(struct pause_window *w, struct error *err)
 	w->paused = true;
 	if (r < 0)
 		return leave_pause(w, err, fc_error(w->v->fc, r, err, "pausing the VM"));
-	return 0;
-}
-
-/* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
-static int fsync_file(const char *dir, const char *name, struct error *err)
-{
-	_cleanup_close_ int fd = -1;
-	char path[PATH_MAX];
-
-	if (path_in(path, sizeof(path), dir, name) < 0)
-		return error_set(err, -ENAMETOOLONG, "branch path too long");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return error_set_errno(err, -errno, "fsync of %s", path);
 	return 0;
 }
 
@@ -1102,7 +1148,7 @@ static int write_layer(struct branch *b, struct engine_session *s, struct branch
 	}
 	h.id = b->id = layer_new_id(parent ? parent->id : 0);
 	b->st.bytes_stored = p.bytes_layer;
-	r = layer_map_write(b->dir, &h, bits);
+	r = layer_map_write(b->dir, &h, bits, false);	/* durable at the end */
 	if (r < 0)
 		return error_set_errno(err, r, "writing %s/" LAYER_MAP_FILE, b->dir);
 	b->view_gen = layer_generation();
@@ -1184,6 +1230,7 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 		return error_set_errno(err, -errno, "creating %s", mem);
 	/* prepare may pre-arm write-protection: from here an error disarms. */
 	w->armed = true;
+	w->t_prepare = now_usec();
 	r = engine_prepare(v->engine, err);
 	if (r < 0)
 		return leave_pause(w, err, error_prefix(err, r, "preparing guest memory"));
@@ -1207,14 +1254,20 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 		  " us, resume %" PRIu64 " us",
 		  b->dir, w->t_paused - w->t0, w->t_armed - w->t_paused, w->t_saved - w->t_armed,
 		  w->t0 + b->st.pause_us - w->t_saved);
-	/* Durable before the copy can persist "ready" (faults are served
-	 * meanwhile: the engine is armed). */
+	/* vmstate and pages.map are made durable at the copy's end, before
+	 * "ready" (live_files_durable); their writeback starts now, so the
+	 * pause-to-copy path waits for no disk. */
 	if (r == 0)
-		r = fsync_file(b->dir, "vmstate", err);
+		start_writeback(b->dir, "vmstate");
 	if (r == 0)
 		r = write_layer(b, w->sess, parent, err);
+	w->t_durable = now_usec();
 	if (r == 0)
 		r = start_live_copy(b, w, parent, err);
+	log_debug("%s: taking: until prepare %" PRIu64 " us, prepare %" PRIu64 " us, pause window %"
+		  PRIu64 " us, vmstate and layer durable %" PRIu64 " us, copy started %" PRIu64 " us",
+		  b->dir, w->t_prepare - b->start_usec, w->t0 - w->t_prepare, b->st.pause_us,
+		  w->t_durable - w->t0 - b->st.pause_us, now_usec() - w->t_durable);
 	if (r < 0)
 		engine_disarm(v->engine, w->sess);
 	w->sess = engine_session_unref(w->sess);
@@ -1326,7 +1379,7 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 	if (r < 0)
 		goto out_unlock;
 	b->st.state = BRANCH_COPYING;
-	r = branch_save_state(b, &b->st);
+	r = branch_save_state(b, &b->st, false);
 	if (r < 0) {
 		r = error_set_errno(err, r, "writing %s/%s", dir, STATE_FILE);
 		goto out_unlock;
@@ -1339,7 +1392,7 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 		r = take_full(b, &w, err);
 		if (r == 0)
 			r = fsync_file(dir, "vmstate", err);
-		if (r == 0 && (r = branch_save_state(b, &b->st)) < 0)
+		if (r == 0 && (r = branch_save_state(b, &b->st, true)) < 0)
 			error_set_errno(err, r, "writing %s/%s", dir, STATE_FILE);
 	}
 out_unlock:

@@ -60,7 +60,8 @@ static int map_path(char *buf, size_t size, const char *dir, const char *name)
 
 static size_t map_words(uint64_t npages) { return (size_t)((npages + 63) / 64); }
 
-int layer_map_write(const char *dir, const struct layer_header *h, const uint64_t *bits)
+int layer_map_write(const char *dir, const struct layer_header *h, const uint64_t *bits,
+		    bool durable)
 {
 	size_t nbits = h->parent_id ? map_words(h->npages) * sizeof(uint64_t) : 0;
 	_cleanup_free_ char *buf = malloc(sizeof(*h) + nbits);
@@ -78,7 +79,8 @@ int layer_map_write(const char *dir, const struct layer_header *h, const uint64_
 	memcpy(buf, &hdr, sizeof(hdr));
 	if (nbits)
 		memcpy(buf + sizeof(hdr), bits, nbits);
-	return write_file_atomic(path, buf, sizeof(hdr) + nbits, 0600);
+	return durable ? write_file_atomic(path, buf, sizeof(hdr) + nbits, 0600)
+		       : write_file_replace(path, buf, sizeof(hdr) + nbits, 0600);
 }
 
 int layer_map_read(const char *dir, struct layer_header *h, uint64_t **ret_bits)
@@ -598,7 +600,7 @@ static int rebase(const char *branches_dir, const struct entry *c, uint64_t onto
 	r = layer_map_read(dir, &now, NULL);
 	if (r == 0 && now.id == c->h.id && now.parent_id == c->h.parent_id &&
 	    now.own_pages == c->h.own_pages) {
-		r = layer_map_write(dir, &h, onto_id ? bits : NULL);
+		r = layer_map_write(dir, &h, onto_id ? bits : NULL, true);
 		if (r < 0)
 			error_set_errno(err, r, "writing %s/" LAYER_MAP_FILE, dir);
 		else

@@ -59,8 +59,10 @@ struct layer_header {
 /* A new layer id: larger than after (the parent's), unique in practice. */
 uint64_t layer_new_id(uint64_t after);
 /* Write dir's pages.map: bits (npages bits) for an incremental layer, NULL for
- * a full one. Atomic and durable. */
-int layer_map_write(const char *dir, const struct layer_header *h, const uint64_t *bits);
+ * a full one. Atomic; durable unless !durable (then the caller fsyncs it,
+ * and the directory, before anything relies on it). */
+int layer_map_write(const char *dir, const struct layer_header *h, const uint64_t *bits,
+		    bool durable);
 /* Read dir's header (and, if ret_bits, the bitmap: NULL for a full layer).
  * -ENOENT when dir has no pages.map. */
 int layer_map_read(const char *dir, struct layer_header *h, uint64_t **ret_bits);

@@ -179,7 +179,8 @@ int fsync_parent(const char *path)
 	return r;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int replace_file(const char *path, const void *data, size_t len, mode_t mode,
+			bool durable)
 {
 	char tmp[PATH_MAX];
 	int fd, r;
@@ -194,8 +195,10 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	r = fchmod(fd, mode) < 0 ? -errno : 0;
 	if (r == 0)
 		r = write_full(fd, data, len);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
+	if (r == 0 && !durable)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
@@ -203,7 +206,26 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 		unlink(tmp);
 		return r;
 	}
-	return fsync_parent(path);
+	return durable ? fsync_parent(path) : 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return replace_file(path, data, len, mode, true);
+}
+
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return replace_file(path, data, len, mode, false);
+}
+
+int fsync_path(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
 }
 
 int rm_rf(const char *path)

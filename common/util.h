@@ -40,6 +40,12 @@ int open_regular_nofollow(const char *path, struct stat *ret_st);
  * O_EXCL) in the same directory, fsync, rename, fsync of the directory. A
  * symlink at path is replaced, never followed. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* The same without the fsyncs (writeback is started): atomic but not yet
+ * durable. A crash may leave the old file, the new one, or an empty one;
+ * for what is made durable later (fsync_path) before anything relies on it. */
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode);
+/* fsync the file at path (a regular file, not followed if a symlink). */
+int fsync_path(const char *path);
 /* fsync the directory holding path (after a rename or create in it). */
 int fsync_parent(const char *path);
 

@@ -136,6 +136,7 @@ struct engine_session {
 	atomic_bool cancel_req;
 	atomic_uint nwaiters;
 	_Atomic uint64_t bytes_copied, pages_faulted, pages_demanded;
+	_Atomic uint64_t pages_bulk;	/* copied by the bulk thread */
 	uint64_t faults_before;		/* e->fault_count when this session was armed */
 	uint64_t total;			/* e->total, for progress without the engine */
 	_Atomic uint64_t faults_seen;	/* e->fault_count when it ended (or now) */
@@ -163,6 +164,8 @@ struct engine {
 	pthread_cond_t cond;
 	struct engine_session *active[ENGINE_MAX_SESSIONS];	/* lock; arm order, a ref each */
 	size_t n_active;		/* lock */
+	struct engine_session *next;	/* lock: allocated by engine_prepare() for
+					 * the next arm, off the pause */
 	unsigned bulk_running;		/* lock: bulk threads not yet past their engine use */
 	bool prepared;			/* lock: engine_prepare() ran, engine_arm() not yet */
 	bool prearm;			/* lock: pre-arm in engine_prepare() */
@@ -771,12 +774,13 @@ static engine_done_fn session_end(struct engine_session *s, int r, const char *w
 struct throttle {
 	uint64_t rate;		/* bytes/s the pace below was set for */
 	uint64_t start_usec;	/* when pacing at that rate began */
-	uint64_t walked;	/* bytes walked since */
+	uint64_t copied;	/* bytes copied since */
 };
 
-/* The rate cap (engine_set_rate): after walking len more bytes, wait until
+/* The rate cap (engine_set_rate): after copying len more bytes, wait until
  * they are due, or the session is cancelled or fails. A new rate starts a new
- * pace. Faults and demands never wait. */
+ * pace. Only what the bulk copies counts (an incremental session walks the
+ * whole image but copies little); faults and demands never wait. */
 static void bulk_throttle(struct engine_session *s, struct throttle *t, uint64_t len)
 {
 	struct engine *e = s->e;
@@ -786,10 +790,10 @@ static void bulk_throttle(struct engine_session *s, struct throttle *t, uint64_t
 	if (rate != t->rate)
 		*t = (struct throttle){ .rate = rate, .start_usec = now_usec() };
 	else
-		t->walked += len;
+		t->copied += len;
 	if (!rate)
 		return;
-	due = t->start_usec + (uint64_t)((double)t->walked * USEC_PER_SEC / (double)rate);
+	due = t->start_usec + (uint64_t)((double)t->copied * USEC_PER_SEC / (double)rate);
 	pthread_mutex_lock(&e->lock);
 	while ((now = now_usec()) < due && !session_ended(s)) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -807,18 +811,21 @@ static void bulk_throttle(struct engine_session *s, struct throttle *t, uint64_t
 static int bulk_copy(struct engine_session *s, void *buf)
 {
 	struct engine *e = s->e;
-	uint64_t chunk = CHUNK_MIN, last_faults = atomic_load(&s->pages_faulted);
+	uint64_t chunk = CHUNK_MIN, last_faults = atomic_load(&s->pages_faulted), bulk = 0;
 	struct throttle t = { .rate = atomic_load(&e->rate), .start_usec = now_usec() };
 
 	for (size_t i = 0; i < e->n_regions; i++) {
 		uint64_t off = e->regions[i].offset, end = off + e->regions[i].size;
 
 		while (off < end) {
-			uint64_t len = MIN(chunk, end - off), faults;
-			int r = copy_range(s, off / PAGE_4K, len / PAGE_4K, buf, CHUNK_MAX, NULL);
+			uint64_t len = MIN(chunk, end - off), faults, copied;
+			int r = copy_range(s, off / PAGE_4K, len / PAGE_4K, buf, CHUNK_MAX,
+					   &s->pages_bulk);
 
 			if (r < 0)
 				return r;
+			copied = (atomic_load(&s->pages_bulk) - bulk) * PAGE_4K;
+			bulk += copied / PAGE_4K;
 			/* Start writing the chunk back now, so that the final fsync
 			 * finds little left to do (a hole costs nothing here). */
 			(void)sync_file_range(s->dest_fd, (off_t)off, (off_t)len,
@@ -827,8 +834,8 @@ static int bulk_copy(struct engine_session *s, void *buf)
 			if (!atomic_load(&e->dirty_valid))
 				release_unneeded(e, off / PAGE_4K, (off + len) / PAGE_4K);
 			off += len;
-			if (off < end || i + 1 < e->n_regions)	/* not after the last chunk */
-				bulk_throttle(s, &t, len);
+			if (copied && (off < end || i + 1 < e->n_regions))	/* not after the last */
+				bulk_throttle(s, &t, copied);
 			/* Shrink when the guest needed pages copied first, not
 			 * for faults that only record a write (tracking). */
 			faults = atomic_load(&s->pages_faulted);
@@ -1049,6 +1056,59 @@ static int populate_anon(struct engine *e, struct error *err)
 	return r < 0 ? error_set_errno(err, r, "cannot populate guest memory") : 0;
 }
 
+/* A session's memory, touched: allocated inside the pause, its first writes
+ * would cost a page fault per 4 KiB of bitmap (milliseconds for a large
+ * guest under nested virtualization). */
+static struct engine_session *session_alloc(struct engine *e)
+{
+	struct engine_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->e = e;
+	s->total = e->total;
+	atomic_init(&s->refs, 1);
+	atomic_init(&s->state, ENGINE_IDLE);
+	s->dest_fd = -1;
+	if (pagestate_init(&s->ps, e->npages) < 0 ||
+	    !(s->layer = calloc(e->nwords, sizeof(uint64_t)))) {
+		session_free(s);
+		return NULL;
+	}
+	pagestate_reset(&s->ps);
+	memset((void *)s->layer, 0, e->nwords * sizeof(uint64_t));
+	return s;
+}
+
+/* Under e->lock: prepare the next session's memory, if not done yet. */
+static int prealloc_session(struct engine *e, struct error *err)
+{
+	if (!e->next && !(e->next = session_alloc(e)))
+		return error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int session_new(struct engine *e, int dest_fd, struct engine_session **ret,
+		       struct error *err)
+{
+	struct engine_session *s;
+
+	pthread_mutex_lock(&e->lock);
+	s = TAKE_PTR(e->next);
+	pthread_mutex_unlock(&e->lock);
+	if (!s && !(s = session_alloc(e)))
+		return error_set(err, -ENOMEM, "out of memory");
+	s->dest_fd = fcntl(dest_fd, F_DUPFD_CLOEXEC, 3);
+	if (s->dest_fd < 0 || ftruncate(s->dest_fd, (off_t)e->total) < 0) {
+		int r = -errno;
+
+		session_free(s);
+		return error_set_errno(err, r, "cannot set up the image file");
+	}
+	*ret = s;
+	return 0;
+}
+
 int engine_prepare(struct engine *e, struct error *err)
 {
 	bool prearm, already;
@@ -1072,6 +1132,11 @@ int engine_prepare(struct engine *e, struct error *err)
 	}
 	pthread_mutex_lock(&e->lock);
 	r = may_arm(e, true, err);
+	if (r < 0) {
+		pthread_mutex_unlock(&e->lock);
+		return r;
+	}
+	r = prealloc_session(e, err);
 	if (r < 0) {
 		pthread_mutex_unlock(&e->lock);
 		return r;
@@ -1129,34 +1194,6 @@ static void take_layer(struct engine *e, struct engine_session *s, bool incremen
 	pagestate_reset_to(&s->ps, s->layer);
 	/* Tracking starts (again) at this pause. */
 	atomic_store(&e->dirty_valid, e->track);
-}
-
-static int session_new(struct engine *e, int dest_fd, struct engine_session **ret,
-		       struct error *err)
-{
-	struct engine_session *s = calloc(1, sizeof(*s));
-
-	if (!s)
-		return error_set(err, -ENOMEM, "out of memory");
-	s->e = e;
-	s->total = e->total;
-	atomic_init(&s->refs, 1);
-	atomic_init(&s->state, ENGINE_IDLE);
-	s->dest_fd = -1;
-	if (pagestate_init(&s->ps, e->npages) < 0 ||
-	    !(s->layer = calloc(e->nwords, sizeof(uint64_t)))) {
-		session_free(s);
-		return error_set(err, -ENOMEM, "out of memory");
-	}
-	s->dest_fd = fcntl(dest_fd, F_DUPFD_CLOEXEC, 3);
-	if (s->dest_fd < 0 || ftruncate(s->dest_fd, (off_t)e->total) < 0) {
-		int r = -errno;
-
-		session_free(s);
-		return error_set_errno(err, r, "cannot set up the image file");
-	}
-	*ret = s;
-	return 0;
 }
 
 int engine_arm(struct engine *e, int dest_fd, bool incremental, struct engine_session **ret,
@@ -1365,6 +1402,7 @@ void engine_get_progress(struct engine_session *s, struct engine_progress *ret)
 		.bytes_copied = atomic_load(&s->bytes_copied),
 		.pages_faulted = atomic_load(&s->pages_faulted),
 		.pages_demanded = atomic_load(&s->pages_demanded),
+		.bytes_bulk = atomic_load(&s->pages_bulk) * PAGE_4K,
 		.fault_count = atomic_load(&s->faults_seen),
 		.bytes_layer = s->layer_pages * PAGE_4K,
 		.incremental = s->incremental,
@@ -1516,6 +1554,8 @@ struct engine *engine_free(struct engine *e)
 	safe_close(e->uffd);
 	safe_close(e->src.fd);
 	safe_close(e->wake_fd);
+	if (e->next)
+		session_free(e->next);
 	free((void *)e->rearm);
 	free((void *)e->rearm_snap);
 	free((void *)e->dirty);

@@ -80,6 +80,8 @@ struct engine_progress {
 	uint64_t bytes_copied;
 	uint64_t pages_faulted;		/* copied because the guest was about to write them */
 	uint64_t pages_demanded;	/* copied first because a reader asked */
+	uint64_t bytes_bulk;		/* copied by the background walk (what
+					 * engine_set_rate() caps) */
 	uint64_t fault_count;		/* all WP faults seen since this session's
 					 * arm, copied or not (set at its end) */
 	uint64_t bytes_layer;		/* what this session copies: bytes_total, or
@@ -166,9 +168,10 @@ bool engine_is_tracking(struct engine *e);
  * (tracking) and fewer than ENGINE_MAX_SESSIONS are. */
 bool engine_can_overlap(struct engine *e);
 
-/* Cap the background (bulk) copy at bytes_per_sec (0: no cap, the default),
- * so that a large image does not take the store's whole bandwidth. Pages the
- * guest writes and ranges readers demand are still copied at once. Takes
+/* Cap the background (bulk) copy at bytes_per_sec of pages it copies (0: no
+ * cap, the default), so that a large image does not take the store's whole
+ * bandwidth. Pages the guest writes and ranges readers demand are still
+ * copied at once, and walking past pages with nothing to copy is free. Takes
  * effect from the next chunk, also during a copy (pacing restarts then). */
 void engine_set_rate(struct engine *e, uint64_t bytes_per_sec);
 

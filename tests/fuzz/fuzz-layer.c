@@ -76,7 +76,7 @@ static void setup(void)
 		abort();
 	fill(dir_p, 0xAA);
 	fill(dir_b, 0xBB);
-	if (layer_map_write(dir_p, &h, NULL) < 0)
+	if (layer_map_write(dir_p, &h, NULL, true) < 0)
 		abort();
 	ready = true;
 }
