@@ -163,7 +163,7 @@ struct engine {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct engine_session *active[ENGINE_MAX_SESSIONS];	/* lock; arm order, a ref each */
-	size_t n_active;		/* lock */
+	_Atomic size_t n_active;	/* written under lock */
 	struct engine_session *next;	/* lock: allocated by engine_prepare() for
 					 * the next arm, off the pause */
 	unsigned bulk_running;		/* lock: bulk threads not yet past their engine use */
@@ -407,9 +407,21 @@ static uint64_t needed_locked(struct engine *e, size_t w)
 }
 
 /* Release the pages of [first, end) that no active session needs. Under
- * e->lock, so that it happens wholly before or after an arm's switch. */
-static void release_unneeded(struct engine *e, size_t first, size_t end)
+ * e->lock, so that it happens wholly before or after an arm's switch; except
+ * for the bulk copy of the only active session (self) while not tracking,
+ * which is what a full copy does every chunk. That needs no lock at all: with
+ * self listed, only an incremental session could arm, and none can while
+ * dirty_valid is false (only an arm sets it), so once dirty_valid reads false
+ * and n_active 1, no other session is or becomes active. (The bulk thread is
+ * niced: holding the lock, it could be preempted and hold up the fault
+ * thread for milliseconds.) */
+static void release_unneeded(struct engine *e, struct engine_session *self, size_t first,
+			     size_t end)
 {
+	if (self && !atomic_load(&e->dirty_valid) && atomic_load(&e->n_active) == 1) {
+		unprotect(e, first * PAGE_4K, (end - first) * PAGE_4K);
+		return;
+	}
 	pthread_mutex_lock(&e->lock);
 	if (e->n_active == 0) {
 		unprotect(e, first * PAGE_4K, (end - first) * PAGE_4K);
@@ -450,7 +462,7 @@ static void track_lost(struct engine *e)
 static void release_all_unneeded(struct engine *e)
 {
 	track_lost(e);
-	release_unneeded(e, 0, e->npages);
+	release_unneeded(e, NULL, 0, e->npages);
 }
 
 /* ---- copying ---- */
@@ -832,7 +844,7 @@ static int bulk_copy(struct engine_session *s, void *buf)
 					      SYNC_FILE_RANGE_WRITE);
 			/* Tracking: copied pages stay protected until written. */
 			if (!atomic_load(&e->dirty_valid))
-				release_unneeded(e, off / PAGE_4K, (off + len) / PAGE_4K);
+				release_unneeded(e, s, off / PAGE_4K, (off + len) / PAGE_4K);
 			off += len;
 			if (copied && (off < end || i + 1 < e->n_regions))	/* not after the last */
 				bulk_throttle(s, &t, copied);

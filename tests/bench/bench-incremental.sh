@@ -74,6 +74,7 @@ chain() {
 		t_prev=$t_now
 		ref=$(fsync_ms "$stored")
 		ratio=$(awk -v a="$ready" -v b="$ref" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+		[ "$i" -gt 1 ] && [ "$2" = incremental ] && { READY_MS="$READY_MS $ready"; FSYNC_MS="$FSYNC_MS $ref"; }
 		printf '%-16s %3s %-17s %8s %6s %8s %9s %6s %6s %8s %8s %6s\n' "$2" "$i" \
 			"$(echo "$st" | sed -n 's/^mode: //p')" "$pause" "$arm" "$rate" "$ready" \
 			"$((copied / 1048576))" "$((stored / 1048576))" "$faulted" "$ref" "$ratio"
@@ -93,6 +94,11 @@ chain() {
 	unmount_forkfs || bail "unmount"
 }
 
+# median LIST: the median of numbers (the lower of the middle two).
+median() { echo "$@" | tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+sum() { echo "$@" | tr ' ' '\n' | awk '{ s += $1 } END { print s }'; }
+READY_MS=
+FSYNC_MS=
 echo "incremental branches: $SIZE MiB guest, 2 vCPUs, working set $WSET MiB, $N branches" \
 	"$GAP s apart; guests on $(guest_cpu)"
 printf '%-16s %3s %-17s %8s %6s %8s %9s %6s %6s %8s %8s %6s\n' run branch mode "pause us" \
@@ -105,6 +111,11 @@ chain incremental=off incremental=off
 echo
 echo "store after $N branches: incremental $((INC_KIB / 1024)) MiB, incremental=off" \
 	"$((TOTAL_KIB / 1024)) MiB"
+rm=$(median $READY_MS)
+fm=$(median $FSYNC_MS)
+echo "incremental branches 2-$N: time to ready median $rm ms, pwrite+fsync of their bytes median" \
+	"$fm ms, ratio $(awk -v a="$rm" -v b="$fm" 'BEGIN { printf "%.2f", a / b }'); sums" \
+	"$(sum $READY_MS) ms and $(sum $FSYNC_MS) ms"
 echo "read through the mount (O_DIRECT, store files cached): b$N (composed) $READ_LAST ms, b1 (dense)" \
 	"$READ_FIRST ms, ratio $(awk -v a="$READ_LAST" -v b="$READ_FIRST" 'BEGIN { printf "%.2f", b / a }')"
 done_testing

@@ -152,6 +152,16 @@ check "e3's memory.bin read while copying equals the ready one" cmp "$TMPD/e3-ea
 rm -f "$TMPD/e3-early.bin"
 check "e1 restores and verifies" verifies q1 s3 e1
 check "e3 restores and verifies" verifies q3 s3 e3
+# The VMM restarted in the same forkfs (stop, start): a new VMM, whose writes
+# nobody tracked, so its first branch is full.
+echo stop >"$MNT/s3/ctl"
+check "s3 stopped" wait_for 20 sh -c "[ \"\$(cat '$MNT/s3/state')\" = stopped ]"
+check "s3 starts again (a new VMM)" sh -c "echo start >'$MNT/s3/ctl'"
+check "... its guest runs" wait_for 120 first_pass_done s3 4
+check "branch e4 ready" branch_ready s3 e4
+check "e4 is a full live branch (a new VMM: nothing tracked)" \
+	[ "$(status_key s3 e4 mode)/$(status_key s3 e4 parent)" = live/none ]
+check "e4 restores and verifies" verifies q4 s3 e4
 echo stop >"$MNT/s3/ctl"
 check "unmount" unmount_forkfs
 

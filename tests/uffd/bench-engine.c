@@ -6,8 +6,11 @@
  * the same DIR, with pre-arming on and off. Writers time each write that lands on a write-protected page
  * (pagemap bit 57 checked just before), which is the WP fault latency.
  *
- *   bench-engine [-d DIR] [-r ROUNDS] [-a] [-R] [SIZE_MIB...]
+ *   bench-engine [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [SIZE_MIB...]
  *   -a: anonymous memory; -R: also with a SCHED_FIFO fault thread, pre-armed
+ *   -t: also with tracking (incremental sessions after the first; the
+ *       write faults between sessions, which only record a write and
+ *       release its page, are timed for 1 s after each copy, apart)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,10 +74,28 @@ static int plain_pwrite(const char *dir, struct guest *g, uint64_t *ret_us)
 	return r;
 }
 
-static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t size_mib,
-		      unsigned rounds)
+/* Move the latencies recorded so far into *out (appending), or drop them. */
+static void take_latencies(struct guest *g, uint64_t **out, size_t *n)
 {
-	uint64_t arm_us[16], copy_us[16], pw_us[16], faulted = 0;
+	pthread_mutex_lock(&g->lat_lock);
+	if (out) {
+		uint64_t *m = realloc(*out, (*n + g->lat_n + 1) * sizeof(**out));
+
+		if (m) {
+			memcpy(m + *n, g->lat_ns, g->lat_n * sizeof(*m));
+			*out = m;
+			*n += g->lat_n;
+		}
+	}
+	g->lat_n = 0;
+	pthread_mutex_unlock(&g->lat_lock);
+}
+
+static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool track,
+		      uint64_t size_mib, unsigned rounds)
+{
+	uint64_t arm_us[16], copy_us[16], pw_us[16], faulted = 0, *trk = NULL, trk_us = 0;
+	size_t trk_n = 0;
 	struct engine *e = NULL;
 	struct engine_progress pr;
 	struct memsrc src;
@@ -96,6 +117,10 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);
+	if (track && (r = engine_set_tracking(e, true)) < 0) {
+		fprintf(stderr, "tracking: %s\n", strerror(-r));
+		goto out;
+	}
 	if (rt && (r = engine_set_fault_rt(e, true)) < 0) {
 		fprintf(stderr, "SCHED_FIFO fault thread: %s\n", strerror(-r));
 		goto out;
@@ -120,7 +145,7 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 		usleep(20000);	/* the guest runs between prepare and pause */
 		guest_pause(&g);
 		t0 = now_usec();
-		r = engine_arm(e, dest, false, &s, NULL);
+		r = engine_arm(e, dest, track, &s, NULL);
 		arm_us[i] = now_usec() - t0;
 		guest_resume(&g);
 		if (r < 0)
@@ -140,6 +165,14 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 			r = plain_pwrite(dir, &g, &pw_us[i]);
 		if (r < 0)
 			break;
+		if (track) {
+			/* Only tracking faults from here to the next prepare. */
+			take_latencies(&g, NULL, NULL);
+			t0 = now_usec();
+			usleep(1000000);
+			take_latencies(&g, &trk, &trk_n);
+			trk_us += now_usec() - t0;
+		}
 	}
 	guest_stop_writers(&g);
 	close(dest);
@@ -152,12 +185,21 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, uint64_t
 		printf("%-5s %-9s %-4s %5" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
 		       " | copy %7.0f MB/s | pwrite %7.0f MB/s | ratio %.2f | faults %6zu p50 %5"
 		       PRIu64 " us p99 %6" PRIu64 " us | faulted pages/round %" PRIu64 "\n",
-		       anon ? "anon" : "memfd", prearm ? "prearm" : "no-prearm", rt ? "fifo" : "", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
+		       anon ? "anon" : "memfd", track ? "tracking" : prearm ? "prearm" : "no-prearm",
+		       rt ? "fifo" : "", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
 		       mb / ((double)p50 / 1e6), (double)c50 / (double)p50, g.lat_n,
 		       pct(g.lat_ns, g.lat_n, 50) / 1000, pct(g.lat_ns, g.lat_n, 99) / 1000,
 		       faulted / rounds);
 	}
+	if (r == 0 && track)
+		printf("      tracking faults between sessions: %zu in %.1f s (%.0f/s), p50 %" PRIu64
+		       " us p99 %" PRIu64 " us p99.9 %" PRIu64 " us max %" PRIu64 " us\n",
+		       trk_n, (double)trk_us / 1e6, (double)trk_n * 1e6 / (double)MAX(trk_us, 1),
+		       pct(trk, trk_n, 50) / 1000, pct(trk, trk_n, 99) / 1000,
+		       trk_n ? trk[MIN(trk_n - 1, trk_n * 999 / 1000)] / 1000 : 0,
+		       pct(trk, trk_n, 100) / 1000);
 out:
+	free(trk);
 	engine_free(e);
 	guest_free(&g);
 	if (r < 0)
@@ -169,35 +211,38 @@ int main(int argc, char **argv)
 {
 	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
 	unsigned rounds = 3;
-	bool anon = false, rt = false;
+	bool anon = false, rt = false, track = false;
 	int c, r = 0;
 
-	while ((c = getopt(argc, argv, "d:r:aR")) != -1)
+	while ((c = getopt(argc, argv, "d:r:aRt")) != -1)
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'r': rounds = (unsigned)MAX(1, MIN(16, atoi(optarg))); break;
 		case 'a': anon = true; break;
 		case 'R': rt = true; break;
+		case 't': track = true; break;
 		default:
-			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [-R] [SIZE_MIB...]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [SIZE_MIB...]\n",
+				argv[0]);
 			return 2;
 		}
 	log_set_max_level(LOG_LEVEL_WARN);
 	printf("# dir %s, %u rounds, 2 writer threads; copy and pwrite include fsync\n", dir,
 	       rounds);
-	/* Rows: pre-armed, pre-armed with a SCHED_FIFO fault thread (-R), not. */
-	for (int row = 0; row < 3; row++) {
-		bool prearm = row < 2, fifo = row == 1;
+	/* Rows: pre-armed, pre-armed with a SCHED_FIFO fault thread (-R), not,
+	 * tracking (-t). */
+	for (int row = 0; row < 4; row++) {
+		bool prearm = row < 2 || row == 3, fifo = row == 1, trk = row == 3;
 
-		if (fifo && !rt)
+		if ((fifo && !rt) || (trk && !track))
 			continue;
 		if (optind == argc) {
-			r |= bench_size(dir, anon, prearm, fifo, 256, rounds);
-			r |= bench_size(dir, anon, prearm, fifo, 1024, rounds);
+			r |= bench_size(dir, anon, prearm, fifo, trk, 256, rounds);
+			r |= bench_size(dir, anon, prearm, fifo, trk, 1024, rounds);
 		}
 		for (int i = optind; i < argc; i++)
-			r |= bench_size(dir, anon, prearm, fifo, strtoull(argv[i], NULL, 10),
-					rounds);
+			r |= bench_size(dir, anon, prearm, fifo, trk,
+					strtoull(argv[i], NULL, 10), rounds);
 	}
 	return r ? 1 : 0;
 }
