@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * engine-copy.c — the copy engine's sessions at work (engine-internal.h;
+ * engine-copy.c — the copy engine's sessions at work (engine-types.h;
  * the rules are at the top of engine.c): waiting for and failing a session,
  * write-protecting and releasing guest pages (never one an active session
  * still needs), copying pages from the source into a session's image, the
@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
-#include "uffd/engine-internal.h"
+#include "uffd/engine-types.h"
 
 /* ---- addresses, sources, destination ---- */
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * engine-fault.c — the copy engine's fault thread (engine-internal.h; the
+ * engine-fault.c — the copy engine's fault thread (engine-types.h; the
  * rules are at the top of engine.c): every write-protect fault is copied
  * first for each active session that still needs its page, then recorded
  * (pre-armed or tracking) and released.
@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
-#include "uffd/engine-internal.h"
+#include "uffd/engine-types.h"
 
 /* ---- the fault thread ---- */
 

@@ -2,7 +2,7 @@
  * engine.c — the write-protect copy engine (engine.h): its API (preparing,
  * arming, starting, cancelling sessions; the engine's life), and the design
  * of all its files: engine-copy.c (sessions at work, the bulk thread) and
- * engine-fault.c (the fault thread) share engine-internal.h.
+ * engine-fault.c (the fault thread) share engine-types.h.
  *
  * Threads. The fault thread lives as long as the engine: it polls the uffd and
  * an eventfd (shutdown) and serves every write-protect fault at once. Each
@@ -104,7 +104,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
-#include "uffd/engine-internal.h"
+#include "uffd/engine-types.h"
 
 static const char *const state_names[] = {
 	[ENGINE_IDLE] = "idle",		  [ENGINE_ARMED] = "armed",

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * engine-internal.h — what the copy engine's files share: engine.c (the API:
+ * engine-types.h — what the copy engine's files share: engine.c (the API:
  * preparing, arming, starting, cancelling sessions; the design, the page
  * states and the locking rules are at its top), engine-copy.c (sessions'
  * waiting and ending, protecting and releasing pages, copying, the bulk
