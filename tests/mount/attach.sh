@@ -19,8 +19,9 @@ api -X PUT http://localhost/boot-source -d "{\"kernel_image_path\":\"$GUEST_IMG\
 	bail "cannot boot the external minivm"
 vm_state() { api http://localhost/ | sed -n 's/.*"state":"\([A-Za-z ]*\)".*/\1/p'; }
 
-# Capped copies (4 s for 128 MiB) are still running at "stop".
-mount_forkfs copy_rate=32
+# Capped copies (4 s for 128 MiB) are still running at "stop";
+# incremental=off, so that later branches copy all of it too.
+mount_forkfs copy_rate=32,incremental=off
 A=$MNT/a1
 check "mkdir + attach config" bash -c "mkdir '$A' && echo '{\"attach\":{\"api_socket\":\"$SOCK\"}}' > '$A/config.json'"
 check "start attaches" bash -c "echo start > '$A/ctl'"

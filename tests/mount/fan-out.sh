@@ -48,8 +48,9 @@ live_child_branch() {
 		! grep -q 'verify FAIL' "$MNT/$4/log"
 }
 
-# Capped copies (4 s for 128 MiB), so that b2 is still copying at its restore.
-mount_forkfs copy_rate=32
+# Capped copies (4 s for 128 MiB), so that b2 is still copying at its restore
+# (incremental=off: b2 copies all of it too).
+mount_forkfs copy_rate=32,incremental=off
 check "boot s1" start_sandbox s1 "$(boot_config 128 2)"
 check "mkdir branches/b1" mkdir "$MNT/s1/branches/b1"
 check "b1 becomes ready" wait_for 60 is_ready s1 b1

@@ -4,8 +4,9 @@
 # stopped, ready branches ready and the interrupted one failed.
 . "$top_srcdir/tests/mount/lib-mount.sh"
 
-# Capped copies (4 s for 256 MiB) are still running at rmdir and unmount.
-mount_forkfs copy_rate=64
+# Capped copies (4 s for 256 MiB) are still running at rmdir and unmount;
+# incremental=off, so that later branches copy all of it too.
+mount_forkfs copy_rate=64,incremental=off
 S=$MNT/p1
 check "boot p1 (256 MiB)" start_sandbox p1 "$(boot_config 256 2)"
 check "mkdir branches/b1" mkdir "$S/branches/b1"

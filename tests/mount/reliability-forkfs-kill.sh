@@ -13,7 +13,9 @@
 . "$top_srcdir/tests/mount/lib-mount.sh"
 require_prog curl
 
-mount_forkfs copy_rate=64
+# incremental=off: b1 copies all 256 MiB (4 s) like b0, so that forkfs is
+# killed during its copy.
+mount_forkfs copy_rate=64,incremental=off
 check "boot k1 (256 MiB, 2 vCPUs)" start_sandbox k1 "$(boot_config 256 2)"
 check "branch k1/b0" mkdir "$MNT/k1/branches/b0"
 check "b0 becomes ready" wait_for 30 is_ready k1 b0

@@ -11,7 +11,9 @@ require_prog curl
 ESOCK=$TMPD/e.sock
 check "boot an external minivm to attach to" boot_external "$ESOCK" "$TMPD/e.log" 128 1 ||
 	bail "cannot boot the external minivm"
-mount_forkfs copy_rate=64
+# incremental=off: b1 copies all 256 MiB (4 s) like b0, so that it copies
+# at unmount.
+mount_forkfs copy_rate=64,incremental=off
 check "boot u1 (256 MiB, 2 vCPUs)" start_sandbox u1 "$(boot_config 256 2)"
 check "branch u1/b0" mkdir "$MNT/u1/branches/b0"
 check "b0 becomes ready" wait_for 30 is_ready u1 b0
