@@ -142,6 +142,19 @@ check "e2 is incremental to e1" \
 check "mkdir e3 while e1 and e2 copy" mkdir "$MNT/s3/branches/e3"
 check "e3 is incremental to e2" [ "$(status_key s3 e3 parent)" = e2 ]
 check "e2 is not ready before its parent" [ "$(status_state s3 e2)" = copying ]
+# x1, incremental to e3, copies its own pages at once, then waits for its
+# parents; rmdir of it meanwhile cancels that wait at once.
+check "mkdir x1 while e1 still copies" mkdir "$MNT/s3/branches/x1"
+check "x1 is incremental to e3" [ "$(status_key s3 x1 parent)" = e3 ]
+check "x1's own pages are copied; it waits for its parents" wait_for 10 sh -c \
+	"[ \"\$(sed -n 's/^bytes_copied: //p' '$MNT/s3/branches/x1/status')\" = \"\$(sed -n 's/^bytes_stored: //p' '$MNT/s3/branches/x1/status')\" ]"
+check "... and stays copying" [ "$(status_state s3 x1)" = copying ]
+t0=$(date +%s%N)
+check "rmdir x1 while it waits" rmdir "$MNT/s3/branches/x1"
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "... returns at once (${took} ms), not after e1's copy" [ "$took" -lt 3000 ]
+check "... while e1 still copies" [ "$(status_state s3 e1)" = copying ]
+check "... and says it cancelled x1's copy" grep -q "rmdir branches/x1: cancelling the copy" "$MNT/s3/log"
 check "cp e3's memory.bin while e1 still copies" cp "$MNT/s3/branches/e3/memory.bin" "$TMPD/e3-early.bin"
 check "rmdir e2 (copying, e3 relies on it)" rmdir "$MNT/s3/branches/e2"
 check "the log says e2's copy was completed, not cancelled" \
