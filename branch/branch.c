@@ -715,15 +715,13 @@ int branch_export(struct branch *b, int out_fd, struct error *err)
 /* fsync dir/name: a branch is persisted "ready" only once its files are durable. */
 static int fsync_file(const char *dir, const char *name, struct error *err)
 {
-	_cleanup_close_ int fd = -1;
 	char path[PATH_MAX];
+	int r;
 
 	if (path_in(path, sizeof(path), dir, name) < 0)
 		return error_set(err, -ENAMETOOLONG, "branch path too long");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return error_set_errno(err, -errno, "fsync of %s", path);
-	return 0;
+	r = fsync_path(path);
+	return r < 0 ? error_set_errno(err, r, "fsync of %s", path) : 0;
 }
 
 /* Start writing dir/name back (best effort: fsync_file() later makes it durable). */
@@ -872,20 +870,19 @@ static void branch_copy_done(void *userdata, int result, const struct error *why
 	/* A copy that succeeded was fsynced by the engine before it reported. */
 	if (result < 0 && result != -ECANCELED)
 		log_error("%s: live copy failed: %s", b->dir, error_msg(why_failed));
-	why = copy_failure(result);
+	why = NULL;
 	if (result == 0 && (result = live_files_durable(b, &err)) < 0) {
 		snprintf(why_buf, sizeof(why_buf), "%s", error_msg(&err));
 		why = why_buf;
-		log_error("%s: %s", b->dir, why);
-	}
-	if (result == 0 && parent && (result = wait_parent(b, parent)) == -EIO) {
+	} else if (result == 0 && parent && (result = wait_parent(b, parent)) == -EIO) {
 		snprintf(why_buf, sizeof(why_buf), "the branch it is incremental to (%s) failed",
 			 strrchr(parent->dir, '/') + 1);
 		why = why_buf;
-		log_error("%s: %s", b->dir, why);
-	} else if (result == -ECANCELED) {
-		why = copy_failure(result);
 	}
+	if (why)
+		log_error("%s: %s", b->dir, why);
+	else
+		why = copy_failure(result);
 	if (result == -ECANCELED)
 		log_info("%s: live copy cancelled", b->dir);
 	/* Persist the final state, and only then publish: whoever sees

@@ -113,6 +113,11 @@ int eng_session_ended(struct engine_session *s)
 	return atomic_load(&s->cancel_req) ? -ECANCELED : 0;
 }
 
+uint64_t eng_session_needs(struct engine_session *s, size_t first, unsigned n)
+{
+	return eng_session_ended(s) ? 0 : pagestate_not_copied(&s->ps, first, n);
+}
+
 static void broadcast(struct engine *e)
 {
 	pthread_mutex_lock(&e->lock);
@@ -218,10 +223,8 @@ static uint64_t needed_locked(struct engine *e, size_t w)
 	uint64_t m = 0;
 
 	for (size_t i = 0; i < e->n_active; i++)
-		if (!eng_session_ended(e->active[i]))
-			m |= pagestate_not_copied(&e->active[i]->ps, w * PAGESTATE_WORD_PAGES,
-						  pagestate_segment(w * PAGESTATE_WORD_PAGES,
-								    e->npages));
+		m |= eng_session_needs(e->active[i], w * PAGESTATE_WORD_PAGES,
+				       pagestate_segment(w * PAGESTATE_WORD_PAGES, e->npages));
 	return m;
 }
 

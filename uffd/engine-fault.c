@@ -34,8 +34,7 @@ static bool test_bit(_Atomic uint64_t *bits, size_t page)
 static bool releasable(struct engine *e, size_t page)
 {
 	for (size_t i = 0; i < e->n_active; i++)
-		if (!eng_session_ended(e->active[i]) &&
-		    pagestate_not_copied(&e->active[i]->ps, page, 1))
+		if (eng_session_needs(e->active[i], page, 1))
 			return false;
 	return true;
 }
@@ -87,8 +86,7 @@ static struct engine_session *session_needing(struct engine *e, size_t page)
 
 	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; i < e->n_active && !s; i++)
-		if (!eng_session_ended(e->active[i]) &&
-		    pagestate_not_copied(&e->active[i]->ps, page, 1)) {
+		if (eng_session_needs(e->active[i], page, 1)) {
 			s = e->active[i];
 			s->users++;
 		}

@@ -98,6 +98,9 @@ const struct uffd_region *eng_region_of_addr(const struct engine *e, uint64_t ad
 int eng_read_process(pid_t pid, uint64_t addr, void *buf, size_t len);
 void eng_session_free(struct engine_session *s);
 int eng_session_ended(struct engine_session *s);
+/* The pages of [first, first+n) (one bitmap word) that s still has to copy:
+ * none once it has ended (failed or cancelled). */
+uint64_t eng_session_needs(struct engine_session *s, size_t first, unsigned n);
 void eng_session_fail_locked(struct engine_session *s, int r, const char *what);
 bool eng_session_enter(struct engine_session *s, int *ret_state);
 void eng_session_leave(struct engine_session *s);

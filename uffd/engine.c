@@ -498,9 +498,7 @@ static int end_armed(struct engine_session *s, enum engine_state final)
 	atomic_store(&s->cancel_req, true);
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
-	/* Its pages are released without being recorded: even a "success" of
-	 * an armed session that never copied cannot keep tracking. */
-	eng_track_lost(e);
+	/* Ended as cancelled: tracking is lost before its pages are released. */
 	eng_session_end(s, -ECANCELED, NULL, &why);
 	if (final != ENGINE_CANCELLED) {
 		pthread_mutex_lock(&e->lock);
