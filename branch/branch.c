@@ -62,6 +62,7 @@
 #include "branch/branch.h"
 #include "fc/fc.h"
 #include "branch/layer.h"
+#include "branch/snapfile.h"
 #include "uffd/engine.h"
 #include "uffd/handshake.h"
 
@@ -77,6 +78,9 @@ struct vmm {
 	atomic_int refs;
 	char *api_socket;
 	char *run_dir;
+	char *jail_root;	/* a jailed VMM's root (host path), or NULL; set before use */
+	char *jail_out, *jail_out_vmm;	/* its snapshots directory: host path, VMM's path */
+	uid_t jail_uid;
 	pid_t pid;
 	int memfd;
 	struct fc_client *fc;
@@ -192,6 +196,9 @@ struct vmm *vmm_unref(struct vmm *v)
 	pthread_mutex_destroy(&v->lock);
 	free(v->api_socket);
 	free(v->run_dir);
+	free(v->jail_root);
+	free(v->jail_out);
+	free(v->jail_out_vmm);
 	free(v);
 	return NULL;
 }
@@ -204,6 +211,16 @@ void vmm_set_copy_rate(struct vmm *v, uint64_t bytes_per_sec)
 void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
 
 void vmm_set_incremental(struct vmm *v, bool on) { atomic_store(&v->incremental, on); }
+
+int vmm_set_jail(struct vmm *v, const char *root, const char *out_dir, const char *out_vmm,
+		 uid_t uid)
+{
+	v->jail_root = strdup(root);
+	v->jail_out = strdup(out_dir);
+	v->jail_out_vmm = strdup(out_vmm);
+	v->jail_uid = uid;
+	return v->jail_root && v->jail_out && v->jail_out_vmm ? 0 : -ENOMEM;
+}
 
 void vmm_forget_branch(struct vmm *v, struct branch *b)
 {
@@ -335,6 +352,19 @@ static int path_in(char *buf, size_t size, const char *dir, const char *name)
 	if (snprintf(buf, size, "%s/%s", dir, name) >= (int)size)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+/* The path a jailed VMM sees for a host path under its root. */
+static const char *jail_path(const char *root, const char *host_path)
+{
+	return host_path + strlen(root);
+}
+
+static const struct snap_jail *vmm_snap_jail(const struct vmm *v, struct snap_jail *j)
+{
+	*j = (struct snap_jail){ .host_dir = v->jail_out, .vmm_dir = v->jail_out_vmm,
+				 .uid = v->jail_uid };
+	return j;
 }
 
 /* Persist the status text as branch.state: the same "status" format, so a
@@ -983,13 +1013,20 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, struct error *err)
 
 	if (v->engine)
 		return 0;
-	if (snprintf(sock, sizeof(sock), "%s/wp-%d-%u.sock", v->run_dir, (int)getpid(),
-		     v->handshakes++) >= 108)
+	/* A jailed VMM connects inside its root: the socket is made in its
+	 * (root-owned) top directory and given to its uid. */
+	if (snprintf(sock, sizeof(sock), "%s/wp-%d-%u.sock", v->jail_root ?: v->run_dir,
+		     (int)getpid(), v->handshakes++) >= 108)
 		return error_set(err, -ENAMETOOLONG, "handshake socket path too long: %s", sock);
 	r = uffd_listen(sock, &lfd, err);
 	if (r < 0)
 		return error_prefix(err, r, "listening for the write-protect uffd");
-	r = fc_uffd_wp(v->fc, sock);
+	if (v->jail_root && lchown(sock, v->jail_uid, v->jail_uid) < 0) {
+		r = error_set_errno(err, -errno, "giving %s to the VMM's uid", sock);
+		unlink(sock);
+		return r;
+	}
+	r = fc_uffd_wp(v->fc, v->jail_root ? jail_path(v->jail_root, sock) : sock);
 	if (r < 0) {
 		unlink(sock);
 		return fc_error(v->fc, r, err, "PUT /uffd/wp");
@@ -1083,30 +1120,39 @@ static int enter_pause(struct pause_window *w, struct error *err)
 
 static int take_full(struct branch *b, struct pause_window *w, struct error *err)
 {
-	char vmstate[PATH_MAX], mem[PATH_MAX];
+	struct snap_file vmstate = { .fd = -1 }, mem = { .fd = -1 };
+	struct snap_jail jail;
 	unsigned timeout = (unsigned)MIN(60000 + b->st.bytes_total / MIB * 20,
 					 (uint64_t)FULL_SNAPSHOT_TIMEOUT_MAX_MS);
 	int r;
 
-	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
-	    path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
-		return error_set(err, -ENAMETOOLONG, "branch path too long");
-	r = enter_pause(w, err);
+	r = snap_file_begin(vmm_snap_jail(w->v, &jail), b->dir, "vmstate", &vmstate, err);
+	if (r >= 0)
+		r = snap_file_begin(&jail, b->dir, "memory.bin", &mem, err);
+	if (r >= 0)
+		r = enter_pause(w, err);
 	if (r < 0)
-		return r;
-	r = fc_snapshot_create(w->v->fc, FC_SNAPSHOT_FULL, vmstate, mem, timeout);
+		goto out;
+	r = fc_snapshot_create(w->v->fc, FC_SNAPSHOT_FULL, vmstate.vmm, mem.vmm, timeout);
 	if (r < 0)
 		r = fc_error(w->v->fc, r, err, "PUT /snapshot/create Full");
 	r = leave_pause(w, err, r);
 	b->st.pause_us = now_usec() - w->t0;
+	if (r >= 0)
+		r = snap_file_finish(&vmstate, err);
+	if (r >= 0)
+		r = snap_file_finish(&mem, err);
+out:
+	snap_file_end(&vmstate);
+	snap_file_end(&mem);
 	if (r < 0)
 		return r;
-	b->mem_fd = open(mem, O_RDONLY | O_CLOEXEC);
+	b->mem_fd = open(mem.final, O_RDONLY | O_CLOEXEC);
 	if (b->mem_fd < 0)
-		return error_set_errno(err, -errno, "opening %s", mem);
+		return error_set_errno(err, -errno, "opening %s", mem.final);
 	/* "ready" is persisted next: the image must be on disk before it. */
 	if (fsync(b->mem_fd) < 0)
-		return error_set_errno(err, -errno, "fsync of %s", mem);
+		return error_set_errno(err, -errno, "fsync of %s", mem.final);
 	b->st.state = BRANCH_READY;
 	b->st.bytes_copied = b->st.bytes_stored = b->st.bytes_total;
 	b->st.elapsed_ms = (now_usec() - b->start_usec) / USEC_PER_MSEC;
@@ -1208,13 +1254,17 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 {
 	_cleanup_(branch_unrefp) struct branch *parent = NULL;
 	struct vmm *v = w->v;
-	char vmstate[PATH_MAX], mem[PATH_MAX];
+	_cleanup_(snap_file_end) struct snap_file vmstate = { .fd = -1 };
+	struct snap_jail jail;
+	char mem[PATH_MAX];
 	int r;
 
-	if (path_in(vmstate, sizeof(vmstate), b->dir, "vmstate") < 0 ||
-	    path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
+	if (path_in(mem, sizeof(mem), b->dir, "memory.bin") < 0)
 		return error_set(err, -ENAMETOOLONG, "branch path too long");
 	r = vmm_ensure_engine(v, b->st.bytes_total, err);
+	if (r < 0)
+		return r;
+	r = snap_file_begin(vmm_snap_jail(v, &jail), b->dir, "vmstate", &vmstate, err);
 	if (r < 0)
 		return r;
 	/* Tracking where it is sound (refused on anonymous memory). */
@@ -1239,7 +1289,8 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	if (r < 0)
 		return leave_pause(w, err, error_prefix(err, r, "arming write-protection"));
 	w->t_armed = now_usec();
-	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate, NULL, VMSTATE_TIMEOUT_MS);
+	r = fc_snapshot_create(v->fc, FC_SNAPSHOT_VMSTATE_ONLY, vmstate.vmm, NULL,
+			       VMSTATE_TIMEOUT_MS);
 	if (r < 0)
 		return leave_pause(w, err,
 				   fc_error(v->fc, r, err, "PUT /snapshot/create VmstateOnly"));
@@ -1254,6 +1305,8 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	/* vmstate and pages.map are made durable at the copy's end, before
 	 * "ready" (live_files_durable); their writeback starts now, so the
 	 * pause-to-copy path waits for no disk. */
+	if (r == 0)
+		r = snap_file_finish(&vmstate, err);
 	if (r == 0)
 		start_writeback(b->dir, "vmstate");
 	if (r == 0)

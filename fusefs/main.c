@@ -59,6 +59,8 @@ struct options {
 	char *log_max;
 	char *seccomp;
 	char *incremental;
+	char *jail;
+	char *jail_ids;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -71,6 +73,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("log_max=%s", log_max),
 	OPT("seccomp=%s", seccomp),
 	OPT("incremental=%s", incremental),
+	OPT("jail=%s", jail),
+	OPT("jail_ids=%s", jail_ids),
 	FUSE_OPT_END,
 };
 
@@ -94,7 +98,11 @@ static void usage(const char *prog)
 	       "    -o log_max=MIB         a sandbox log turns into log.1 past MIB MiB\n"
 	       "                           (default " STRINGIFY(DEFAULT_LOG_MAX_MIB) "; 0: no cap)\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
-	       "                           a call outside it kills forkfs), log or off\n\n",
+	       "                           a call outside it kills forkfs), log or off\n"
+	       "    -o jail=on|off         confine each VMM forkfs launches: own uid, root,\n"
+	       "                           namespaces, cgroup (default on as root)\n"
+	       "    -o jail_ids=FIRST:N    the jails' uids and gids: FIRST to FIRST+N-1\n"
+	       "                           (default: 65536 ids picked from forkfs's pid)\n\n",
 	       prog);
 }
 
@@ -170,6 +178,35 @@ static int pick_vmm(struct setup *s, const char *opt)
 	return 0;
 }
 
+/* -o jail= and jail_ids=: on by default as root (the jail needs it). The
+ * default ids: 65536 of them, at an offset picked from our pid, so that two
+ * forkfs on one machine do not share ids (unless their pids collide modulo
+ * 4096: give each its own jail_ids= then). */
+static int parse_jail(struct setup *s, const struct options *o)
+{
+	uint64_t first = 1000000000ULL + (uint64_t)(getpid() % 4096) * 65536, n = 65536;
+	char *colon;
+
+	if (o->jail && strcmp(o->jail, "on") && strcmp(o->jail, "off"))
+		return log_error_errno(EINVAL, "-o jail= takes on or off");
+	s->t.jail = o->jail ? !strcmp(o->jail, "on") : geteuid() == 0;
+	if (s->t.jail && geteuid() != 0)
+		return log_error_errno(EPERM, "-o jail=on needs root (or mount with -o jail=off)");
+	if (o->jail_ids) {
+		colon = strchr(o->jail_ids, ':');
+		if (!colon)
+			return log_error_errno(EINVAL, "-o jail_ids= takes FIRST:COUNT");
+		*colon = '\0';
+		if (parse_u64(o->jail_ids, &first) < 0 || parse_u64(colon + 1, &n) < 0 || first == 0 ||
+		    n == 0 || first + n > 0xFFFF0000ULL)
+			return log_error_errno(EINVAL, "-o jail_ids= takes FIRST:COUNT, ids from 1 to %u",
+					       0xFFFF0000U);
+	}
+	s->t.jail_id_first = (uint32_t)first;
+	s->t.jail_id_count = (uint32_t)n;
+	return 0;
+}
+
 static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 {
 	uint64_t m;
@@ -206,6 +243,9 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 			return log_error_errno(EINVAL, "-o log_max= takes a number of MiB");
 		s->t.log_max = m << 20;
 	}
+	r = parse_jail(s, o);
+	if (r < 0)
+		return r;
 	r = forkfs_seccomp_from_string(o->seccomp ? o->seccomp : DEFAULT_SECCOMP);
 	if (r < 0)
 		return log_error_errno(EINVAL, "-o seccomp= takes kill, log or off");
@@ -462,6 +502,11 @@ int main(int argc, char *argv[])
 	notify_send(ready);
 	log_info("mounted on %s (store %s, vmm %s, run directory %s)", cmd.mountpoint, s.store,
 		 s.vmm_path, s.run_dir);
+	if (s.t.jail)
+		log_info("VMMs run jailed, uids %u to %u", s.t.jail_id_first,
+			 s.t.jail_id_first + s.t.jail_id_count - 1);
+	else
+		log_info("VMMs run without a jail (-o jail=off)");
 	if (s.t.copy_rate)
 		log_info("live branches copy in the background at %" PRIu64 " MiB/s at most",
 			 s.t.copy_rate >> 20);
@@ -497,6 +542,8 @@ out_args:
 	free(o.branch_mode);
 	free(o.copy_rate);
 	free(o.incremental);
+	free(o.jail);
+	free(o.jail_ids);
 	free(o.log_max);
 	free(o.seccomp);
 	return ret;

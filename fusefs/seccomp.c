@@ -53,6 +53,7 @@ static const int allowed[] = {
 	SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
 	SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(fchmod),
 	SCMP_SYS(chmod), SCMP_SYS(fchmodat), SCMP_SYS(readlink), SCMP_SYS(readlinkat),
+	SCMP_SYS(fchown), SCMP_SYS(fchownat), SCMP_SYS(lchown),	/* jails: files given to a VMM's uid */
 	SCMP_SYS(access), SCMP_SYS(faccessat), SCMP_SYS(faccessat2), SCMP_SYS(umask),
 	SCMP_SYS(getcwd),
 

@@ -38,6 +38,8 @@ struct sbenv {
 	uint64_t log_max;	/* bytes of a sandbox log before it turns to log.1; 0 = no cap */
 	bool vmm_output_to_stderr;	/* also log VMM output lines (foreground) */
 	bool no_incremental;	/* every live branch stores the whole image */
+	bool jail;		/* jail the VMMs forkfs launches (jail.h) */
+	uint32_t jail_id_first, jail_id_count;	/* a sandbox's uid: first + seq % count */
 
 	/* Work items and child processes in flight: shutdown ends once none is. */
 	unsigned jobs;

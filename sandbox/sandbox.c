@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "fc/fc.h"
 #include "sandbox/template.h"
+#include "sandbox/confine.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/store.h"
 #include "sandbox/supervisor.h"
@@ -259,13 +260,19 @@ int sandbox_make_run_dir(struct sandbox *sb)
 /* The VMM is gone (or let go of): its socket and directory with it. */
 static void drop_run_dir(struct sandbox *sb)
 {
-	char sock[256];
+	char p[PATH_MAX];
 
 	if (!sb->run_dir)
 		return;
 	if (!sb->attached) {
-		snprintf(sock, sizeof(sock), "%s/api.sock", sb->run_dir);
-		unlink(sock);
+		snprintf(p, sizeof(p), "%s/api.sock", sb->run_dir);
+		unlink(p);
+		/* A jail's root (the VMM's files there are its own) and its
+		 * snapshots directory in the store. */
+		snprintf(p, sizeof(p), "%s/root", sb->run_dir);
+		rm_rf(p);
+		snprintf(p, sizeof(p), "%s/.snapshots", sb->dir);
+		rm_rf(p);
 	}
 	if (rmdir(sb->run_dir) < 0 && errno != ENOENT)
 		sb_log(sb, "cannot remove run directory %s: %s", sb->run_dir, strerror(errno));
@@ -294,8 +301,8 @@ void sandbox_start_failed(struct sandbox *sb, const char *reason)
 	sb->state = SB_FAILED;
 	if (sb->proc)
 		vmm_proc_terminate(sb->proc);	/* its exit drops the run directory */
-	else if (sb->run_dir && rmdir(sb->run_dir) == 0)
-		sb->run_dir = (free(sb->run_dir), NULL);
+	else
+		drop_run_dir(sb);
 }
 
 /* ---- the VMM process, as its owner ---- */
@@ -349,9 +356,11 @@ static void proc_release(void *ctx)
 	sandbox_unref(sb);
 }
 
-int sandbox_launch(struct sandbox *sb, const char *api_socket, struct error *err)
+int sandbox_launch(struct sandbox *sb, const char *api_socket, const struct jail_spec *jail,
+		   const int *jail_fds, struct error *err)
 {
-	char *argv[] = { sb->env->vmm_path, (char *)"--api-sock", (char *)api_socket, NULL };
+	char *argv[] = { sb->env->vmm_path, (char *)"--api-sock",
+			 jail ? (char *)CONFINE_API_SOCKET : (char *)api_socket, NULL };
 	const struct vmm_proc_owner owner = {
 		.log = proc_log, .exited = proc_exited, .release = proc_release, .ctx = sb,
 	};
@@ -359,11 +368,15 @@ int sandbox_launch(struct sandbox *sb, const char *api_socket, struct error *err
 
 	sandbox_ref(sb);	/* the process's, until proc_release (even if it fails) */
 	env_job_begin(sb->env);
-	r = vmm_proc_spawn(sb->env->loop, argv, &owner, &sb->proc, err);
+	r = vmm_proc_spawn(sb->env->loop, jail, jail_fds, argv, &owner, &sb->proc, err);
 	if (r < 0)
 		return r;
 	sb_log(sb, "launched VMM %s, pid %d, API socket %s", sb->env->vmm_path,
 	       (int)vmm_proc_pid(sb->proc), api_socket);
+	if (jail)
+		sb_log(sb, "jail: root %s, uid %u, cgroup %s, %u file(s) bound, %s network",
+		       jail->root, (unsigned)jail->uid, jail->cgroup, jail->nfiles,
+		       jail->flags & JAIL_HOST_NET ? "host" : "no");
 	return 0;
 }
 

@@ -20,6 +20,8 @@
  */
 #pragma once
 
+struct jail_spec;
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -107,8 +109,10 @@ void sandbox_started(struct sandbox *sb, struct vmm *vmm, bool attached, bool pa
 void sandbox_start_failed(struct sandbox *sb, const char *reason);
 /* Keep a reference on the template the VMM maps until the VMM exits. */
 void sandbox_set_template(struct sandbox *sb, struct template *t);
-/* Launch the VMM on api_socket, its output into the log, its exit handled. */
-int sandbox_launch(struct sandbox *sb, const char *api_socket, struct error *err);
+/* Launch the VMM on api_socket (the host's path), its output into the log,
+ * its exit handled; in jail (NULL: none) with jail_fds (jail.h). */
+int sandbox_launch(struct sandbox *sb, const char *api_socket, const struct jail_spec *jail,
+		   const int *jail_fds, struct error *err);
 
 /* Stop a started sandbox: a launched VMM gets SIGTERM (SIGKILL later) and
  * done runs at its exit; an attached one is let go of (it keeps running) and

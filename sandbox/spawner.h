@@ -9,7 +9,10 @@
  */
 #pragma once
 
+#include <stddef.h>
 #include <sys/types.h>
+
+struct jail_spec;
 
 /* Called for each "pid exited with wait status" notice from the spawner. */
 typedef void (*spawner_exit_fn)(pid_t pid, int wstatus, void *userdata);
@@ -21,12 +24,15 @@ typedef void (*spawner_exit_fn)(pid_t pid, int wstatus, void *userdata);
 int spawner_fork(int *ret_fd, pid_t *ret_pid);
 
 /* Launch argv[0] (PATH searched, as execvp) in a new session with stdin on
- * /dev/null and stdout/stderr on out_fd/err_fd, no other fd, default signal
- * dispositions and an empty signal mask. Waits (up to a few seconds) for the
- * answer; exit notices read meanwhile go to on_exit. Returns 0 with the pid
- * and a pidfd (CLOEXEC) for it, or -errno (the exec's errno if it failed). */
-int spawner_launch(int fd, char *const argv[], int out_fd, int err_fd, spawner_exit_fn on_exit,
-		   void *userdata, pid_t *ret_pid, int *ret_pidfd);
+ * /dev/null and stdout/stderr on fds[0]/fds[1], no other fd (but the jail's
+ * inherited one), default signal dispositions and an empty signal mask. jail
+ * (NULL: none) confines it (jail.h); its fds follow in fds. Waits (up to a
+ * few seconds) for the answer; exit notices read meanwhile go to on_exit.
+ * Returns 0 with the pid and a pidfd (CLOEXEC) for it, or -errno (the exec's
+ * errno if it failed) with the failed step of the jail, if any, in what. */
+int spawner_launch(int fd, const struct jail_spec *jail, char *const argv[], const int *fds,
+		   spawner_exit_fn on_exit, void *userdata, pid_t *ret_pid, int *ret_pidfd,
+		   char *what, size_t what_len);
 
 /* Read the notices that are waiting (the fd may be non-blocking) and hand
  * them to on_exit. 0, or -ECONNRESET once the spawner is gone. */

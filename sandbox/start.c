@@ -35,6 +35,7 @@
 #include "common/util.h"
 #include "fc/fc.h"
 #include "sandbox/config.h"
+#include "sandbox/confine.h"
 #include "sandbox/start.h"
 #include "sandbox/supervisor.h"
 #include "sandbox/template.h"
@@ -52,6 +53,12 @@ struct start_job {
 	/* Copied on the loop for the workers. */
 	char api_socket[108];
 	char run_dir[PATH_MAX];
+	bool jailed;		/* the VMM runs in a jail (jail.h) built by the prepare step */
+	char jail_root[PATH_MAX];
+	char jail_out[PATH_MAX];	/* the store directory bound at /snapshots */
+	char cgroup[64];
+	uid_t jail_uid;
+	struct confine conf;
 	uint64_t copy_rate;
 	bool incremental;
 	void (*test_hook)(void *ctx, pid_t pid);
@@ -75,6 +82,7 @@ static const char *kind_name(enum config_kind k)
 
 static void start_job_free(struct start_job *j)
 {
+	confine_done(&j->conf);
 	config_free(j->cfg);
 	branch_unref(j->src.branch);
 	safe_close(j->memfd);
@@ -86,28 +94,49 @@ static void start_job_free(struct start_job *j)
 
 /* ---- step 1: the memfd of a restore ---- */
 
-static void prepare_run(uv_work_t *w)
+static int prepare_restore(struct start_job *j)
 {
-	struct start_job *j = w->data;
 	int fd;
 
 	/* A source still copying: its image is copied first, then read. */
-	if (j->src.branch && (j->r = branch_complete_image(j->src.branch)) < 0) {
-		error_set(&j->err, j->r, "the source branch failed while it copied");
-		return;
-	}
+	if (j->src.branch && (fd = branch_complete_image(j->src.branch)) < 0)
+		return error_set(&j->err, fd, "the source branch failed while it copied");
 	/* The VMM opens the vmstate itself: a regular file, checked here. */
 	fd = image_open(j->src.snapshot_path, "snapshot", j->src.in_store, NULL, &j->err);
-	if (fd < 0) {
-		j->r = fd;
-		return;
-	}
+	if (fd < 0)
+		return fd;
 	close(fd);
 	if (j->src.tmpl)
-		j->r = template_fill(j->src.tmpl, j->src.branch, &j->err);
+		return template_fill(j->src.tmpl, j->src.branch, &j->err);
+	return image_to_memfd(j->src.mem_path, j->src.in_store, "forkfs-guest-mem", false,
+			      &j->memfd, NULL, &j->err);
+}
+
+/* The jail's files, opened and checked here; config.json's paths become the
+ * names the VMM sees. */
+static int prepare_jail(struct start_job *j)
+{
+	int r = confine_init(&j->conf, j->jail_root, j->jail_out, j->jail_uid, j->jail_uid,
+			     j->cgroup, &j->err);
+
+	if (r < 0)
+		return error_prefix(&j->err, r, "jail");
+	if (j->cfg->kind == CONFIG_BOOT)
+		r = confine_boot(&j->conf, j->cfg->root, &j->err);
 	else
-		j->r = image_to_memfd(j->src.mem_path, j->src.in_store, "forkfs-guest-mem", false,
-				      &j->memfd, NULL, &j->err);
+		r = confine_restore(&j->conf, j->src.snapshot_path, j->src.mem_path,
+				    j->src.in_store, j->src.tmpl ? j->src.tmpl->fd : j->memfd,
+				    &j->err);
+	return r < 0 ? error_prefix(&j->err, r, "jail") : 0;
+}
+
+static void prepare_run(uv_work_t *w)
+{
+	struct start_job *j = w->data;
+
+	j->r = j->cfg->kind == CONFIG_RESTORE ? prepare_restore(j) : 0;
+	if (j->r >= 0 && j->jailed)
+		j->r = prepare_jail(j);
 }
 
 /* ---- step 3: configure the VMM ---- */
@@ -234,7 +263,13 @@ static int configure_restore(struct start_job *j, struct fc_client *c)
 	if (r < 0)
 		return api_fail(j, c, r, "probing the VMM");
 	shared = caps.uffd_wp && caps.vmstate_only && !j->src.tmpl;
-	if (j->src.tmpl) {
+	if (j->jailed && (j->src.tmpl || shared)) {
+		snprintf(backend, sizeof(backend), "/proc/self/fd/%d", JAIL_INHERIT_FD);
+	} else if (j->jailed) {
+		snprintf(backend, sizeof(backend), "/memory");
+		j->memfd = safe_close(j->memfd);
+		j->mapped_privately = true;
+	} else if (j->src.tmpl) {
 		snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->src.tmpl->fd);
 	} else if (shared) {
 		snprintf(backend, sizeof(backend), "/proc/%d/fd/%d", (int)getpid(), j->memfd);
@@ -243,7 +278,8 @@ static int configure_restore(struct start_job *j, struct fc_client *c)
 		j->memfd = safe_close(j->memfd);
 		j->mapped_privately = true;
 	}
-	r = fc_snapshot_load(c, j->src.snapshot_path, backend, shared, true, LOAD_TIMEOUT_MS);
+	r = fc_snapshot_load(c, j->jailed ? "/vmstate" : j->src.snapshot_path, backend, shared,
+			     true, LOAD_TIMEOUT_MS);
 	return r < 0 ? api_fail(j, c, r, "PUT /snapshot/load") : 0;
 }
 
@@ -287,6 +323,9 @@ static void configure_run(uv_work_t *w)
 	else {
 		vmm_set_copy_rate(j->vmm, j->copy_rate);
 		vmm_set_incremental(j->vmm, j->incremental);
+		if (j->jailed && vmm_set_jail(j->vmm, j->jail_root, j->jail_out, CONFINE_SNAPSHOTS,
+					      j->jail_uid) < 0)
+			r = error_set(&j->err, -ENOMEM, "out of memory");
 	}
 out:
 	fc_client_free(c);
@@ -339,7 +378,9 @@ static void launch_and_configure(struct start_job *j)
 	struct sandbox *sb = j->sb;
 
 	if (j->cfg->kind != CONFIG_ATTACH) {
-		j->r = sandbox_launch(sb, j->api_socket, &j->err);
+		j->r = sandbox_launch(sb, j->api_socket, j->jailed ? &j->conf.spec : NULL,
+				      j->conf.fds, &j->err);
+		confine_done(&j->conf);
 		if (j->r < 0) {
 			start_finish(j);
 			return;
@@ -444,6 +485,7 @@ static int start_job_new(struct sandbox *sb, start_resolve_fn resolve, void *res
 		return -ENOMEM;
 	j->work.data = j;
 	j->memfd = -1;
+	j->conf.spec.inherit = -1;
 	j->sb = sandbox_ref(sb);
 	r = config_parse(sb->config, sb->config_len, &j->cfg, &err);
 	if (r < 0) {
@@ -467,10 +509,25 @@ static int start_job_new(struct sandbox *sb, start_resolve_fn resolve, void *res
 		return r;
 	}
 	snprintf(j->run_dir, sizeof(j->run_dir), "%s", sb->run_dir);
+	j->jailed = sb->env->jail && j->cfg->kind != CONFIG_ATTACH;
+	if (j->jailed) {
+		struct sbenv *env = sb->env;
+
+		snprintf(j->jail_root, sizeof(j->jail_root), "%s/root", sb->run_dir);
+		snprintf(j->jail_out, sizeof(j->jail_out), "%s/.snapshots", sb->dir);
+		snprintf(j->cgroup, sizeof(j->cgroup), "forkfs-%d-%u", (int)getpid(), sb->seq);
+		j->jail_uid = env->jail_id_first + sb->seq % env->jail_id_count;
+	}
 	if (j->cfg->kind == CONFIG_ATTACH) {
 		snprintf(j->api_socket, sizeof(j->api_socket), "%s", j->cfg->api_socket);
 	} else {
-		snprintf(j->api_socket, sizeof(j->api_socket), "%s/api.sock", sb->run_dir);
+		if (snprintf(j->api_socket, sizeof(j->api_socket), "%s%s", j->jailed ? j->jail_root :
+			     sb->run_dir, j->jailed ? CONFINE_API_SOCKET : "/api.sock") >=
+		    (int)sizeof(j->api_socket)) {
+			sb_log(sb, "start refused: the run directory's path is too long");
+			start_job_free(j);
+			return -ENAMETOOLONG;
+		}
 		unlink(j->api_socket);	/* a stale one from a VMM that died */
 	}
 	j->copy_rate = sb->env->copy_rate;
@@ -496,7 +553,7 @@ int sandbox_start(struct sandbox *sb, start_resolve_fn resolve, void *resolve_ct
 	j->ctx = ctx;
 	sb_log(sb, "starting (%s)", kind_name(j->cfg->kind));
 	env_job_begin(env);
-	if (j->cfg->kind == CONFIG_RESTORE) {
+	if (j->cfg->kind == CONFIG_RESTORE || j->jailed) {
 		queue_prepare(j);
 		return 0;
 	}

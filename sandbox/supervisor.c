@@ -31,6 +31,7 @@
 #define LOG_PREFIX ""
 #include "common/log.h"
 #include "common/util.h"
+#include "sandbox/jail.h"
 #include "sandbox/spawner.h"
 #include "sandbox/supervisor.h"
 
@@ -325,10 +326,12 @@ static int output_pipe(uv_pipe_t *pipe, int *ret_write)
 	return 0;
 }
 
-int vmm_proc_spawn(uv_loop_t *loop, char *const argv[], const struct vmm_proc_owner *owner,
-		   struct vmm_proc **ret, struct error *err)
+int vmm_proc_spawn(uv_loop_t *loop, const struct jail_spec *jail, const int *jail_fds,
+		   char *const argv[], const struct vmm_proc_owner *owner, struct vmm_proc **ret,
+		   struct error *err)
 {
-	int out_w = -1, err_w = -1, r;
+	int fds[2 + JAIL_MAX_FILES + 1], out_w = -1, err_w = -1, r;
+	char what[160] = "";
 	struct vmm_proc *p;
 
 	p = calloc(1, sizeof(*p));
@@ -347,9 +350,14 @@ int vmm_proc_spawn(uv_loop_t *loop, char *const argv[], const struct vmm_proc_ow
 	r = output_pipe(&p->out, &out_w);
 	if (r >= 0)
 		r = output_pipe(&p->err, &err_w);
-	if (r >= 0)
-		r = spawner_launch(spawner.fd, argv, out_w, err_w, on_exit_notice, NULL, &p->pid,
-				   &p->pidfd);
+	if (r >= 0) {
+		fds[0] = out_w;
+		fds[1] = err_w;
+		for (unsigned i = 0; jail && i < jail_nfds(jail); i++)
+			fds[2 + i] = jail_fds[i];
+		r = spawner_launch(spawner.fd, jail, argv, fds, on_exit_notice, NULL, &p->pid,
+				   &p->pidfd, what, sizeof(what));
+	}
 	safe_close(out_w);
 	safe_close(err_w);
 	if (r >= 0) {
@@ -365,6 +373,9 @@ int vmm_proc_spawn(uv_loop_t *loop, char *const argv[], const struct vmm_proc_ow
 		if (r == -ECONNRESET)
 			error_set(err, -EIO, "cannot launch VMM %s: the spawner process is gone",
 				  argv[0]);
+		else if (what[0])
+			error_set(err, r == -ENOENT ? -ENOENT : -EIO,
+				  "cannot launch VMM %s: jail: %s", argv[0], what);
 		else
 			error_set(err, r == -ENOENT ? -ENOENT : -EIO, "cannot launch VMM %s: %s",
 				  argv[0], strerror(-r));
@@ -453,8 +464,8 @@ int supervisor_unmount(const char *mountpoint)
 	pid_t pid;
 	int r;
 
-	r = spawner_launch(spawner.fd, argv, STDERR_FILENO, STDERR_FILENO, on_exit_notice, NULL,
-			   &pid, &pfd.fd);
+	r = spawner_launch(spawner.fd, NULL, argv, (const int[]){ STDERR_FILENO, STDERR_FILENO },
+			   on_exit_notice, NULL, &pid, &pfd.fd, NULL, 0);
 	if (r < 0)
 		return log_error_errno(r, "cannot run fusermount3 -u %s", mountpoint);
 	do

@@ -12,6 +12,7 @@
 #include "common/error.h"
 
 struct vmm_proc;
+struct jail_spec;
 
 /* Who a launched process reports to. Every callback runs on the loop. */
 struct vmm_proc_owner {
@@ -29,10 +30,11 @@ struct vmm_proc_owner {
 };
 
 /* Launch argv (argv[0] the VMM) through the spawner, output into the owner's
- * log. 0, or -ENOENT / -EIO with the reason in err (then only the owner's
+ * log; jail (NULL: none) with its fds (jail.h) confines it. 0, or -ENOENT / -EIO with the reason in err (then only the owner's
  * release is called). */
-int vmm_proc_spawn(uv_loop_t *loop, char *const argv[], const struct vmm_proc_owner *owner,
-		   struct vmm_proc **ret, struct error *err);
+int vmm_proc_spawn(uv_loop_t *loop, const struct jail_spec *jail, const int *jail_fds,
+		   char *const argv[], const struct vmm_proc_owner *owner, struct vmm_proc **ret,
+		   struct error *err);
 /* Not yet exited (false for NULL). */
 bool vmm_proc_alive(struct vmm_proc *p);
 pid_t vmm_proc_pid(struct vmm_proc *p);

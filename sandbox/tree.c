@@ -25,6 +25,9 @@ int tree_init(struct tree *t, uv_loop_t *loop, const struct tree_options *o)
 	t->env.copy_rate = o->copy_rate;
 	t->env.log_max = o->log_max;
 	t->env.no_incremental = o->no_incremental;
+	t->env.jail = o->jail;
+	t->env.jail_id_first = o->jail_id_first;
+	t->env.jail_id_count = o->jail_id_count ?: 1;
 	t->env.vmm_output_to_stderr = o->vmm_output_to_stderr;
 	t->store = strdup(o->store);
 	t->env.vmm_path = strdup(o->vmm_path);

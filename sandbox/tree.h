@@ -29,6 +29,8 @@ struct tree_options {
 	uint64_t log_max;	/* bytes; 0 = no cap */
 	bool vmm_output_to_stderr;
 	bool no_incremental;	/* -o incremental=off */
+	bool jail;		/* jail the VMMs (jail.h) */
+	uint32_t jail_id_first, jail_id_count;
 };
 
 struct tree {
