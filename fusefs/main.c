@@ -61,6 +61,8 @@ struct options {
 	char *incremental;
 	char *jail;
 	char *jail_ids;
+	char *allow_path;
+	char *vmm_args;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -75,6 +77,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("incremental=%s", incremental),
 	OPT("jail=%s", jail),
 	OPT("jail_ids=%s", jail_ids),
+	OPT("allow_path=%s", allow_path),
+	OPT("vmm_args=%s", vmm_args),
 	FUSE_OPT_END,
 };
 
@@ -89,6 +93,7 @@ static void usage(const char *prog)
 	       "    -o vmm=PATH            VMM binary (default: $FORKFS_MINIVM, else firecracker\n"
 	       "                           from PATH, else forkfs-minivm in ../bin beside\n"
 	       "                           forkfs, else " BINDIR "/forkfs-minivm)\n"
+	       "    -o vmm_args=ARGS       more arguments for the VMM, separated by spaces\n"
 	       "    -o mode=auto|live|full branch mode (default auto: live when the VMM can)\n"
 	       "    -o branch_mode=MODE    octal mode of branch files (default 0400)\n"
 	       "    -o copy_rate=MIB       cap a live branch's background copy at MIB MiB/s\n"
@@ -102,7 +107,9 @@ static void usage(const char *prog)
 	       "    -o jail=on|off         confine each VMM forkfs launches: own uid, root,\n"
 	       "                           namespaces, cgroup (default on as root)\n"
 	       "    -o jail_ids=FIRST:N    the jails' uids and gids: FIRST to FIRST+N-1\n"
-	       "                           (default: 65536 ids picked from forkfs's pid)\n\n",
+	       "                           (default: 65536 ids picked from forkfs's pid)\n"
+	       "    -o allow_path=DIR[:DIR] where config.json's files may be besides the store\n"
+	       "                           (a read-only file everyone may read: anywhere)\n\n",
 	       prog);
 }
 
@@ -207,6 +214,49 @@ static int parse_jail(struct setup *s, const struct options *o)
 	return 0;
 }
 
+/* -o vmm_args="A B ...": words the VMM gets after --api-sock PATH. */
+static int parse_vmm_args(struct setup *s, char *list)
+{
+	char *save = NULL;
+
+	for (char *w = strtok_r(list, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		char **a;
+
+		if (s->t.n_vmm_args == VMM_ARGS_MAX)
+			return log_error_errno(E2BIG, "-o vmm_args=: more than %d words", VMM_ARGS_MAX);
+		a = realloc(s->t.vmm_args, (s->t.n_vmm_args + 1) * sizeof(*a));
+		if (!a)
+			return log_error_errno(ENOMEM, "-o vmm_args=");
+		s->t.vmm_args = a;
+		a[s->t.n_vmm_args++] = w;	/* points into o->vmm_args, freed last */
+	}
+	return 0;
+}
+
+/* -o allow_path=DIR[:DIR...]: each an existing directory, kept as its real path. */
+static int parse_allow_path(struct setup *s, char *list)
+{
+	char *save = NULL;
+
+	for (char *d = strtok_r(list, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		char *real = realpath(d, NULL), **a;
+		struct stat st;
+
+		if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			free(real);
+			return log_error_errno(ENOTDIR, "-o allow_path=: %s is not a directory", d);
+		}
+		a = realloc(s->t.allow_path, (s->t.n_allow_path + 1) * sizeof(*a));
+		if (!a) {
+			free(real);
+			return log_error_errno(ENOMEM, "-o allow_path=");
+		}
+		a[s->t.n_allow_path++] = real;
+		s->t.allow_path = a;
+	}
+	return 0;
+}
+
 static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 {
 	uint64_t m;
@@ -244,6 +294,10 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 		s->t.log_max = m << 20;
 	}
 	r = parse_jail(s, o);
+	if (r >= 0 && o->vmm_args)
+		r = parse_vmm_args(s, o->vmm_args);
+	if (r >= 0 && o->allow_path)
+		r = parse_allow_path(s, o->allow_path);
 	if (r < 0)
 		return r;
 	r = forkfs_seccomp_from_string(o->seccomp ? o->seccomp : DEFAULT_SECCOMP);
@@ -544,6 +598,12 @@ out_args:
 	free(o.incremental);
 	free(o.jail);
 	free(o.jail_ids);
+	free(o.allow_path);
+	free(s.t.vmm_args);
+	free(o.vmm_args);
+	for (size_t i = 0; i < s.t.n_allow_path; i++)
+		free(s.t.allow_path[i]);
+	free(s.t.allow_path);
 	free(o.log_max);
 	free(o.seccomp);
 	return ret;

@@ -9,10 +9,13 @@
  * each hierarchy, which the daemon shares. On v2 a cgroup with processes
  * cannot hand controllers to its children: the spawner then moves the
  * processes of its cgroup (the daemon's and its own) into a leaf named
- * "forkfs" first, as a systemd unit with Delegate=yes expects.
+ * "forkfs" first, as a systemd unit with Delegate=yes expects. Groups a
+ * killed spawner left behind are removed when the next one starts.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -83,6 +86,28 @@ static int v2_make_leaf(const char *base)
 	return r;
 }
 
+/* Groups left by a spawner that was killed (its daemon's pid is in their
+ * name and is gone): rmdir only removes a group without processes. */
+static void remove_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int pid;
+		char p[PATH_MAX + 300];
+
+		if (sscanf(de->d_name, "forkfs-%d-", &pid) != 1 || pid <= 0 ||
+		    (kill(pid, 0) == 0 || errno != ESRCH))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", base, de->d_name);
+		rmdir(p);
+	}
+	closedir(d);
+}
+
 static void probe(void)
 {
 	char line[PATH_MAX + 64], *ctrls = NULL;
@@ -116,6 +141,9 @@ static void probe(void)
 				snprintf(cg.base[i], sizeof(cg.base[i]), CG_ROOT "/%s%s", c1 + 1, c2 + 1);
 	}
 	fclose(f);
+	for (int i = 0; i < CG_N; i++)
+		if (cg.base[i][0])
+			remove_stale(cg.base[i]);
 }
 
 static int group_dir(int i, const char *name, char *buf, size_t len)

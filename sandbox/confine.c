@@ -34,9 +34,40 @@ static const char *type_want(enum kind k)
 	       k == K_OUTPUT ? "a regular file or FIFO" : "a regular file";
 }
 
-/* Open path for the jail, checked; returns the fd (O_PATH) or -errno. */
-static int open_checked(const char *what, const char *path, enum kind k, bool nofollow,
-			struct stat *st, struct error *err)
+static bool beneath(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return n > 0 && strncmp(path, dir, n) == 0 && (path[n] == '/' || dir[n - 1] == '/');
+}
+
+/* Where an allowed file may lie (besides anywhere, for a read-only file
+ * everyone may read): the store, and -o allow_path. The file's real path is
+ * what counts, so a symbolic link out of an allowed directory is judged by
+ * where it leads. */
+static bool allowed(const struct confine *c, int fd, const struct stat *st, bool writable)
+{
+	char link[64], real[PATH_MAX];
+	ssize_t n;
+
+	if (!writable && S_ISREG(st->st_mode) && (st->st_mode & S_IROTH))
+		return true;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, real, sizeof(real) - 1);
+	if (n <= 0)
+		return false;
+	real[n] = '\0';
+	if (c->policy.store && beneath(real, c->policy.store))
+		return true;
+	for (size_t i = 0; i < c->policy.n_allow; i++)
+		if (beneath(real, c->policy.allow[i]))
+			return true;
+	return false;
+}
+
+/* Open path for the VMM, checked; returns the fd (O_PATH) or -errno. */
+static int open_checked(const struct confine *c, const char *what, const char *path, enum kind k,
+			bool nofollow, bool writable, struct stat *st, struct error *err)
 {
 	_cleanup_close_ int fd = -1;
 	uid_t me = geteuid();
@@ -51,17 +82,28 @@ static int open_checked(const char *what, const char *path, enum kind k, bool no
 	if (st->st_uid != 0 && st->st_uid != me)
 		return error_set(err, -EPERM, "%s %.300s belongs to uid %u, not to root or uid %u",
 				 what, path, (unsigned)st->st_uid, (unsigned)me);
+	if (!allowed(c, fd, st, writable))
+		return error_set(err, -EACCES, "%s %.300s: not allowed (%s; see -o allow_path)",
+				 what, path, writable ? "a file the VMM writes must be in an "
+				 "allowed directory" : "not readable by everyone, nor in an allowed "
+				 "directory");
 	return TAKE_FD(fd);
 }
 
+/* Check path and, in a jail, bind it as name (without one, the VMM opens
+ * the path itself: it is only checked). */
 static int bind(struct confine *c, const char *what, const char *path, enum kind k, bool nofollow,
 		const char *name, uint32_t flags, struct stat *st, struct error *err)
 {
 	struct stat st_;
-	int fd = open_checked(what, path, k, nofollow, st ?: &st_, err);
+	int fd = open_checked(c, what, path, k, nofollow, !(flags & JAIL_FILE_RO), st ?: &st_, err);
 
 	if (fd < 0)
 		return fd;
+	if (!(c->spec.flags & JAIL_ON)) {
+		close(fd);
+		return 0;
+	}
 	if (jail_add_file(&c->spec, c->fds, name, fd, flags) < 0) {
 		close(fd);
 		return error_set(err, -E2BIG, "too many files for the jail (at most %d)",
@@ -78,13 +120,17 @@ static void set_path(json_object *o, const char *key, const char *name)
 	json_object_object_add(o, key, json_object_new_string(p));
 }
 
-int confine_init(struct confine *c, const char *root, const char *out_dir, uid_t uid, gid_t gid,
-		 const char *cgroup, struct error *err)
+int confine_init(struct confine *c, const struct confine_policy *policy, const char *root,
+		 const char *out_dir, uid_t uid, gid_t gid, const char *cgroup, struct error *err)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
 
 	memset(c, 0, sizeof(*c));
+	c->policy = *policy;
+	c->spec.inherit = -1;
+	if (!root)
+		return 0;	/* no jail: the files are only checked */
 	c->spec.flags = JAIL_ON;
 	c->spec.uid = uid;
 	c->spec.gid = gid;
@@ -123,7 +169,7 @@ static int bind_field(struct confine *c, json_object *o, const char *key, const 
 	if (!json_object_is_type(v, json_type_string))
 		return error_set(err, -EINVAL, "%s: not a string", what);
 	r = bind(c, what, json_object_get_string(v), k, false, name, flags, NULL, err);
-	if (r >= 0)
+	if (r >= 0 && (c->spec.flags & JAIL_ON))
 		set_path(o, key, name);
 	return r;
 }
@@ -134,7 +180,7 @@ int confine_boot(struct confine *c, json_object *root, struct error *err)
 	uint64_t mib = 128;	/* Firecracker's default */
 	int r;
 
-	if (json_object_object_get_ex(root, "vsock", &o))
+	if ((c->spec.flags & JAIL_ON) && json_object_object_get_ex(root, "vsock", &o))
 		return error_set(err, -EOPNOTSUPP, "\"vsock\" is not supported in the jail "
 				 "(its socket would be inside the VMM's root); mount with -o jail=off");
 	if (json_object_object_get_ex(root, "network-interfaces", &o))
@@ -187,7 +233,7 @@ int confine_restore(struct confine *c, const char *snapshot_path, const char *me
 	if (r < 0)
 		return r;
 	c->spec.mem_max = mem_limit((uint64_t)st.st_size);
-	if (memfd >= 0) {
+	if (memfd >= 0 && (c->spec.flags & JAIL_ON)) {
 		/* The inherited fd comes first in fds: shift the files up. */
 		int fd = fcntl(memfd, F_DUPFD_CLOEXEC, 3);
 

@@ -17,16 +17,27 @@
 #define CONFINE_API_SOCKET "/run/api.sock"	/* the VMM's API socket, in its root */
 #define CONFINE_SNAPSHOTS "/snapshots"		/* where the VMM writes snapshots */
 
+/* Where config.json's files may be (forkfs(8), SECURITY): a read-only file
+ * everyone may read, anywhere; any other file only beneath the store or one
+ * of allow. */
+struct confine_policy {
+	const char *store;
+	char **allow;
+	size_t n_allow;
+};
+
 struct confine {
+	struct confine_policy policy;
 	struct jail_spec spec;
 	int fds[JAIL_MAX_FILES + 1];	/* jail_nfds(&spec) of them, ours */
 };
 
 /* A jail rooted at root (host path), for uid/gid, in cgroup (name), with the
  * snapshots directory out_dir (host path on the store's file system: made
- * here, owned by uid). */
-int confine_init(struct confine *c, const char *root, const char *out_dir, uid_t uid, gid_t gid,
-		 const char *cgroup, struct error *err);
+ * here, owned by uid). root NULL: no jail; the files are checked all the
+ * same, and config.json's paths are left as they are. */
+int confine_init(struct confine *c, const struct confine_policy *policy, const char *root,
+		 const char *out_dir, uid_t uid, gid_t gid, const char *cgroup, struct error *err);
 /* Boot: bind the kernel, initrd, drives, logger and metrics files of the
  * config (root), whose paths are rewritten in place; size the cgroup. */
 int confine_boot(struct confine *c, json_object *root, struct error *err);

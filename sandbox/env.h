@@ -25,6 +25,8 @@
 
 #include "branch/branch.h"
 
+#define VMM_ARGS_MAX 16
+
 struct sbenv {
 	uv_loop_t *loop;
 	pthread_t loop_thread;	/* the thread that runs the loop (assert_on_loop) */
@@ -40,6 +42,10 @@ struct sbenv {
 	bool no_incremental;	/* every live branch stores the whole image */
 	bool jail;		/* jail the VMMs forkfs launches (jail.h) */
 	uint32_t jail_id_first, jail_id_count;	/* a sandbox's uid: first + seq % count */
+	char **allow_path;	/* where config.json's files may be (confine.h) */
+	size_t n_allow_path;
+	char **vmm_args;	/* more arguments for the VMM (-o vmm_args) */
+	size_t n_vmm_args;	/* at most VMM_ARGS_MAX */
 
 	/* Work items and child processes in flight: shutdown ends once none is. */
 	unsigned jobs;

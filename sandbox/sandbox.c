@@ -359,13 +359,15 @@ static void proc_release(void *ctx)
 int sandbox_launch(struct sandbox *sb, const char *api_socket, const struct jail_spec *jail,
 		   const int *jail_fds, struct error *err)
 {
-	char *argv[] = { sb->env->vmm_path, (char *)"--api-sock",
-			 jail ? (char *)CONFINE_API_SOCKET : (char *)api_socket, NULL };
+	char *argv[4 + VMM_ARGS_MAX] = { sb->env->vmm_path, (char *)"--api-sock",
+					 jail ? (char *)CONFINE_API_SOCKET : (char *)api_socket };
 	const struct vmm_proc_owner owner = {
 		.log = proc_log, .exited = proc_exited, .release = proc_release, .ctx = sb,
 	};
 	int r;
 
+	for (size_t i = 0; i < sb->env->n_vmm_args && i < VMM_ARGS_MAX; i++)
+		argv[3 + i] = sb->env->vmm_args[i];
 	sandbox_ref(sb);	/* the process's, until proc_release (even if it fails) */
 	env_job_begin(sb->env);
 	r = vmm_proc_spawn(sb->env->loop, jail, jail_fds, argv, &owner, &sb->proc, err);

@@ -59,6 +59,7 @@ struct start_job {
 	char cgroup[64];
 	uid_t jail_uid;
 	struct confine conf;
+	struct confine_policy policy;	/* the env's (fixed once set up) */
 	uint64_t copy_rate;
 	bool incremental;
 	void (*test_hook)(void *ctx, pid_t pid);
@@ -112,12 +113,12 @@ static int prepare_restore(struct start_job *j)
 			      &j->memfd, NULL, &j->err);
 }
 
-/* The jail's files, opened and checked here; config.json's paths become the
- * names the VMM sees. */
-static int prepare_jail(struct start_job *j)
+/* config.json's files, opened and checked here (confine.h); in a jail, its
+ * paths become the names the VMM sees. */
+static int prepare_files(struct start_job *j)
 {
-	int r = confine_init(&j->conf, j->jail_root, j->jail_out, j->jail_uid, j->jail_uid,
-			     j->cgroup, &j->err);
+	int r = confine_init(&j->conf, &j->policy, j->jailed ? j->jail_root : NULL, j->jail_out,
+			     j->jail_uid, j->jail_uid, j->cgroup, &j->err);
 
 	if (r < 0)
 		return error_prefix(&j->err, r, "jail");
@@ -127,7 +128,7 @@ static int prepare_jail(struct start_job *j)
 		r = confine_restore(&j->conf, j->src.snapshot_path, j->src.mem_path,
 				    j->src.in_store, j->src.tmpl ? j->src.tmpl->fd : j->memfd,
 				    &j->err);
-	return r < 0 ? error_prefix(&j->err, r, "jail") : 0;
+	return r < 0 ? error_prefix(&j->err, r, j->jailed ? "jail" : "config.json") : 0;
 }
 
 static void prepare_run(uv_work_t *w)
@@ -135,8 +136,8 @@ static void prepare_run(uv_work_t *w)
 	struct start_job *j = w->data;
 
 	j->r = j->cfg->kind == CONFIG_RESTORE ? prepare_restore(j) : 0;
-	if (j->r >= 0 && j->jailed)
-		j->r = prepare_jail(j);
+	if (j->r >= 0)
+		j->r = prepare_files(j);
 }
 
 /* ---- step 3: configure the VMM ---- */
@@ -510,6 +511,9 @@ static int start_job_new(struct sandbox *sb, start_resolve_fn resolve, void *res
 	}
 	snprintf(j->run_dir, sizeof(j->run_dir), "%s", sb->run_dir);
 	j->jailed = sb->env->jail && j->cfg->kind != CONFIG_ATTACH;
+	j->policy = (struct confine_policy){ .store = sb->env->sandboxes_dir,
+					     .allow = sb->env->allow_path,
+					     .n_allow = sb->env->n_allow_path };
 	if (j->jailed) {
 		struct sbenv *env = sb->env;
 
@@ -553,7 +557,7 @@ int sandbox_start(struct sandbox *sb, start_resolve_fn resolve, void *resolve_ct
 	j->ctx = ctx;
 	sb_log(sb, "starting (%s)", kind_name(j->cfg->kind));
 	env_job_begin(env);
-	if (j->cfg->kind == CONFIG_RESTORE || j->jailed) {
+	if (j->cfg->kind != CONFIG_ATTACH) {
 		queue_prepare(j);
 		return 0;
 	}

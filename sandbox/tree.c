@@ -28,6 +28,10 @@ int tree_init(struct tree *t, uv_loop_t *loop, const struct tree_options *o)
 	t->env.jail = o->jail;
 	t->env.jail_id_first = o->jail_id_first;
 	t->env.jail_id_count = o->jail_id_count ?: 1;
+	t->env.allow_path = o->allow_path;
+	t->env.n_allow_path = o->n_allow_path;
+	t->env.vmm_args = o->vmm_args;
+	t->env.n_vmm_args = o->n_vmm_args;
 	t->env.vmm_output_to_stderr = o->vmm_output_to_stderr;
 	t->store = strdup(o->store);
 	t->env.vmm_path = strdup(o->vmm_path);

@@ -31,6 +31,10 @@ struct tree_options {
 	bool no_incremental;	/* -o incremental=off */
 	bool jail;		/* jail the VMMs (jail.h) */
 	uint32_t jail_id_first, jail_id_count;
+	char **allow_path;	/* -o allow_path: real paths; the caller's, kept */
+	size_t n_allow_path;
+	char **vmm_args;	/* -o vmm_args: the caller's, kept */
+	size_t n_vmm_args;	/* at most VMM_ARGS_MAX */
 };
 
 struct tree {

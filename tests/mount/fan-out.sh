@@ -118,10 +118,7 @@ check "unmount exits 0" unmount_forkfs
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
 
 # ---- an --anon parent with two regions (96 MiB, split at 64) ----
-printf '#!/bin/sh\nexec "%s" --anon --mem-split-mib 64 "$@"\n' "$MINIVM" >"$TMPD/anon-vmm"
-chmod +x "$TMPD/anon-vmm"
-MOUNT_VMM=$TMPD/anon-vmm
-mount_forkfs
+mount_forkfs "vmm_args=--anon --mem-split-mib 64"
 check "boot a1 (--anon, 96 MiB in two regions, 2 vCPUs)" start_sandbox a1 "$(boot_config 96 2)"
 check "a1's VMM uses anonymous memory" bash -c "! grep -q memfd /proc/$(vmm_pid a1)/maps"
 check "mkdir a1/branches/b1" mkdir "$MNT/a1/branches/b1"

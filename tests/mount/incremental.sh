@@ -194,10 +194,7 @@ echo stop >"$MNT/s2/ctl"
 check "unmount" unmount_forkfs
 
 # Anonymous guest memory: a balloon could zap pages and writes would escape.
-printf '#!/bin/sh\nexec "%s" --anon "$@"\n' "$MINIVM" >"$TMPD/anon-vmm"
-chmod +x "$TMPD/anon-vmm"
-MOUNT_VMM=$TMPD/anon-vmm
-mount_forkfs
+mount_forkfs "vmm_args=--anon"
 check "boot a1 (--anon)" start_sandbox a1 "$(cfg 64 2 4)"
 check "a1's guest runs" wait_for 120 first_pass_done a1 2
 check "branch d1 ready" branch_ready a1 d1

@@ -45,10 +45,7 @@ check "unmount exits 0" unmount_forkfs
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
 
 # ---- anonymous memory: the branch fails cleanly ----
-printf '#!/bin/sh\nexec "%s" --anon "$@"\n' "$MINIVM" >"$TMPD/anon-vmm"
-chmod +x "$TMPD/anon-vmm"
-MOUNT_VMM=$TMPD/anon-vmm
-mount_forkfs copy_rate=64
+mount_forkfs "copy_rate=64,vmm_args=--anon"
 check "boot a1 with --anon memory (128 MiB, 2 vCPUs)" start_sandbox a1 "$(boot_config 128 2)"
 pid=$(vmm_pid a1)
 check "a1's VMM really uses anonymous memory" \
