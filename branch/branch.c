@@ -105,6 +105,7 @@ struct vmm {
 					 * incremental branch, a reference */
 	pthread_cond_t taken;		/* taking went false */
 	bool detached;		/* protected by lock: release the engine when idle */
+	atomic_bool resume_pending;	/* a resume failed: resume_retry() keeps trying */
 	bool taking;		/* protected by lock: a branch_take() runs */
 };
 
@@ -1078,7 +1079,74 @@ struct pause_window {
 	uint64_t t_prepare, t_durable;
 };
 
-/* The guard: leave the pause window whatever happened inside it. */
+#define RESUME_RETRY_FIRST_MS 100
+#define RESUME_RETRY_MAX_MS 5000
+
+/* A thread that resumes the VM, as long as its VMM lives, after a resume
+ * failed in a pause window: the VM must not stay paused because its VMM was
+ * slow to answer (real Firecracker serves its API on one thread: a snapshot
+ * call that timed out on our side still runs there, ahead of the resume).
+ * It uses a connection of its own; branches are refused meanwhile. */
+static void *resume_retry_main(void *arg)
+{
+	struct vmm *v = arg;
+	struct fc_client *c = NULL;
+	unsigned delay_ms = RESUME_RETRY_FIRST_MS;
+
+	for (unsigned n = 1; !atomic_load(&v->dead); n++) {
+		struct fc_instance_info info;
+		int r;
+
+		usleep(delay_ms * 1000);
+		r = c ? 0 : fc_client_new(v->api_socket, &c);
+		if (r >= 0)
+			r = fc_get_instance_info(c, &info);
+		if (r >= 0 && info.state == FC_STATE_RUNNING) {
+			log_info("%s: the VM runs again (try %u)", v->api_socket, n);
+			break;
+		}
+		if (r >= 0)
+			r = fc_resume(c);
+		if (r >= 0) {
+			log_info("%s: resume try %u succeeded: the VM runs again", v->api_socket, n);
+			break;
+		}
+		log_warning("%s: resume pending: try %u failed: %s", v->api_socket, n,
+			    c ? fc_client_last_error(c) : strerror(-r));
+		delay_ms = MIN(delay_ms * 2, RESUME_RETRY_MAX_MS);
+	}
+	fc_client_free(c);
+	atomic_store(&v->resume_pending, false);
+	vmm_unref(v);
+	return NULL;
+}
+
+static void resume_retry(struct vmm *v)
+{
+	pthread_attr_t a;
+	pthread_t t;
+
+	if (atomic_exchange(&v->resume_pending, true))
+		return;
+	vmm_ref(v);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, resume_retry_main, v) != 0) {
+		log_error("%s: cannot start the resume retries: the VM stays paused",
+			  v->api_socket);
+		atomic_store(&v->resume_pending, false);
+		vmm_unref(v);
+	}
+	pthread_attr_destroy(&a);
+}
+
+bool vmm_resume_pending(struct vmm *v)
+{
+	return atomic_load(&v->resume_pending);
+}
+
+/* The guard: leave the pause window whatever happened inside it. A resume
+ * that fails twice goes on in the background (resume_retry). */
 static int leave_pause(struct pause_window *w, struct error *err, int r)
 {
 	int q;
@@ -1092,11 +1160,17 @@ static int leave_pause(struct pause_window *w, struct error *err, int r)
 		q = fc_resume(w->v->fc);
 		if (q < 0)	/* One retry: a resume must not be lost to a hiccup. */
 			q = fc_resume(w->v->fc);
-		if (q < 0 && r == 0)
+		if (q < 0 && r == 0) {
 			r = fc_error(w->v->fc, q, err, "resuming the VM");
-		else if (q < 0)
+		} else if (q < 0) {
 			log_error("resuming the VM after a failed branch failed too: %s",
 				  fc_client_last_error(w->v->fc));
+		}
+		if (q < 0) {
+			error_prefix(err, r, "the VM could not be resumed (forkfs keeps trying in "
+				     "the background): ");
+			resume_retry(w->v);
+		}
 	}
 	w->paused = false;
 	return r;
@@ -1370,6 +1444,9 @@ int (branch_take)(struct vmm *v, const char *dir, enum branch_mode_req mode, str
 
 	if (atomic_load(&v->dead))
 		return error_set(err, -ESRCH, "the VMM is not running");
+	if (atomic_load(&v->resume_pending))
+		return error_set(err, -EBUSY, "the VM is paused: resuming it after a failed "
+				 "branch is still pending");
 	b = branch_alloc(dir);
 	if (!b)
 		return error_set(err, -ENOMEM, "out of memory");

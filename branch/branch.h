@@ -61,6 +61,10 @@ int vmm_set_jail(struct vmm *v, const char *root, const char *out_dir, const cha
 /* b is going away (rmdir): no later branch of v may be incremental to it.
  * Waits for a branch_take() in flight on v to end. */
 void vmm_forget_branch(struct vmm *v, struct branch *b);
+/* A resume after a failed branch failed and forkfs keeps trying in the
+ * background: the VM is paused until it succeeds (state "paused (resume
+ * pending)"); branches are refused with EBUSY meanwhile. */
+bool vmm_resume_pending(struct vmm *v);
 /* The VMM process is gone: fail nothing by itself, but stop using its socket. */
 void vmm_set_dead(struct vmm *v);
 /* The caller stops driving this VMM but leaves it running (attach: "stop",

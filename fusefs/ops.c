@@ -46,7 +46,10 @@ int forkfs_errno(int r)
 
 const char *state_line(struct sandbox *sb, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s\n", sb_state_to_string(sb->state));
+	if (sb->state == SB_RUNNING && sb->vmm && vmm_resume_pending(sb->vmm))
+		snprintf(buf, size, "paused (resume pending)\n");
+	else
+		snprintf(buf, size, "%s\n", sb_state_to_string(sb->state));
 	return buf;
 }
 

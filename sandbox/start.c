@@ -6,10 +6,13 @@
  * workers read (paths, the run directory, the copy rate): the sandbox itself
  * may change under them (its VMM may exit while it starts). Up to three steps:
  *
- *   1. worker (restore only): a restore from a branch gets the branch's
+ *   1. worker (boot and restore): a restore from a branch gets the branch's
  *      template (template.h: loaded once, shared by every child); one from
  *      files named in config.json gets a memfd of its own filled from the
- *      image (a source branch still copying first completes its image);
+ *      image (a source branch still copying first completes its image).
+ *      config.json's files are opened and checked (confine.h); with the
+ *      jail, they become the jail's binds and config.json's paths the names
+ *      the VMM sees (/kernel, /vmstate, /proc/self/fd/3 for the memfd ...);
  *   2. loop: launch the VMM on a private API socket (not for attach);
  *   3. worker: wait for the socket, configure (boot: PUT every resource, then
  *      InstanceStart; restore: PUT /snapshot/load with the memfd's

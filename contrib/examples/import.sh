@@ -1,6 +1,9 @@
 #!/bin/sh
 # import.sh — start a sandbox from an exported branch (export.sh) on this
-# host: unpack it into DIR and start a new sandbox NAME from its files.
+# host: unpack it into DIR and start a new sandbox NAME from its files. The
+# files are readable by their owner only, so forkfs must be mounted with
+# -o allow_path= naming DIR or a directory above it (forkfs(8), SECURITY
+# CONSIDERATIONS).
 #
 #   import.sh MOUNT NAME ARCHIVE.tar.zst DIR
 set -eu

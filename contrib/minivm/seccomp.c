@@ -7,12 +7,20 @@
  * (InstanceStart, snapshot load) happens after the filter is loaded, so the
  * calls the VM core makes to create memory, vCPUs and threads are listed
  * too. ioctl is allowed only for KVM (type 0xAE), userfaultfd (type 0xAA)
- * and the terminal query stdio makes. Anything else kills the process.
+ * and the terminal query stdio makes; socket only for AF_UNIX (the uffd
+ * hand-off); clone only for threads (clone3, whose flags a filter cannot
+ * see, fails with ENOSYS and glibc falls back to clone); mmap and mprotect
+ * never with PROT_EXEC. unlink fails with EPERM (the API socket is left at
+ * exit; the next start, or forkfs, removes it). Anything else kills the
+ * process. Where files may be created is the jail's business (forkfs(8)).
  */
 #include <errno.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 
 #define LOG_PREFIX "seccomp: "
 #include "common/log.h"
@@ -24,10 +32,11 @@ static const int allowed[] = {
 	SCMP_SYS(accept4), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(read), SCMP_SYS(write),
 	SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(sendto), SCMP_SYS(recvfrom),
 	SCMP_SYS(setsockopt), SCMP_SYS(getsockopt), SCMP_SYS(shutdown), SCMP_SYS(close),
-	SCMP_SYS(fcntl), SCMP_SYS(unlink),
+	SCMP_SYS(fcntl),
 
-	/* PUT /uffd/wp: create and register the uffd, connect, send it. */
-	SCMP_SYS(userfaultfd), SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(sendmsg),
+	/* PUT /uffd/wp: create and register the uffd, connect, send it (socket:
+	 * AF_UNIX only, below). */
+	SCMP_SYS(userfaultfd), SCMP_SYS(connect), SCMP_SYS(sendmsg),
 
 	/* Boot resources and snapshot files: open, read, write, size, sync. */
 	SCMP_SYS(openat), SCMP_SYS(open), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
@@ -37,12 +46,12 @@ static const int allowed[] = {
 	SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(getdents64),
 
 	/* Guest memory and the heap. */
-	SCMP_SYS(memfd_create), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect),
-	SCMP_SYS(madvise), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(process_vm_readv),
+	SCMP_SYS(memfd_create), SCMP_SYS(munmap), SCMP_SYS(madvise), SCMP_SYS(mremap),
+	SCMP_SYS(brk),	/* mmap, mprotect: without PROT_EXEC, below */
 
 	/* vCPU threads: creation, parking (futex), kicks out of KVM_RUN by signal,
 	 * eventfds, and exit. */
-	SCMP_SYS(clone), SCMP_SYS(clone3), SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+	SCMP_SYS(set_robust_list), SCMP_SYS(rseq),	/* clone: threads only, below */
 	SCMP_SYS(futex), SCMP_SYS(sched_yield), SCMP_SYS(sched_getaffinity), SCMP_SYS(gettid),
 	SCMP_SYS(getpid), SCMP_SYS(tgkill), SCMP_SYS(tkill), SCMP_SYS(rt_sigprocmask),
 	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigtimedwait),
@@ -87,6 +96,22 @@ int minivm_seccomp_install(void)
 	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && r >= 0; i++)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				     SCMP_A1(SCMP_CMP_MASKED_EQ, ioctls[i].mask, ioctls[i].value));
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+				     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlink), 0);
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+				     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+				     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 	if (r >= 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (r >= 0)

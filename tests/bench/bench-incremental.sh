@@ -25,7 +25,6 @@ cfg() {
 	printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"wset_mib=%s"},"machine-config":{"vcpu_count":2,"mem_size_mib":%s}}\n' \
 		"$GUEST_IMG" "$WSET" "$SIZE"
 }
-first_pass_done() { [ "$(grep -c 'guest: first pass done' "$MNT/$1/log")" -ge 2 ]; }
 # fsync_ms BYTES: pwrite+fsync of BYTES into the store's file system.
 fsync_ms() {
 	local t0 t1
@@ -53,7 +52,7 @@ chain() {
 	local i st pause ready copied stored faulted ref ratio arm tf t_prev t_now rate
 	mount_forkfs "$1"
 	start_sandbox s1 "$(cfg)" || bail "boot"
-	wait_for 600 first_pass_done s1 || bail "the guest's first pass did not end"
+	wait_for 600 first_pass_done s1 2 || bail "the guest's first pass did not end"
 	t_prev=
 	for i in $(seq "$N"); do
 		t_now=$(secs)

@@ -33,6 +33,10 @@ check "-o copy_rate=-1 is refused" bad copy_rate=-1 "copy_rate= takes"
 check "-o incremental=maybe is refused" bad incremental=maybe "incremental= takes on or off"
 check "-o seccomp=maybe is refused" bad seccomp=maybe "seccomp= takes"
 check "-o log_max=big is refused" bad log_max=big "log_max= takes"
+check "-o jail=maybe is refused" bad jail=maybe "jail= takes on or off"
+check "-o jail_ids=5 (no count) is refused" bad jail_ids=5 "jail_ids= takes FIRST:COUNT"
+check "-o jail_ids=0:10 (root) is refused" bad jail_ids=0:10 "jail_ids= takes FIRST:COUNT"
+check "-o allow_path= of a missing directory is refused" bad "allow_path=$TMPD/none" "is not a directory"
 check "a store inside the mount point is refused" \
 	expect_fail "store" "$FORKFS" -f -o "store=$MNT/store,vmm=$MINIVM" "$MNT"
 

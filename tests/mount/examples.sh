@@ -54,7 +54,7 @@ echo stop >"$MNT/s1/ctl"
 check "unmount the first host" unmount_forkfs
 STORE=$TMPD/store2
 mkdir -m 0700 "$STORE"
-mount_forkfs
+mount_forkfs "allow_path=$TMPD"	# the unpacked branch files are readable by root only
 check "import.sh on a second mount with its own store" \
 	"$EX/import.sh" "$MNT" imported "$TMPD/b.tar.zst" "$TMPD/unpacked"
 check "... the imported sandbox runs" [ "$(cat "$MNT/imported/state")" = running ]

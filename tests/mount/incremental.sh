@@ -19,7 +19,6 @@ cfg() {
 	printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"wset_mib=%s"},"machine-config":{"vcpu_count":%s,"mem_size_mib":%s}}\n' \
 		"$GUEST_IMG" "$3" "$2" "$1"
 }
-first_pass_done() { [ "$(grep -c 'guest: first pass done' "$MNT/$1/log")" -ge "$2" ]; }
 # branch_ready SANDBOX TAG: mkdir, then ready within 60 s.
 branch_ready() { mkdir "$MNT/$1/branches/$2" && wait_for 60 is_ready "$1" "$2"; }
 # verifies NEW SANDBOX TAG: a sandbox restored from the branch verifies on 2 vCPUs.
@@ -29,7 +28,7 @@ verifies() {
 	wait_for 20 sh -c "[ \"\$(cat '$MNT/$1/state')\" = stopped ]"
 }
 
-mount_forkfs
+mount_forkfs "allow_path=$TMPD"	# the exported image (mode 0400) is restored below
 check "boot s1 (128 MiB, 2 vCPUs, working set 8 MiB)" start_sandbox s1 "$(cfg 128 2 8)"
 check "the guest has written every page once" wait_for 120 first_pass_done s1 2
 

@@ -97,6 +97,10 @@ is_done() { case "$(status_state "$1" "$2")" in ready | failed) return 0 ;; esac
 verified_vcpus() { grep -o 'guest: verify ok vcpu=[0-9]*' "$MNT/$1/log" 2>/dev/null | sort -u | wc -l; }
 has_verified() { [ "$(verified_vcpus "$1")" -ge "$2" ]; }
 
+# first_pass_done NAME N: N vCPUs of NAME's guest have written all their pages
+# (from then on, all of its memory is populated).
+first_pass_done() { [ "$(grep -c 'guest: first pass done' "$MNT/$1/log" 2>/dev/null)" -ge "$2" ]; }
+
 # start_sandbox NAME CONFIG-JSON: mkdir, config, start.
 start_sandbox() {
 	mkdir "$MNT/$1" && printf '%s\n' "$2" >"$MNT/$1/config.json" && echo start >"$MNT/$1/ctl"

@@ -15,17 +15,21 @@ ESOCK=$TMPD/e.sock
 check "boot an external minivm (128 MiB, 2 vCPUs)" boot_external "$ESOCK" "$TMPD/e.log" 128 2 ||
 	bail "cannot boot the external minivm"
 E_PID=$EXT_PID
-proxy() {	# proxy NAME MODE MATCH: a fault proxy on $TMPD/NAME.sock
-	perl "$top_srcdir/tests/mount/fault-proxy.pl" "$TMPD/$1.sock" "$ESOCK" "$2" "$3" \
+proxy() {	# proxy NAME MODE MATCH [MODE MATCH...]: a fault proxy on $TMPD/NAME.sock
+	local name=$1; shift
+	perl "$top_srcdir/tests/mount/fault-proxy.pl" "$TMPD/$name.sock" "$ESOCK" "$@" \
 		2>>"$TMPD/proxy.log" &
 	on_exit "kill $! \$(cat /proc/$!/task/*/children 2>/dev/null)"
-	wait_for 10 test -S "$TMPD/$1.sock"
+	wait_for 10 test -S "$TMPD/$name.sock"
 }
 # The match is the branch's vmstate path (json-c escapes '/') in the body of
 # the snapshot request inside the pause window (forkfs's capability probe,
 # before any pause, uses paths under /dev/null/ and goes through).
 check "start the error proxy" proxy err error 'branches\/b1\/vmstate'
 check "start the hang proxy" proxy hang hang 'branches\/b2\/vmstate'
+# A hung snapshot call, then a VMM that refuses the first six resumes: the
+# two in the pause window, then four background tries.
+check "start the slow-resume proxy" proxy slow hang 'branches\/b4\/vmstate' error6 '"state":"Resumed"'
 # elapsed_s COMMAND...: run it, print nothing, set ELAPSED (seconds) and OUT.
 timed() { local t0; t0=$(date +%s); OUT=$("$@" 2>&1); RC=$?; ELAPSED=$(($(date +%s) - t0)); }
 attach() { start_sandbox "$1" "{\"attach\":{\"api_socket\":\"$2\"}}"; }
@@ -55,6 +59,21 @@ check "the proxy did hold it" grep -q "hang: PUT /snapshot/create" "$TMPD/proxy.
 check "no directory left" no_dir_left x2 b2
 check "the VM runs again (resumed)" [ "$(api_state "$ESOCK")" = Running ]
 check "stop x2 (detach)" sh -c "echo stop > '$MNT/x2/ctl'"
+
+# -- a hung snapshot call followed by a slow resume: forkfs keeps resuming
+check "attach x4 through the slow-resume proxy" attach x4 "$TMPD/slow.sock"
+timed mkdir "$MNT/x4/branches/b4"
+diag "mkdir b4 ($ELAPSED s): $OUT"
+check "mkdir b4 fails with ETIMEDOUT" sh -c "[ $RC -ne 0 ] && echo '$OUT' | grep -q 'timed out'"
+check "... within 20 s" [ "$ELAPSED" -le 20 ]
+check "state says the resume is pending" [ "$(cat "$MNT/x4/state")" = "paused (resume pending)" ]
+check "the log says forkfs keeps trying" log_has x4 "mkdir branches/b4 failed: the VM could not be resumed (forkfs keeps trying"
+check "a branch meanwhile is refused with EBUSY" sh -c "! mkdir '$MNT/x4/branches/b5' 2>'$TMPD/b5.err' && grep -q 'busy' '$TMPD/b5.err'"
+check "the VM ends up running" wait_for 30 sh -c "[ \"\$(api_state '$ESOCK')\" = Running ]"
+check "... and state says so" wait_for 10 sh -c "[ \"\$(cat '$MNT/x4/state')\" = running ]"
+check "each failed try was logged" grep -q "resume pending: try 1 failed" "$FLOG"
+check "the proxy refused six resumes" [ "$(grep -c 'error: PATCH /vm' "$TMPD/proxy.log")" -ge 6 ]
+check "stop x4 (detach)" sh -c "echo stop > '$MNT/x4/ctl'"
 
 # -- the VM was neither left paused nor write-protected: a real branch works
 check "attach x3 directly" attach x3 "$ESOCK"
