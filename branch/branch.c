@@ -1168,7 +1168,7 @@ static int leave_pause(struct pause_window *w, struct error *err, int r)
 		}
 		if (q < 0) {
 			error_prefix(err, r, "the VM could not be resumed (forkfs keeps trying in "
-				     "the background): ");
+				     "the background)");
 			resume_retry(w->v);
 		}
 	}

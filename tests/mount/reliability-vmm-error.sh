@@ -69,8 +69,10 @@ check "... within 20 s" [ "$ELAPSED" -le 20 ]
 check "state says the resume is pending" [ "$(cat "$MNT/x4/state")" = "paused (resume pending)" ]
 check "the log says forkfs keeps trying" log_has x4 "mkdir branches/b4 failed: the VM could not be resumed (forkfs keeps trying"
 check "a branch meanwhile is refused with EBUSY" sh -c "! mkdir '$MNT/x4/branches/b5' 2>'$TMPD/b5.err' && grep -q 'busy' '$TMPD/b5.err'"
-check "the VM ends up running" wait_for 30 sh -c "[ \"\$(api_state '$ESOCK')\" = Running ]"
-check "... and state says so" wait_for 10 sh -c "[ \"\$(cat '$MNT/x4/state')\" = running ]"
+vm_running() { [ "$(api_state "$ESOCK")" = Running ]; }
+x4_running() { [ "$(cat "$MNT/x4/state")" = running ]; }
+check "the VM ends up running" wait_for 30 vm_running
+check "... and state says so" wait_for 10 x4_running
 check "each failed try was logged" grep -q "resume pending: try 1 failed" "$FLOG"
 check "the proxy refused six resumes" [ "$(grep -c 'error: PATCH /vm' "$TMPD/proxy.log")" -ge 6 ]
 check "stop x4 (detach)" sh -c "echo stop > '$MNT/x4/ctl'"
