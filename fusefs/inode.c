@@ -7,9 +7,14 @@
  *   - NODE_ROOT_INO (1) is the mount's root; it is embedded in struct inodes
  *     and is never freed.
  *   - Every other inode number is the address of a heap-allocated struct node
- *     (a _Static_assert checks that a pointer fits). There is no table to
- *     search: the kernel only ever sends numbers we gave it and has not
- *     forgotten yet, so the pointer is valid whenever it arrives.
+ *     (a _Static_assert checks that a pointer fits), XORed with a random key
+ *     drawn at start, so that st_ino does not show heap addresses (which
+ *     would help an exploit) to whoever may stat the mount. There is no table
+ *     to search: the kernel only ever sends numbers we gave it and has not
+ *     forgotten yet, so the pointer is valid whenever it arrives. The key's
+ *     low three bits are 0 and its top bit 1: a node is at least 8-byte
+ *     aligned and a user-space address has its top bit clear, so no number
+ *     is 0 or NODE_ROOT_INO.
  *   - A node stands for one file of one object: a sandbox's directory,
  *     config.json, ctl, state, log and branches/, or a branch entry's
  *     directory, status, vmstate and memory.bin. It is made when the kernel
@@ -23,6 +28,7 @@
  *     (ino, generation) pair of a forgotten file is never seen again.
  */
 #include <stdlib.h>
+#include <sys/random.h>
 
 #include "fusefs/inode.h"
 #include "sandbox/entry.h"
@@ -34,6 +40,11 @@ _Static_assert(NODE_BR_MEMORY - NODE_BR_DIR + 1 == ENTRY_NODES, "entry node slot
 
 void inodes_init(struct inodes *in)
 {
+	uint64_t key = 0;
+
+	if (getrandom(&key, sizeof(key), 0) != sizeof(key))
+		key = (uint64_t)(uintptr_t)&key * 0x9E3779B97F4A7C15ULL;	/* never in practice */
+	in->key = (key & ~0x7ULL) | (1ULL << 63);
 	in->root.type = NODE_ROOT;
 	in->nodes = NULL;
 	in->next_generation = 0;
@@ -85,14 +96,14 @@ struct node *node_from_ino(struct inodes *in, uint64_t ino)
 {
 	if (ino == NODE_ROOT_INO)
 		return &in->root;
-	return (struct node *)(uintptr_t)ino;
+	return (struct node *)(uintptr_t)(ino ^ in->key);
 }
 
 uint64_t node_ino(struct inodes *in, struct node *n)
 {
 	if (n == &in->root)
 		return NODE_ROOT_INO;
-	return (uint64_t)(uintptr_t)n;
+	return (uint64_t)(uintptr_t)n ^ in->key;
 }
 
 bool node_is_dir(const struct node *n)

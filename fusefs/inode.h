@@ -44,6 +44,7 @@ struct inodes {
 	struct node root;
 	struct node *nodes;
 	uint64_t next_generation;
+	uint64_t key;		/* inode number = node address ^ key */
 };
 
 void inodes_init(struct inodes *in);
