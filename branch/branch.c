@@ -1040,6 +1040,7 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, struct error *err)
 	 * reach the socket: its memory is what gets protected and copied. */
 	if (v->pid > 0 && hs.pid != v->pid) {
 		safe_close(hs.uffd);
+		safe_close(hs.pidfd);
 		return error_set(err, -EPERM,
 				 "the write-protect uffd came from pid %d, not from the VMM (pid %d)",
 				 (int)hs.pid, (int)v->pid);
@@ -1054,7 +1055,14 @@ static int vmm_ensure_engine(struct vmm *v, uint64_t total, struct error *err)
 			r = -errno;
 	} else {
 		r = memsrc_open_for_pid(pid, hs.regions, hs.n_regions, &src, err);
+		/* The fd was opened by pid: if the sender is still alive now, pid
+		 * was still the sender's then, so the fd is its memory. */
+		if (r >= 0 && pidfd_exited(hs.pidfd)) {
+			safe_close(src.fd);
+			r = error_set(err, -ESRCH, "the VMM exited");
+		}
 	}
+	safe_close(hs.pidfd);
 	if (r < 0) {
 		safe_close(hs.uffd);
 		return error_prefix(err, r, "opening guest memory of pid %d", (int)pid);

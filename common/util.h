@@ -26,6 +26,9 @@ int write_full(int fd, const void *buf, size_t len);
 ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 
+/* Whether the process of pidfd has exited (false for -1: not known). */
+bool pidfd_exited(int pidfd);
+
 /* Read a whole (small) file into a NUL-terminated buffer, failing with -EFBIG past max. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* The same for a file of the store: a symlink is not followed (-ELOOP) and

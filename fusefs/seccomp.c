@@ -67,7 +67,7 @@ static const int allowed[] = {
 	/* Guest memory: the restore memfd, mapping a VMM's memfd, reading
 	 * anonymous guest memory; the heap. */
 	SCMP_SYS(memfd_create), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect),
-	SCMP_SYS(madvise), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(process_vm_readv),
+	SCMP_SYS(madvise), SCMP_SYS(mremap), SCMP_SYS(brk),
 
 	/* Launched VMMs: signal through the pidfd, reap the spawner at the end. */
 	SCMP_SYS(pidfd_send_signal), SCMP_SYS(wait4), SCMP_SYS(waitid),

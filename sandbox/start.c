@@ -251,7 +251,7 @@ static int configure_boot(struct start_job *j, struct fc_client *c)
 /* A child of a branch maps the branch's template privately, whatever the
  * VMM (shared:false is the default, so stock Firecracker takes it too): its
  * writes never reach the template, and a live branch of it reads its own
- * view (uffd/memsrc.c: process_vm_readv for a private mapping). Otherwise a
+ * view (uffd/memsrc.c: /proc/PID/mem for a private mapping). Otherwise a
  * forkd VMM maps forkfs's own memfd shared (each restore has its own memory);
  * stock Firecracker refuses the "shared" key: it gets the image file itself,
  * mapped privately, and the memfd is dropped. The probe has no side effects

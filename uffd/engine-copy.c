@@ -36,14 +36,14 @@ const struct uffd_region *eng_region_of_addr(const struct engine *e, uint64_t ad
 	return NULL;
 }
 
-int eng_read_process(pid_t pid, uint64_t addr, void *buf, size_t len)
+int eng_read_process(int mem_fd, uint64_t addr, void *buf, size_t len)
 {
-	struct iovec local = { .iov_base = buf, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
-	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	ssize_t n = pread_full(mem_fd, buf, len, (off_t)addr);
 
 	if (n < 0)
-		return negative_errno();
+		return (int)n;
+	if (n == 0 && len > 0)
+		return -ESRCH;	/* its memory is gone: the process has exited */
 	return (size_t)n == len ? 0 : -EFAULT;
 }
 
@@ -67,7 +67,7 @@ static int copy_bytes(struct engine_session *s, uint64_t off, uint64_t len, void
 
 			r = got < 0 ? (int)got : (size_t)got == n ? 0 : -EIO;
 		} else {
-			r = eng_read_process(e->src.pid, reg->base + (off - reg->offset), buf, n);
+			r = eng_read_process(e->src.fd, reg->base + (off - reg->offset), buf, n);
 		}
 		if (r < 0)
 			return r;

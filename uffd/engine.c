@@ -285,7 +285,7 @@ static int populate_anon(struct engine *e, struct error *err)
 		return error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < e->n_regions && r == 0; i++)
 		for (uint64_t o = 0; o < e->regions[i].size && r == 0; o += CHUNK_MAX)
-			r = eng_read_process(e->src.pid, e->regions[i].base + o, buf,
+			r = eng_read_process(e->src.fd, e->regions[i].base + o, buf,
 					 MIN(CHUNK_MAX, e->regions[i].size - o));
 	free(buf);
 	return r < 0 ? error_set_errno(err, r, "cannot populate guest memory") : 0;
@@ -725,6 +725,10 @@ int engine_new(int uffd, const struct uffd_region *regions, size_t n, struct mem
 		goto fail;
 	if (e->src.kind == MEMSRC_FD) {
 		r = check_source(e, err);
+		if (r < 0)
+			goto fail;
+	} else if (e->src.fd < 0) {
+		r = memsrc_open_mem(&e->src, err);
 		if (r < 0)
 			goto fail;
 	}

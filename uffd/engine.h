@@ -46,14 +46,16 @@ struct error;
 enum memsrc_kind {
 	MEMSRC_FD,	/* a file (memfd/shmem) holding the memory image layout: region i at
 			 * file offset regions[i].offset + fd_offset */
-	MEMSRC_PROCESS,	/* process_vm_readv() from pid at regions[i].base */
+	MEMSRC_PROCESS,	/* /proc/PID/mem of the VMM, at regions[i].base */
 };
 
 struct memsrc {
 	enum memsrc_kind kind;
-	int fd;		/* MEMSRC_FD: owned by the engine once passed in */
+	int fd;		/* owned by the engine once passed in. MEMSRC_FD: the
+			 * memfd; MEMSRC_PROCESS: /proc/PID/mem (opened by
+			 * engine_new() if -1) */
 	off_t fd_offset;
-	pid_t pid;	/* MEMSRC_PROCESS, and for liveness checks */
+	pid_t pid;	/* the VMM's, for MEMSRC_PROCESS's fd and liveness checks */
 	bool anon;	/* some region is anonymous memory: write-protection does
 			 * not survive a zap (MADV_DONTNEED) there, so writes
 			 * cannot be tracked across branches (engine_set_tracking) */
@@ -61,9 +63,12 @@ struct memsrc {
 
 /* Pick a source for a VMM process: its memfd/shmem mapping through
  * /proc/PID/map_files/ when the regions are shared file mappings, else
- * process_vm_readv. */
+ * /proc/PID/mem. Either fd names the process's memory for good: it reads
+ * nothing once the process has exited, whoever gets its pid next. */
 int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
 			struct memsrc *ret, struct error *err);
+/* Open src->pid's /proc/PID/mem into src->fd (MEMSRC_PROCESS). */
+int memsrc_open_mem(struct memsrc *src, struct error *err);
 
 enum engine_state {
 	ENGINE_IDLE,		/* disarmed */

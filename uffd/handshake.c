@@ -27,6 +27,10 @@
 #include "common/util.h"
 #include "uffd/handshake.h"
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77	/* <asm-generic/socket.h>, Linux 6.5 */
+#endif
+
 #define MAX_FDS 4
 
 int uffd_listen(const char *path, int *ret_fd, struct error *err)
@@ -242,13 +246,14 @@ int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uf
 {
 	uint64_t deadline = now_usec() + (uint64_t)MAX(timeout_ms, 0) * USEC_PER_MSEC;
 	char buf[UFFD_HANDSHAKE_MAX_BYTES + 1];
-	_cleanup_close_ int conn = -1;
+	_cleanup_close_ int conn = -1, pidfd = -1;
 	int fds[MAX_FDS];
 	size_t len = 0, nfds = 0;
 	struct ucred cred;
-	socklen_t cl = sizeof(cred);
+	socklen_t cl = sizeof(cred), pl = sizeof(pidfd);
 	int r;
 
+	ret->pidfd = -1;
 	r = wait_readable(listen_fd, deadline);
 	if (r < 0)
 		return error_set_errno(err, r, "no connection from the VMM");
@@ -257,6 +262,10 @@ int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uf
 		return error_set_errno(err, -errno, "accept");
 	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
 		return error_set_errno(err, -errno, "SO_PEERCRED");
+	/* The sender as a pidfd (Linux 6.5): names it for good, whatever
+	 * happens to its pid. Older kernels: none (pidfd -1). */
+	if (getsockopt(conn, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pl) < 0)
+		pidfd = -1;
 	r = wait_readable(conn, deadline);
 	if (r < 0)
 		return error_set_errno(err, r, "no message from the VMM");
@@ -276,5 +285,6 @@ int uffd_receive(int listen_fd, uint64_t expect_total, int timeout_ms, struct uf
 	}
 	ret->uffd = fds[0];
 	ret->pid = cred.pid;
+	ret->pidfd = TAKE_FD(pidfd);
 	return 0;
 }

@@ -28,6 +28,7 @@ struct uffd_region {
 struct uffd_handshake {
 	int uffd;		/* owned by the caller after a successful receive */
 	pid_t pid;		/* the sender, from SO_PEERCRED */
+	int pidfd;		/* the sender (SO_PEERPIDFD), owned by the caller, or -1 */
 	size_t n_regions;
 	struct uffd_region regions[UFFD_MAX_REGIONS];
 };

@@ -4,7 +4,9 @@
  * (memfd/shmem: Firecracker restored with shared:true, minivm) that file is
  * opened through /proc/PID/map_files/ and read with pread(), which
  * the VMM's uffd does not cover and which outlives the VMM. Otherwise (private
- * anonymous memory of a freshly booted VMM) the engine uses process_vm_readv().
+ * anonymous memory of a freshly booted VMM) the engine reads /proc/PID/mem
+ * with pread(): an fd, not a pid, so that a VMM that exits and whose pid is
+ * reused never has another process's memory read in its place.
  * Whether any region is anonymous is recorded (memsrc.anon): writes to
  * anonymous memory cannot be tracked across branches.
  */
@@ -130,7 +132,7 @@ int memsrc_open_for_pid(pid_t pid, const struct uffd_region *regions, size_t n,
 		 vmas[0].start, vmas[0].end);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		log_warning_errno(-errno, "cannot open %s, reading through process_vm_readv", path);
+		log_warning_errno(-errno, "cannot open %s, reading through /proc/PID/mem", path);
 		goto process;
 	}
 	/* The VMA could have been replaced between reading maps and opening it. */
@@ -146,5 +148,16 @@ process:
 	for (size_t j = 0; j < nv; j++)
 		if (vmas[j].inode == 0)
 			ret->anon = true;
+	return memsrc_open_mem(ret, err);
+}
+
+int memsrc_open_mem(struct memsrc *src, struct error *err)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)src->pid);
+	src->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (src->fd < 0)
+		return error_set_errno(err, -errno, "cannot open %s", path);
 	return 0;
 }

@@ -48,9 +48,24 @@ check "the VM runs again (resumed)" [ "$(api_state "$ESOCK")" = Running ]
 check "x1 is still running" [ "$(cat "$MNT/x1/state")" = running ]
 check "stop x1 (detach)" sh -c "echo stop > '$MNT/x1/ctl'"
 
-# -- no answer inside the pause window
+# -- no answer inside the pause window; another sandbox is not held up by it
+check "boot o1, another sandbox (64 MiB, 1 vCPU)" start_sandbox o1 "$(boot_config 64 1)"
 check "attach x2 through the hang proxy" attach x2 "$TMPD/hang.sock"
-timed mkdir "$MNT/x2/branches/b2"
+t0=$(date +%s)
+mkdir "$MNT/x2/branches/b2" >"$TMPD/b2.out" 2>&1 &
+b2_pid=$!
+sleep 1
+ms() { local t0 t1; t0=$(date +%s%N); "$@" || return 1; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+o1_ms=$(ms mkdir "$MNT/o1/branches/q1")
+o1_state=$(cat "$MNT/o1/state")
+o1_ctl_ms=$(ms sh -c "echo pause > '$MNT/o1/ctl' && echo resume > '$MNT/o1/ctl'")
+diag "while x2's mkdir hangs: o1's mkdir ${o1_ms} ms, pause+resume ${o1_ctl_ms} ms, state $o1_state"
+check "meanwhile, o1's mkdir takes under 2 s" [ -n "$o1_ms" ] && [ "$o1_ms" -lt 2000 ]
+check "... and its pause and resume too" [ -n "$o1_ctl_ms" ] && [ "$o1_ctl_ms" -lt 2000 ]
+check "... and its state answers" [ "$o1_state" = running ]
+check "x2's mkdir was still hanging then" kill -0 "$b2_pid"
+wait "$b2_pid"
+RC=$? OUT=$(cat "$TMPD/b2.out") ELAPSED=$(($(date +%s) - t0))
 diag "mkdir b2 ($ELAPSED s): $OUT"
 check "mkdir b2 fails with ETIMEDOUT" sh -c "[ $RC -ne 0 ] && echo '$OUT' | grep -q 'timed out'"
 check "... within 20 s" [ "$ELAPSED" -le 20 ]

@@ -273,7 +273,7 @@ static void vmm_dies(bool anon)
 		goto out;
 	r = memsrc_open_for_pid(child, hs.regions, hs.n_regions, &src, NULL);
 	tap_ok(r == 0 && src.kind == (anon ? MEMSRC_PROCESS : MEMSRC_FD),
-	       "%s VMM: memory source via %s", kind, anon ? "process_vm_readv" : "map_files");
+	       "%s VMM: memory source via %s", kind, anon ? "/proc/PID/mem" : "map_files");
 	if (r < 0)
 		goto out;
 	r = engine_new(TAKE_FD(hs.uffd), hs.regions, hs.n_regions, &src, &e, NULL);
