@@ -18,10 +18,18 @@
  * Unmounting as root is umount2 (libfuse's fuse_kern_unmount), listed; as a
  * user libfuse forks fusermount3, so main() has the spawner run it first
  * (supervisor_unmount()); libfuse's own fork then fails softly with EPERM.
+ *
+ * One role gets a second, narrower filter of its own on top: the engine's
+ * fault thread, the thread that reads what the guest drives (write faults
+ * through the VMM's userfaultfd). It polls and reads the uffd, copies pages
+ * (pread, pwrite), write-protects and wakes (UFFDIO ioctls), takes locks and
+ * logs; anything else fails with EPERM (or is logged, with seccomp=log). The
+ * list came from strace of the test suite's fault threads (forkfs(8)).
  */
 #include <errno.h>
 #include <linux/sched.h>
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -29,6 +37,7 @@
 #define LOG_PREFIX "seccomp: "
 #include "common/log.h"
 #include "fusefs/seccomp.h"
+#include "uffd/engine.h"
 
 static const int allowed[] = {
 	/* The loop: epoll, timers, uv_async's eventfd, uv_signal's pipe, the
@@ -80,6 +89,7 @@ static const int allowed[] = {
 	SCMP_SYS(getppid), SCMP_SYS(tgkill), SCMP_SYS(tkill), SCMP_SYS(rt_sigprocmask),
 	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigreturn), SCMP_SYS(sigaltstack), SCMP_SYS(prctl),
 	SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(restart_syscall), SCMP_SYS(prlimit64),
+	SCMP_SYS(seccomp),	/* the fault thread's own filter: filters only ever narrow */
 	SCMP_SYS(getrlimit),
 
 	/* Time, identity and randomness (glibc, log lines, status figures). */
@@ -148,6 +158,48 @@ static int add_rules(scmp_filter_ctx ctx, uint32_t fork_action)
 	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 }
 
+/* The fault thread's own list (see the top of the file). */
+static const int fault_allowed[] = {
+	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(read), SCMP_SYS(write),
+	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(futex), SCMP_SYS(sched_yield),
+	SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
+	SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigprocmask),
+	SCMP_SYS(madvise), SCMP_SYS(munmap), SCMP_SYS(brk), SCMP_SYS(exit),
+};
+
+static enum forkfs_seccomp installed = FORKFS_SECCOMP_OFF;
+
+static void fault_thread_filter(const char *role)
+{
+	uint32_t deny = installed == FORKFS_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(EPERM);
+	scmp_filter_ctx ctx;
+	int r = 0;
+
+	if (strcmp(role, "fault") != 0)
+		return;
+	ctx = seccomp_init(deny);
+	if (!ctx) {
+		log_warning_errno(ENOMEM, "fault thread: seccomp_init");
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fault_allowed) && r >= 0; i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, fault_allowed[i], 0);
+		if (r == -EFAULT || r == -EINVAL)
+			r = 0;
+	}
+	if (r >= 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0xAA00));
+	for (int i = 0; i < 2 && r >= 0; i++)	/* glibc's malloc arenas: never executable */
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, i ? SCMP_SYS(mprotect) : SCMP_SYS(mmap), 1,
+				     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+	if (r >= 0)
+		r = seccomp_load(ctx);	/* this thread only: no TSYNC */
+	seccomp_release(ctx);
+	if (r < 0)
+		log_warning_errno(r, "fault thread: cannot load its own filter");
+}
+
 int forkfs_seccomp_install(enum forkfs_seccomp mode)
 {
 	scmp_filter_ctx ctx;
@@ -170,5 +222,7 @@ int forkfs_seccomp_install(enum forkfs_seccomp mode)
 		return log_error_errno(r, "cannot build or load the filter");
 	if (mode == FORKFS_SECCOMP_LOG)
 		log_info("log mode: calls outside the allow-list are logged to the audit log");
+	installed = mode;
+	engine_set_thread_hook(fault_thread_filter);
 	return 0;
 }

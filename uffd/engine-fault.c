@@ -153,6 +153,8 @@ void *eng_fault_main(void *userdata)
 	struct engine *e = userdata;
 	struct uffd_msg msgs[FAULT_BATCH];
 
+	if (eng_thread_hook)
+		eng_thread_hook("fault");
 	while (!atomic_load(&e->stop)) {
 		struct pollfd p[2] = { { .fd = e->uffd, .events = POLLIN },
 				       { .fd = e->wake_fd, .events = POLLIN } };

@@ -96,6 +96,7 @@ static inline bool state_active(int s) { return s == ENGINE_ARMED || s == ENGINE
 const struct uffd_region *eng_region_of_offset(const struct engine *e, uint64_t off);
 const struct uffd_region *eng_region_of_addr(const struct engine *e, uint64_t addr);
 int eng_read_process(int mem_fd, uint64_t addr, void *buf, size_t len);
+extern engine_thread_hook_fn eng_thread_hook;	/* engine.c */
 void eng_session_free(struct engine_session *s);
 int eng_session_ended(struct engine_session *s);
 /* The pages of [first, first+n) (one bitmap word) that s still has to copy:

@@ -121,6 +121,13 @@ const char *engine_state_to_string(enum engine_state s)
 }
 
 
+engine_thread_hook_fn eng_thread_hook;
+
+void engine_set_thread_hook(engine_thread_hook_fn fn)
+{
+	eng_thread_hook = fn;
+}
+
 static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name,
 			bool detached)
 {

@@ -61,6 +61,13 @@ struct memsrc {
 			 * cannot be tracked across branches (engine_set_tracking) */
 };
 
+/* Called by an engine thread as it starts, with its role: "fault" (the
+ * fault thread; copy threads are not confined further, they run the done
+ * callbacks, which write the store). The daemon confines it further
+ * (fusefs/seccomp.c). Set once, before any engine exists. */
+typedef void (*engine_thread_hook_fn)(const char *role);
+void engine_set_thread_hook(engine_thread_hook_fn fn);
+
 /* Pick a source for a VMM process: its memfd/shmem mapping through
  * /proc/PID/map_files/ when the regions are shared file mappings, else
  * /proc/PID/mem. Either fd names the process's memory for good: it reads

@@ -67,6 +67,18 @@ check "restore r1 from s1/b1" start_sandbox r1 '{"restore":{"branch":"s1/b1"}}'
 check "r1 verifies its memory" wait_for 30 has_verified r1 1
 check "forkfs survived the cycle" kill -0 "$FORKFS_PID"
 check "every forkfs thread is under the filter" all_threads "$FORKFS_PID" 2 2
+# fault_filters PID: Seccomp_filters of its forkfs-fault threads (one per VMM branched live).
+fault_filters() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = forkfs-fault ] &&
+			sed -n 's/^Seccomp_filters:[[:space:]]*//p' "$t/status"
+	done
+}
+diag "fault threads' filters: $(fault_filters "$FORKFS_PID" | tr '\n' ' ')"
+check "s1's fault thread has a second filter of its own" \
+	sh -c "[ -n \"\$1\" ] && ! echo \"\$1\" | grep -qv '^2\$'" _ "$(fault_filters "$FORKFS_PID")"
+check "... and forkfs's main thread still one" [ "$(field "$FORKFS_PID" Seccomp_filters)" = 1 ]
 
 pids=$(vmm_pids)
 diag "VMM pids: $(echo $pids)"
