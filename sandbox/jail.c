@@ -147,9 +147,18 @@ static int clone_file(const struct jail_spec *s, const struct jail_file *f, int 
 		a.attr_set |= MOUNT_ATTR_IDMAP;
 		a.userns_fd = (uint64_t)ns;
 	}
-	if (mount_setattr_(t, "", AT_EMPTY_PATH, &a) < 0)
-		return -errno;
-	return TAKE_FD(t);
+	if (mount_setattr_(t, "", AT_EMPTY_PATH, &a) == 0)
+		return TAKE_FD(t);
+	/* A file system without idmapped mounts (EINVAL): a read-only file
+	 * everyone may read needs none; anything else cannot be given. */
+	if (errno == EINVAL && (a.attr_set & MOUNT_ATTR_IDMAP) && (f->flags & JAIL_FILE_RO) &&
+	    S_ISREG(st.st_mode) && (st.st_mode & S_IROTH)) {
+		a.attr_set &= ~(uint64_t)MOUNT_ATTR_IDMAP;
+		a.userns_fd = 0;
+		if (mount_setattr_(t, "", AT_EMPTY_PATH, &a) == 0)
+			return TAKE_FD(t);
+	}
+	return -errno;
 }
 
 /* The host's /usr read-only, and /lib, /lib64, /bin, /sbin as the host has

@@ -64,7 +64,7 @@ struct spawn_msg {
 	int32_t type;
 	int32_t pid;
 	int32_t value;	/* STARTED: 0 or -errno; EXITED: wait status */
-	char what[160];	/* STARTED with an error: the step that failed, or "" */
+	char what[160];	/* STARTED: the step that failed, a warning on success, or "" */
 };
 
 /* What a child that could not exec writes to its CLOEXEC pipe. */
@@ -117,8 +117,8 @@ static int open_exe(const char *path)
 
 /* The child: set up its fds, enter the jail if there is one, exec. Only
  * returns on failure, with the errno and step in *f. */
-static void child(const struct jail_spec *jail, struct jail_trees *trees, char *const argv[],
-		  const int *fds, struct exec_failure *f)
+static void child(const struct jail_spec *jail, bool cg, struct jail_trees *trees,
+		  char *const argv[], const int *fds, struct exec_failure *f)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC), exe = -1;
 	const int *jail_fds = fds + 2;
@@ -131,7 +131,7 @@ static void child(const struct jail_spec *jail, struct jail_trees *trees, char *
 		return;
 	}
 	if (jail->flags & JAIL_ON) {
-		int r = jail->cgroup[0] ? cgroup_enter(jail->cgroup) : 0;
+		int r = cg ? cgroup_enter(jail->cgroup) : 0;
 
 		if (r < 0) {
 			f->e = -r;
@@ -224,11 +224,10 @@ static int launch(const struct jail_spec *jail, char *const argv[], const int *f
 		int r = cgroup_create(jail->cgroup, jail->mem_max, jail->pids_max, jail->cpu_weight,
 				      &err);
 
+		/* Not fatal: the rest of the jail holds; the daemon logs why. */
 		if (r < 0) {
-			snprintf(what, what_len, "%s", error_msg(&err));
+			snprintf(what, what_len, "without a cgroup: %s", error_msg(&err));
 			cg = false;
-			e = -r;
-			goto fail;
 		}
 	}
 	if (pipe2(ep, O_CLOEXEC) < 0) {
@@ -245,7 +244,7 @@ static int launch(const struct jail_spec *jail, char *const argv[], const int *f
 		goto fail;
 	}
 	if (pid == 0) {
-		child(jail, &trees, argv, fds, &f);
+		child(jail, cg, &trees, argv, fds, &f);
 		if (!f.e)
 			f.e = EIO;
 		if (write(ep[1], &f, sizeof(f)) < 0) {
@@ -558,6 +557,9 @@ int spawner_launch(int fd, const struct jail_spec *jail, char *const argv[], con
 				snprintf(what, what_len, "%s", m.what);
 			return m.value < 0 ? m.value : -EBADMSG;
 		}
+		m.what[sizeof(m.what) - 1] = '\0';
+		if (what_len)
+			snprintf(what, what_len, "%s", m.what);	/* a warning, or "" */
 		*ret_pid = m.pid;
 		*ret_pidfd = pidfd;
 		return 0;

@@ -29,7 +29,8 @@ int spawner_fork(int *ret_fd, pid_t *ret_pid);
  * (NULL: none) confines it (jail.h); its fds follow in fds. Waits (up to a
  * few seconds) for the answer; exit notices read meanwhile go to on_exit.
  * Returns 0 with the pid and a pidfd (CLOEXEC) for it, or -errno (the exec's
- * errno if it failed) with the failed step of the jail, if any, in what. */
+ * errno if it failed) with the failed step of the jail, if any, in what; on
+ * success what may hold a warning (the jail went without a cgroup). */
 int spawner_launch(int fd, const struct jail_spec *jail, char *const argv[], const int *fds,
 		   spawner_exit_fn on_exit, void *userdata, pid_t *ret_pid, int *ret_pidfd,
 		   char *what, size_t what_len);

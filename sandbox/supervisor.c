@@ -386,6 +386,8 @@ int vmm_proc_spawn(uv_loop_t *loop, const struct jail_spec *jail, const int *jai
 		return r == -ENOENT ? -ENOENT : -EIO;
 	}
 	p->open_handles = 4;	/* the pidfd's poll handle owns the pidfd from here */
+	if (what[0])
+		proc_log(p, "jail: %s", what);
 	p->next = spawner.procs;
 	spawner.procs = p;
 	uv_poll_start(&p->pidfd_poll, UV_READABLE, on_pidfd);

@@ -18,6 +18,7 @@ _cleanup_cmds=""
 ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $*"; }
 not_ok() { _tap_n=$((_tap_n + 1)); _tap_failed=$((_tap_failed + 1)); echo "not ok $_tap_n - $*"; }
 diag() { echo "# $*"; }
+skip_one() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # SKIP $*"; }
 # check DESCRIPTION COMMAND...: one TAP line from a command's success.
 check() {
 	local desc="$1"; shift

@@ -33,9 +33,17 @@ check "its root holds its kernel, not the host's /etc" \
 check "no core dumps" grep -q "^Max core file size *0 *0" "/proc/$pid/limits"
 cg=$(grep -m1 -E '(^0::|memory)' "/proc/$pid/cgroup" | cut -d: -f3)
 diag "its cgroup: $cg"
-check "it is in a cgroup of its own" sh -c "echo '$cg' | grep -q '/forkfs-[0-9]*-[0-9]*$'"
-limit=$(cat "/sys/fs/cgroup/memory$cg/memory.limit_in_bytes" 2>/dev/null || cat "/sys/fs/cgroup$cg/memory.max")
-check "... whose memory limit is the guest's size and a margin (336 MiB)" [ "$limit" = $((336 << 20)) ]
+# A machine whose cgroups forkfs cannot use gets a jail without one (and a
+# line in the log): this machine's are checked, others' are not.
+if grep -q "jail: without a cgroup" "$STORE/sandboxes/s1/log"; then
+	diag "$(grep -o 'jail: without a cgroup.*' "$STORE/sandboxes/s1/log" | head -1)"
+	skip_one "no usable cgroup hierarchy here: its own cgroup"
+	skip_one "no usable cgroup hierarchy here: its memory limit"
+else
+	check "it is in a cgroup of its own" sh -c "echo '$cg' | grep -q '/forkfs-[0-9]*-[0-9]*$'"
+	limit=$(cat "/sys/fs/cgroup/memory$cg/memory.limit_in_bytes" 2>/dev/null || cat "/sys/fs/cgroup$cg/memory.max")
+	check "... whose memory limit is the guest's size and a margin (336 MiB)" [ "$limit" = $((336 << 20)) ]
+fi
 
 # From inside: its namespaces, its uid.
 inside() { nsenter -t "$pid" -m -p -i -u -n -S "$uid" -G "$uid" "$@"; }
