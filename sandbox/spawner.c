@@ -115,6 +115,15 @@ static int open_exe(const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
+/* A script cannot run in a jail: its interpreter and the host paths it uses
+ * are not there (and execveat of a CLOEXEC fd fails for it with ENOENT). */
+static bool is_script(int fd)
+{
+	char magic[2];
+
+	return pread(fd, magic, sizeof(magic), 0) == 2 && magic[0] == '#' && magic[1] == '!';
+}
+
 /* The child: set up its fds, enter the jail if there is one, exec. Only
  * returns on failure, with the errno and step in *f. */
 static void child(const struct jail_spec *jail, bool cg, struct jail_trees *trees,
@@ -142,6 +151,13 @@ static void child(const struct jail_spec *jail, bool cg, struct jail_trees *tree
 		exe = open_exe(argv[0]);
 		if (exe < 0) {
 			f->e = -exe;
+			return;
+		}
+		if (is_script(exe)) {
+			f->e = ENOEXEC;
+			snprintf(f->what, sizeof(f->what), "%s is a script, which cannot run in a "
+				 "jail (give the VMM's options with -o vmm_args, or -o jail=off)",
+				 argv[0]);
 			return;
 		}
 		r = jail_enter(jail, trees, &err);

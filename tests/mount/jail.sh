@@ -118,7 +118,16 @@ check "... which left the host file owned by root" [ "$(stat -c %u "$TMPD/kernel
 check "unmount exits 0" unmount_forkfs
 cgs() { ls -d /sys/fs/cgroup/*/forkfs-"$1"-* /sys/fs/cgroup/memory"$(dirname "$cg")"/forkfs-"$1"-* \
 	/sys/fs/cgroup"$(dirname "$cg")"/forkfs-"$1"-* 2>/dev/null; }
-check "the jails' cgroups are gone" [ -z "$(cgs "$fpid1")$(cgs "$fpid2")" ]
+# A wrapper script as VMM: refused at start with the reason.
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$MINIVM" >"$TMPD/vmm-script"
+chmod +x "$TMPD/vmm-script"
+mount_forkfs "vmm=$TMPD/vmm-script"
+fpid3=$FORKFS_PID
+check "a script as VMM cannot start in a jail" expect_fail "Input/output error" \
+	start_sandbox w1 "$(boot_config 64 1)"
+check "... and the log says why" log_has w1 "jail: .*vmm-script is a script, which cannot run in a jail"
+check "unmount exits 0" unmount_forkfs
+check "the jails' cgroups are gone" [ -z "$(cgs "$fpid1")$(cgs "$fpid2")$(cgs "$fpid3")" ]
 check "no VMM left running" [ -z "$(live_vmm_pids)" ]
 [ "$_tap_failed" -eq 0 ] || dump_logs
 done_testing
