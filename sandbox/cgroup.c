@@ -9,7 +9,8 @@
  * each hierarchy, which the daemon shares. On v2 a cgroup with processes
  * cannot hand controllers to its children: the spawner then moves the
  * processes of its cgroup (the daemon's and its own) into a leaf named
- * "forkfs" first, as a systemd unit with Delegate=yes expects. Groups a
+ * "forkfs" first, as a systemd unit with Delegate=yes (forkfs@.service)
+ * expects. memory must be available; pids and cpu are used where they are. Groups a
  * killed spawner left behind are removed when the next one starts.
  */
 #include <errno.h>
@@ -159,21 +160,26 @@ static int v2_create(const char *name, uint64_t mem_max, uint32_t pids_max, uint
 	char dir[PATH_MAX], v[32];
 	int r;
 
+	bool pids, cpu;
+
 	if (group_dir(0, name, dir, sizeof(dir)) < 0)
 		return error_set_errno(err, -ENOENT, "no cgroup v2 hierarchy");
-	r = write_str(cg.base[0], "cgroup.subtree_control", "+memory +pids +cpu");
+	/* memory is what the jail needs; pids and cpu where the parent has them. */
+	r = write_str(cg.base[0], "cgroup.subtree_control", "+memory");
 	if (r == -EBUSY && v2_make_leaf(cg.base[0]) == 0)
-		r = write_str(cg.base[0], "cgroup.subtree_control", "+memory +pids +cpu");
+		r = write_str(cg.base[0], "cgroup.subtree_control", "+memory");
 	if (r < 0)
-		return error_set_errno(err, r, "enabling controllers in %s", cg.base[0]);
+		return error_set_errno(err, r, "enabling the memory controller in %s", cg.base[0]);
+	pids = write_str(cg.base[0], "cgroup.subtree_control", "+pids") == 0;
+	cpu = write_str(cg.base[0], "cgroup.subtree_control", "+cpu") == 0;
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return error_set_errno(err, -errno, "creating %s", dir);
 	snprintf(v, sizeof(v), "%" PRIu64, mem_max);
 	r = mem_max ? write_str(dir, "memory.max", v) : 0;
 	snprintf(v, sizeof(v), "%" PRIu32, pids_max);
-	r = r ?: write_str(dir, "pids.max", v);
+	r = r ?: (pids ? write_str(dir, "pids.max", v) : 0);
 	snprintf(v, sizeof(v), "%" PRIu32, cpu_weight);
-	r = r ?: write_str(dir, "cpu.weight", v);
+	r = r ?: (cpu ? write_str(dir, "cpu.weight", v) : 0);
 	if (r < 0) {
 		rmdir(dir);
 		return error_set_errno(err, r, "setting the limits of %s", dir);
