@@ -80,6 +80,7 @@ struct vmm {
 	char *run_dir;
 	char *jail_root;	/* a jailed VMM's root (host path), or NULL; set before use */
 	char *jail_out, *jail_out_vmm;	/* its snapshots directory: host path, VMM's path */
+	int jail_out_fd;	/* a directory fd jail_out names (/proc/self/fd/N), or -1 */
 	uid_t jail_uid;
 	pid_t pid;
 	int memfd;
@@ -155,6 +156,7 @@ int vmm_new(const char *api_socket, pid_t pid, int memfd, const char *run_dir, s
 	pthread_cond_init(&v->readers_gone, NULL);
 	pthread_cond_init(&v->taken, NULL);
 	v->api_socket = strdup(api_socket);
+	v->jail_out_fd = -1;
 	v->run_dir = strdup(run_dir);
 	if (!v->api_socket || !v->run_dir) {
 		r = -ENOMEM;
@@ -200,6 +202,7 @@ struct vmm *vmm_unref(struct vmm *v)
 	free(v->jail_root);
 	free(v->jail_out);
 	free(v->jail_out_vmm);
+	safe_close(v->jail_out_fd);
 	free(v);
 	return NULL;
 }
@@ -214,8 +217,9 @@ void vmm_set_dead(struct vmm *v) { atomic_store(&v->dead, true); }
 void vmm_set_incremental(struct vmm *v, bool on) { atomic_store(&v->incremental, on); }
 
 int vmm_set_jail(struct vmm *v, const char *root, const char *out_dir, const char *out_vmm,
-		 uid_t uid)
+		 uid_t uid, int out_dirfd)
 {
+	v->jail_out_fd = out_dirfd;
 	v->jail_root = strdup(root);
 	v->jail_out = strdup(out_dir);
 	v->jail_out_vmm = strdup(out_vmm);

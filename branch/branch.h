@@ -54,10 +54,11 @@ void vmm_set_copy_rate(struct vmm *v, uint64_t bytes_per_sec);
 void vmm_set_incremental(struct vmm *v, bool on);
 /* The VMM is jailed (sandbox/jail.h): root is its "/" as the host sees it
  * (sockets for it are made there), out_dir the store directory it sees as
- * out_vmm, where it writes snapshots (snapfile.h), uid its uid. Before the
- * first branch. */
+ * out_vmm, where it writes snapshots (snapfile.h), uid its uid; out_dirfd
+ * (-1: none), which v then owns, is the directory when out_dir names it as
+ * /proc/self/fd/N. Before the first branch. */
 int vmm_set_jail(struct vmm *v, const char *root, const char *out_dir, const char *out_vmm,
-		 uid_t uid);
+		 uid_t uid, int out_dirfd);
 /* b is going away (rmdir): no later branch of v may be incremental to it.
  * Waits for a branch_take() in flight on v to end. */
 void vmm_forget_branch(struct vmm *v, struct branch *b);

@@ -47,6 +47,28 @@ int snap_file_begin(const struct snap_jail *j, const char *dir, const char *name
 	return 0;
 }
 
+/* The snapshots directory is another mount (a VMM attached to, reached
+ * through /proc/PID/root): copy the file forkfs made, from its own fd. */
+static int copy_in(struct snap_file *f, struct error *err)
+{
+	_cleanup_close_ int out = open(f->final, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	off_t in_off = 0;
+	ssize_t n;
+
+	if (out < 0)
+		return error_set_errno(err, -errno, "creating %s", f->final);
+	do
+		n = copy_file_range(f->fd, &in_off, out, NULL, 1 << 30, 0);
+	while (n > 0 || (n < 0 && errno == EINTR));
+	if (n < 0) {
+		int r = error_set_errno(err, -errno, "copying %s into the branch", f->host);
+
+		(void)unlink(f->final);
+		return r;
+	}
+	return 0;	/* snap_file_end() unlinks the VMM's copy */
+}
+
 int snap_file_finish(struct snap_file *f, struct error *err)
 {
 	struct stat mine, moved;
@@ -57,8 +79,11 @@ int snap_file_finish(struct snap_file *f, struct error *err)
 	if (fchown(f->fd, geteuid(), getegid()) < 0 || fchmod(f->fd, 0600) < 0 ||
 	    fstat(f->fd, &mine) < 0)
 		return error_set_errno(err, -errno, "taking back %s", f->host);
-	if (rename(f->host, f->final) < 0)
-		return error_set_errno(err, -errno, "moving %s into the branch", f->host);
+	if (rename(f->host, f->final) < 0) {
+		if (errno != EXDEV)
+			return error_set_errno(err, -errno, "moving %s into the branch", f->host);
+		return copy_in(f, err);
+	}
 	f->host[0] = '\0';
 	if (lstat(f->final, &moved) < 0)
 		return error_set_errno(err, -errno, "%s", f->final);

@@ -6,7 +6,8 @@
  * keeps open; once the snapshot call returns, forkfs moves that file into
  * the branch and checks that what it moved is the file it made (a VMM that
  * replaced it with a link or another file fails the branch). The file then
- * belongs to forkfs again.
+ * belongs to forkfs again. For a jailed VMM attached to, whose directory is
+ * reached through /proc/PID/root (another mount), it is copied instead.
  */
 #pragma once
 

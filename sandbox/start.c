@@ -57,6 +57,8 @@ struct start_job {
 	char api_socket[108];
 	char run_dir[PATH_MAX];
 	bool jailed;		/* the VMM runs in a jail (jail.h) built by the prepare step */
+	bool attached_jail;	/* attach: to a VMM a forkfs jailed (attach_jailed) */
+	int jail_out_fd;	/* ... its snapshots directory, until given to the vmm */
 	char jail_root[PATH_MAX];
 	char jail_out[PATH_MAX];	/* the store directory bound at /snapshots */
 	char cgroup[64];
@@ -87,6 +89,7 @@ static const char *kind_name(enum config_kind k)
 static void start_job_free(struct start_job *j)
 {
 	confine_done(&j->conf);
+	safe_close(j->jail_out_fd);
 	config_free(j->cfg);
 	branch_unref(j->src.branch);
 	safe_close(j->memfd);
@@ -168,11 +171,57 @@ static int wait_for_socket(struct start_job *j)
 	}
 }
 
+/* attach to a VMM a forkfs jailed (one left running by a forkfs that died):
+ * its socket is ROOT/run/api.sock, owned by its jail's uid, and it is served
+ * by a process whose root directory is ROOT, a directory of root's inside a
+ * directory only root may enter (a forkfs run directory). Nobody but root
+ * can make that layout, so the socket is as good as root's. The VMM's
+ * snapshots directory is reached through /proc/PID/root/snapshots. */
+static bool attach_jailed(struct start_job *j, const struct stat *sock, pid_t server)
+{
+	char root[PATH_MAX], proc_root[64];
+	struct stat st, pst, vst;
+	char *slash;
+
+	snprintf(root, sizeof(root), "%s", j->api_socket);
+	for (int i = 0; i < 2; i++) {	/* ROOT/run/api.sock -> ROOT */
+		slash = strrchr(root, '/');
+		if (!slash || slash == root)
+			return false;
+		*slash = '\0';
+	}
+	if (strcmp(j->api_socket + strlen(root), CONFINE_API_SOCKET) != 0)
+		return false;
+	snprintf(proc_root, sizeof(proc_root), "/proc/%d/root", (int)server);
+	if (lstat(root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH)) || stat(proc_root, &vst) < 0 ||
+	    vst.st_dev != st.st_dev || vst.st_ino != st.st_ino)
+		return false;
+	slash = strrchr(root, '/');
+	*slash = '\0';
+	if (lstat(root[0] ? root : "/", &pst) < 0 || !S_ISDIR(pst.st_mode) || pst.st_uid != 0 ||
+	    (pst.st_mode & 0077))
+		return false;
+	*slash = '/';
+	/* The VMM's snapshots directory, held by an fd: a path through
+	 * /proc/PID/root would follow the pid, which may be reused. */
+	snprintf(proc_root, sizeof(proc_root), "/proc/%d/root%s", (int)server, CONFINE_SNAPSHOTS);
+	j->jail_out_fd = open(proc_root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->jail_out_fd < 0)
+		return false;
+	snprintf(j->jail_root, sizeof(j->jail_root), "%s", root);
+	snprintf(j->jail_out, sizeof(j->jail_out), "/proc/self/fd/%d", j->jail_out_fd);
+	j->jail_uid = sock->st_uid;
+	j->attached_jail = true;
+	return true;
+}
+
 /* attach: the API socket must be a socket owned by root or by us, served by
- * a process of root or ours; forkfs would otherwise drive (and protect and
- * copy the memory of) another user's VMM. The server's pid is not taken for
- * the VMM's: a proxy may serve the socket (tests/mount/fault-proxy.pl does);
- * the VMM's pid is learned from the uffd handshake, as before. */
+ * a process of root or ours (or a VMM a forkfs jailed: attach_jailed); forkfs
+ * would otherwise drive (and protect and copy the memory of) another user's
+ * VMM. The server's pid is not taken for the VMM's: a proxy may serve the
+ * socket (tests/mount/fault-proxy.pl does); the VMM's pid is learned from the
+ * uffd handshake, as before. */
 static int check_attach_socket(struct start_job *j)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -189,9 +238,6 @@ static int check_attach_socket(struct start_job *j)
 				 j->api_socket);
 	if (!S_ISSOCK(st.st_mode))
 		return error_set(&j->err, -EINVAL, "attach: %s is not a socket", j->api_socket);
-	if (st.st_uid != 0 && st.st_uid != me)
-		return error_set(&j->err, -EPERM, "attach refused: %s belongs to uid %d",
-				 j->api_socket, (int)st.st_uid);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", j->api_socket);
 	/* Non-blocking, as fc/http.c connects: a server that never accepts
 	 * (a full backlog) is EAGAIN, not a worker held for ever. */
@@ -199,9 +245,15 @@ static int check_attach_socket(struct start_job *j)
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return error_set_errno(&j->err, -errno, "attach: connecting to %s", j->api_socket);
-	if (cred.uid != 0 && cred.uid != me)
+	if ((st.st_uid != 0 && st.st_uid != me) || (cred.uid != 0 && cred.uid != me)) {
+		if (st.st_uid == cred.uid && attach_jailed(j, &st, cred.pid))
+			return 0;
+		if (st.st_uid != 0 && st.st_uid != me)
+			return error_set(&j->err, -EPERM, "attach refused: %s belongs to uid %d",
+					 j->api_socket, (int)st.st_uid);
 		return error_set(&j->err, -EPERM, "attach refused: %s is served by uid %d",
 				 j->api_socket, (int)cred.uid);
+	}
 	return 0;
 }
 
@@ -327,8 +379,9 @@ static void configure_run(uv_work_t *w)
 	else {
 		vmm_set_copy_rate(j->vmm, j->copy_rate);
 		vmm_set_incremental(j->vmm, j->incremental);
-		if (j->jailed && vmm_set_jail(j->vmm, j->jail_root, j->jail_out, CONFINE_SNAPSHOTS,
-					      j->jail_uid) < 0)
+		if ((j->jailed || j->attached_jail) &&
+		    vmm_set_jail(j->vmm, j->jail_root, j->jail_out, CONFINE_SNAPSHOTS,
+				 j->jail_uid, TAKE_FD(j->jail_out_fd)) < 0)
 			r = error_set(&j->err, -ENOMEM, "out of memory");
 	}
 out:
@@ -490,6 +543,7 @@ static int start_job_new(struct sandbox *sb, start_resolve_fn resolve, void *res
 	j->work.data = j;
 	j->memfd = -1;
 	j->conf.spec.inherit = -1;
+	j->jail_out_fd = -1;
 	j->sb = sandbox_ref(sb);
 	r = config_parse(sb->config, sb->config_len, &j->cfg, &err);
 	if (r < 0) {

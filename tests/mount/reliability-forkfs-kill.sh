@@ -14,9 +14,9 @@
 require_prog curl
 
 # incremental=off: b1 copies all 256 MiB (4 s) like b0, so that forkfs is
-# killed during its copy. jail=off: the orphan is attached to below, and a
-# jailed VMM's socket belongs to its jail's uid (attach refuses it).
-mount_forkfs copy_rate=64,incremental=off,jail=off
+# killed during its copy. The VMMs are jailed (the default): the orphan
+# attached to below is a jailed one.
+mount_forkfs copy_rate=64,incremental=off
 check "boot k1 (256 MiB, 2 vCPUs)" start_sandbox k1 "$(boot_config 256 2)"
 check "branch k1/b0" mkdir "$MNT/k1/branches/b0"
 check "b0 becomes ready" wait_for 30 is_ready k1 b0
