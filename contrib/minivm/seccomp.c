@@ -11,7 +11,8 @@
  * hand-off); clone only for threads (clone3, whose flags a filter cannot
  * see, fails with ENOSYS and glibc falls back to clone); mmap and mprotect
  * never with PROT_EXEC. unlink fails with EPERM (the API socket is left at
- * exit; the next start, or forkfs, removes it). Anything else kills the
+ * exit, as Firecracker leaves its own; forkfs removes it before a launch).
+ * Anything else kills the
  * process. Where files may be created is the jail's business (forkfs(8)).
  */
 #include <errno.h>
