@@ -122,16 +122,25 @@ int forkfs_seccomp_from_string(const char *s)
 	return -EINVAL;
 }
 
-static int add_rules(scmp_filter_ctx ctx, uint32_t fork_action)
+/* Allow each of calls[0..n). */
+static int allow_all(scmp_filter_ctx ctx, const int *calls, size_t n)
 {
-	int r;
+	for (size_t i = 0; i < n; i++) {
+		int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
 
-	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++) {
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
 		/* A call this architecture lacks (open, stat ... on arm64) is fine. */
 		if (r < 0 && r != -EFAULT && r != -EINVAL)
 			return r;
 	}
+	return 0;
+}
+
+static int add_rules(scmp_filter_ctx ctx, uint32_t fork_action)
+{
+	int r = allow_all(ctx, allowed, ARRAY_SIZE(allowed));
+
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < ARRAY_SIZE(ioctls); i++) {
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				     SCMP_A1(SCMP_CMP_MASKED_EQ, ioctls[i].mask, ioctls[i].value));
@@ -173,7 +182,7 @@ static void fault_thread_filter(const char *role)
 {
 	uint32_t deny = installed == FORKFS_SECCOMP_LOG ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(EPERM);
 	scmp_filter_ctx ctx;
-	int r = 0;
+	int r;
 
 	if (strcmp(role, "fault") != 0)
 		return;
@@ -182,11 +191,7 @@ static void fault_thread_filter(const char *role)
 		log_warning_errno(ENOMEM, "fault thread: seccomp_init");
 		return;
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(fault_allowed) && r >= 0; i++) {
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, fault_allowed[i], 0);
-		if (r == -EFAULT || r == -EINVAL)
-			r = 0;
-	}
+	r = allow_all(ctx, fault_allowed, ARRAY_SIZE(fault_allowed));
 	if (r >= 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0xAA00));

@@ -48,15 +48,6 @@ int jail_add_file(struct jail_spec *s, int *fds, const char *name, int fd, uint3
 	return 0;
 }
 
-const char *jail_vmm_path(const char *root, const char *host_path)
-{
-	size_t n = strlen(root);
-
-	if (strncmp(host_path, root, n) != 0 || host_path[n] != '/')
-		return NULL;
-	return host_path + n;
-}
-
 /* ---- the child side ---- */
 
 #define FAIL(...) return error_set_errno(err, -errno, __VA_ARGS__)

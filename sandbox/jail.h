@@ -75,9 +75,6 @@ static inline unsigned jail_nfds(const struct jail_spec *s)
  * taken). Returns 0, or -E2BIG when the jail is full. */
 int jail_add_file(struct jail_spec *s, int *fds, const char *name, int fd, uint32_t flags);
 
-/* The path a jailed VMM sees for a host path under its root: "" + the rest,
- * or NULL if host_path is not under root. */
-const char *jail_vmm_path(const char *root, const char *host_path);
 
 #define JAIL_SYS_DIRS 5
 
