@@ -91,24 +91,31 @@ static int open_checked(const struct confine *c, const char *what, const char *p
 }
 
 /* Check path and, in a jail, bind it as name (without one, the VMM opens
- * the path itself: it is only checked). */
+ * the path itself: it is only checked). ret_read (NULL: not wanted): the
+ * same file, opened for reading by forkfs (O_NONBLOCK), never the path again. */
 static int bind(struct confine *c, const char *what, const char *path, enum kind k, bool nofollow,
-		const char *name, uint32_t flags, struct stat *st, struct error *err)
+		const char *name, uint32_t flags, int *ret_read, struct error *err)
 {
-	struct stat st_;
-	int fd = open_checked(c, what, path, k, nofollow, !(flags & JAIL_FILE_RO), st ?: &st_, err);
+	struct stat st;
+	_cleanup_close_ int fd = open_checked(c, what, path, k, nofollow, !(flags & JAIL_FILE_RO),
+					      &st, err);
 
 	if (fd < 0)
 		return fd;
-	if (!(c->spec.flags & JAIL_ON)) {
-		close(fd);
-		return 0;
+	if (ret_read) {
+		char self[64];
+
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		*ret_read = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (*ret_read < 0)
+			return error_set_errno(err, -errno, "cannot open %s %.300s", what, path);
 	}
-	if (jail_add_file(&c->spec, c->fds, name, fd, flags) < 0) {
-		close(fd);
+	if (!(c->spec.flags & JAIL_ON))
+		return 0;
+	if (jail_add_file(&c->spec, c->fds, name, fd, flags) < 0)
 		return error_set(err, -E2BIG, "too many files for the jail (at most %d)",
 				 JAIL_MAX_FILES);
-	}
+	fd = -1;	/* the jail's now */
 	return 0;
 }
 
@@ -221,28 +228,39 @@ int confine_boot(struct confine *c, json_object *root, struct error *err)
 }
 
 int confine_restore(struct confine *c, const char *snapshot_path, const char *mem_path,
-		    bool in_store, int memfd, struct error *err)
+		    bool in_store, int *ret_mem, struct error *err)
 {
+	_cleanup_close_ int mem = -1;
 	struct stat st;
 	int r;
 
 	r = bind(c, "snapshot", snapshot_path, K_FILE, in_store, "vmstate", JAIL_FILE_RO, NULL, err);
 	if (r >= 0)
-		r = bind(c, "memory image", mem_path, K_FILE, in_store, "memory", JAIL_FILE_RO, &st,
+		r = bind(c, "memory image", mem_path, K_FILE, in_store, "memory", JAIL_FILE_RO, &mem,
 			 err);
 	if (r < 0)
 		return r;
+	if (fstat(mem, &st) < 0)
+		return error_set_errno(err, -errno, "memory image %.300s", mem_path);
 	c->spec.mem_max = mem_limit((uint64_t)st.st_size);
-	if (memfd >= 0 && (c->spec.flags & JAIL_ON)) {
-		/* The inherited fd comes first in fds: shift the files up. */
-		int fd = fcntl(memfd, F_DUPFD_CLOEXEC, 3);
+	if (ret_mem)
+		*ret_mem = TAKE_FD(mem);
+	return 0;
+}
 
-		if (fd < 0)
-			return error_set_errno(err, -errno, "dup of the memory fd");
-		memmove(c->fds + 1, c->fds, c->spec.nfiles * sizeof(int));
-		c->fds[0] = fd;
-		c->spec.inherit = 0;
-	}
+int confine_inherit(struct confine *c, int memfd, struct error *err)
+{
+	int fd;
+
+	if (!(c->spec.flags & JAIL_ON))
+		return 0;
+	/* The inherited fd comes first in fds: shift the files up. */
+	fd = fcntl(memfd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return error_set_errno(err, -errno, "dup of the memory fd");
+	memmove(c->fds + 1, c->fds, c->spec.nfiles * sizeof(int));
+	c->fds[0] = fd;
+	c->spec.inherit = 0;
 	return 0;
 }
 

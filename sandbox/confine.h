@@ -42,8 +42,11 @@ int confine_init(struct confine *c, const struct confine_policy *policy, const c
  * config (root), whose paths are rewritten in place; size the cgroup. */
 int confine_boot(struct confine *c, json_object *root, struct error *err);
 /* Restore: bind the vmstate (as "vmstate") and the memory image (as
- * "memory", for a VMM that maps the file itself); inherit memfd (-1: none)
- * as /proc/self/fd/JAIL_INHERIT_FD. in_store: no symlink followed. */
+ * "memory", for a VMM that maps the file itself); in_store: no symlink
+ * followed. *ret_mem (ret_mem not NULL): the checked memory image, opened
+ * for reading. */
 int confine_restore(struct confine *c, const char *snapshot_path, const char *mem_path,
-		    bool in_store, int memfd, struct error *err);
+		    bool in_store, int *ret_mem, struct error *err);
+/* In a jail, the VMM inherits memfd as /proc/self/fd/JAIL_INHERIT_FD. */
+int confine_inherit(struct confine *c, int memfd, struct error *err);
 void confine_done(struct confine *c);

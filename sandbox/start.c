@@ -99,29 +99,12 @@ static void start_job_free(struct start_job *j)
 	free(j);
 }
 
-/* ---- step 1: the memfd of a restore ---- */
+/* ---- step 1: config.json's files, and the memfd of a restore ---- */
 
-static int prepare_restore(struct start_job *j)
-{
-	int fd;
-
-	/* A source still copying: its image is copied first, then read. */
-	if (j->src.branch && (fd = branch_complete_image(j->src.branch)) < 0)
-		return error_set(&j->err, fd, "the source branch failed while it copied");
-	/* The VMM opens the vmstate itself: a regular file, checked here. */
-	fd = image_open(j->src.snapshot_path, "snapshot", j->src.in_store, NULL, &j->err);
-	if (fd < 0)
-		return fd;
-	close(fd);
-	if (j->src.tmpl)
-		return template_fill(j->src.tmpl, j->src.branch, &j->err);
-	return image_to_memfd(j->src.mem_path, j->src.in_store, "forkfs-guest-mem", false,
-			      &j->memfd, NULL, &j->err);
-}
-
-/* config.json's files, opened and checked here (confine.h); in a jail, its
- * paths become the names the VMM sees. */
-static int prepare_files(struct start_job *j)
+/* config.json's files, opened and checked here (confine.h), before forkfs
+ * reads any of them; in a jail, its paths become the names the VMM sees. A
+ * restore's memory image comes back opened (*ret_mem). */
+static int prepare_files(struct start_job *j, int *ret_mem)
 {
 	int r = confine_init(&j->conf, &j->policy, j->jailed ? j->jail_root : NULL, j->jail_out,
 			     j->jail_uid, j->jail_uid, j->cgroup, &j->err);
@@ -132,18 +115,41 @@ static int prepare_files(struct start_job *j)
 		r = confine_boot(&j->conf, j->cfg->root, &j->err);
 	else
 		r = confine_restore(&j->conf, j->src.snapshot_path, j->src.mem_path,
-				    j->src.in_store, j->src.tmpl ? j->src.tmpl->fd : j->memfd,
-				    &j->err);
+				    j->src.in_store, ret_mem, &j->err);
 	return r < 0 ? error_prefix(&j->err, r, j->jailed ? "jail" : "config.json") : 0;
+}
+
+/* A restore's guest memory: a template filled from the source branch, or a
+ * memfd filled from the memory image (mem, checked), which a jailed VMM
+ * inherits. */
+static int prepare_memory(struct start_job *j, int mem)
+{
+	int r;
+
+	if (j->src.tmpl)
+		r = template_fill(j->src.tmpl, j->src.branch, &j->err);
+	else
+		r = image_to_memfd(mem, j->src.mem_path, &j->memfd, &j->err);
+	if (r >= 0)
+		r = confine_inherit(&j->conf, j->src.tmpl ? j->src.tmpl->fd : j->memfd, &j->err);
+	return r;
 }
 
 static void prepare_run(uv_work_t *w)
 {
 	struct start_job *j = w->data;
+	_cleanup_close_ int mem = -1;
+	int fd;
 
-	j->r = j->cfg->kind == CONFIG_RESTORE ? prepare_restore(j) : 0;
-	if (j->r >= 0)
-		j->r = prepare_files(j);
+	/* A source still copying: its image is copied first, then read. */
+	if (j->cfg->kind == CONFIG_RESTORE && j->src.branch &&
+	    (fd = branch_complete_image(j->src.branch)) < 0) {
+		j->r = error_set(&j->err, fd, "the source branch failed while it copied");
+		return;
+	}
+	j->r = prepare_files(j, j->cfg->kind == CONFIG_RESTORE ? &mem : NULL);
+	if (j->r >= 0 && j->cfg->kind == CONFIG_RESTORE)
+		j->r = prepare_memory(j, mem);
 }
 
 /* ---- step 3: configure the VMM ---- */

@@ -17,36 +17,19 @@
 #include "branch/branch.h"
 #include "sandbox/template.h"
 
-int image_open(const char *path, const char *what, bool in_store, off_t *ret_size,
-	       struct error *err)
+int image_to_memfd(int src, const char *path, int *ret_fd, struct error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
-					  (in_store ? O_NOFOLLOW : 0));
+	_cleanup_close_ int mfd = -1;
 	struct stat st;
+	off_t off = 0;
 
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return error_set_errno(err, -errno, "cannot open %s %.300s", what, path);
-	if (!S_ISREG(st.st_mode))
-		return error_set(err, -EINVAL, "%s %.300s is not a regular file", what, path);
-	if (ret_size)
-		*ret_size = st.st_size;
-	return TAKE_FD(fd);
-}
-
-int image_to_memfd(const char *path, bool in_store, const char *name, bool seal, int *ret_fd,
-		   uint64_t *ret_size, struct error *err)
-{
-	_cleanup_close_ int src = -1, mfd = -1;
-	off_t off = 0, size = 0;
-
-	src = image_open(path, "memory image", in_store, &size, err);
-	if (src < 0)
-		return src;
-	mfd = memfd_create(name, MFD_CLOEXEC | (seal ? MFD_ALLOW_SEALING : 0));
-	if (mfd < 0 || ftruncate(mfd, size) < 0)
+	if (fstat(src, &st) < 0)
+		return error_set_errno(err, -errno, "memory image %.300s", path);
+	mfd = memfd_create("forkfs-guest-mem", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, st.st_size) < 0)
 		return error_set_errno(err, -errno, "memfd for %.300s", path);
-	while (off < size) {
-		ssize_t n = sendfile(mfd, src, &off, (size_t)MIN(size - off, 1 << 30));
+	while (off < st.st_size) {
+		ssize_t n = sendfile(mfd, src, &off, (size_t)MIN(st.st_size - off, 1 << 30));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -54,12 +37,7 @@ int image_to_memfd(const char *path, bool in_store, const char *name, bool seal,
 			return error_set_errno(err, n < 0 ? -errno : -EIO,
 					       "copying %.300s into the memfd", path);
 	}
-	if (seal && fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
-						F_SEAL_SEAL) < 0)
-		return error_set_errno(err, -errno, "sealing the memfd of %.300s", path);
 	*ret_fd = TAKE_FD(mfd);
-	if (ret_size)
-		*ret_size = (uint64_t)size;
 	return 0;
 }
 

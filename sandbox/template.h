@@ -66,12 +66,6 @@ int template_fill(struct template *t, struct branch *b, struct error *err);
  * process gone. Returns the length. */
 size_t template_memory_text(pid_t pid, char *buf, size_t size);
 
-/* Images named by config.json or a branch. image_open: for reading, a
- * regular file (O_NONBLOCK, so a FIFO cannot hold a worker; in_store: no
- * symlink followed); returns the fd, its size in *ret_size if wanted.
- * image_to_memfd: a new memfd holding the image (name shows in the VMM's
- * maps), optionally sealed. Both 0/fd or -errno with the reason in err. */
-int image_open(const char *path, const char *what, bool in_store, off_t *ret_size,
-	       struct error *err);
-int image_to_memfd(const char *path, bool in_store, const char *name, bool seal, int *ret_fd,
-		   uint64_t *ret_size, struct error *err);
+/* A new memfd holding the memory image src (a regular file, checked by the
+ * caller; path names it in err). 0 or -errno with the reason in err. */
+int image_to_memfd(int src, const char *path, int *ret_fd, struct error *err);

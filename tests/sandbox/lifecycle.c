@@ -249,6 +249,7 @@ static void test_store_planted(void)
 static void test_store_modes(void)
 {
 	struct tree_options o = { 0 };
+	char *allow[] = { tmpdir };
 	char path[PATH_MAX];
 	struct tree t2;
 
@@ -541,7 +542,7 @@ static void restore_refused(struct sandbox *sb, const char *snap, const char *me
 static void test_restore_paths(void)
 {
 	struct sandbox *sb = NULL;
-	char fifo[PATH_MAX], file[PATH_MAX], dir[PATH_MAX], msg[3 * PATH_MAX];
+	char fifo[PATH_MAX], file[PATH_MAX], dir[PATH_MAX], link[PATH_MAX], msg[3 * PATH_MAX];
 	int fd;
 
 	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
@@ -553,14 +554,26 @@ static void test_restore_paths(void)
 	close(fd);
 	if (!TAP_CHECK(tree_mkdir_sandbox(&t, "p1", &sb) == 0))
 		return;
-	snprintf(msg, sizeof(msg), "start failed: memory image %s is not a regular file", fifo);
+	snprintf(msg, sizeof(msg), "start failed: config.json: memory image %s is not a regular file",
+		 fifo);
 	restore_refused(sb, file, fifo, msg);
-	snprintf(msg, sizeof(msg), "start failed: memory image %s is not a regular file", dir);
+	snprintf(msg, sizeof(msg), "start failed: config.json: memory image %s is not a regular file",
+		 dir);
 	restore_refused(sb, file, dir, msg);
-	snprintf(msg, sizeof(msg), "start failed: snapshot %s is not a regular file", fifo);
+	snprintf(msg, sizeof(msg), "start failed: config.json: snapshot %s is not a regular file",
+		 fifo);
 	restore_refused(sb, fifo, file, msg);
 	restore_refused(sb, file, "/nonexistent/mem",
-			"start failed: cannot open memory image /nonexistent/mem: No such file");
+			"start failed: config.json: memory image /nonexistent/mem: No such file");
+	/* Checked before forkfs reads it: only root may read it, and it is
+	 * outside the allowed directory (tmpdir); a link there to it is judged
+	 * by where it leads. */
+	restore_refused(sb, file, "/etc/shadow",
+			"start failed: config.json: memory image /etc/shadow: not allowed");
+	snprintf(link, sizeof(link), "%s/shadow-link", tmpdir);
+	TAP_CHECK(symlink("/etc/shadow", link) == 0);
+	snprintf(msg, sizeof(msg), "start failed: config.json: memory image %s: not allowed", link);
+	restore_refused(sb, file, link, msg);
 	{
 		struct done d = { 0 };
 
@@ -667,6 +680,7 @@ int main(void)
 {
 	const char *vmm = getenv("LIFECYCLE_VMM");
 	struct tree_options o = { 0 };
+	char *allow[] = { tmpdir };
 
 	if (!vmm) {
 		vmm = getenv("MINIVM");
@@ -693,6 +707,8 @@ int main(void)
 	o.vmm_path = vmm;
 	o.run_dir = run_dir;
 	o.mode = BRANCH_MODE_AUTO;
+	o.allow_path = allow;	/* test_restore_paths' files */
+	o.n_allow_path = 1;
 	plant_store();
 	if (!TAP_CHECK(tree_init(&t, &loop, &o) == 0) || !TAP_CHECK(tree_load_store(&t) == 0) ||
 	    !TAP_CHECK(supervisor_watch(&loop) == 0))
