@@ -59,6 +59,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
+#include "common/nolinks.h"
 #include "branch/branch.h"
 #include "fc/fc.h"
 #include "branch/layer.h"
@@ -494,7 +495,7 @@ int branch_load(const char *dir, struct branch **ret)
 	r = path_in(path, sizeof(path), dir, STATE_FILE);
 	if (r < 0)
 		return r;
-	r = read_file_nofollow(path, 4096, &text, NULL);
+	r = read_file_nolinks(path, 4096, &text, NULL);
 	if (r < 0)
 		return r;
 	b = branch_alloc(dir);
@@ -766,7 +767,7 @@ static void start_writeback(const char *dir, const char *name)
 	char path[PATH_MAX];
 
 	if (path_in(path, sizeof(path), dir, name) == 0 &&
-	    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0)
+	    (fd = open_nolinks(path, O_RDONLY, 0)) >= 0)
 		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
@@ -1233,9 +1234,9 @@ out:
 	snap_file_end(&mem);
 	if (r < 0)
 		return r;
-	b->mem_fd = open(mem.final, O_RDONLY | O_CLOEXEC);
+	b->mem_fd = open_nolinks(mem.final, O_RDONLY, 0);
 	if (b->mem_fd < 0)
-		return error_set_errno(err, -errno, "opening %s", mem.final);
+		return error_set_errno(err, b->mem_fd, "opening %s", mem.final);
 	/* "ready" is persisted next: the image must be on disk before it. */
 	if (fsync(b->mem_fd) < 0)
 		return error_set_errno(err, -errno, "fsync of %s", mem.final);
@@ -1358,9 +1359,9 @@ static int take_live(struct branch *b, struct pause_window *w, struct error *err
 	pthread_mutex_lock(&v->lock);
 	parent = atomic_load(&v->incremental) ? branch_ref(v->tip) : NULL;
 	pthread_mutex_unlock(&v->lock);
-	b->mem_fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	b->mem_fd = open_nolinks(mem, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (b->mem_fd < 0)
-		return error_set_errno(err, -errno, "creating %s", mem);
+		return error_set_errno(err, b->mem_fd, "creating %s", mem);
 	/* prepare may pre-arm write-protection: from here an error disarms. */
 	w->armed = true;
 	w->t_prepare = now_usec();
@@ -1419,7 +1420,7 @@ static void remove_branch_files(const char *dir)
 
 	for (i = 0; i < ARRAY_SIZE(names); i++)
 		if (path_in(path, sizeof(path), dir, names[i]) == 0)
-			unlink(path);
+			(void)unlink_nolinks(path);
 }
 
 static int resolve_mode(struct vmm *v, enum branch_mode_req req, enum branch_mode *ret,

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/util.h"
+#include "common/nolinks.h"
 #include "branch/layer.h"
 
 #define MAGIC "FKFSLAY1"
@@ -95,7 +96,7 @@ int layer_map_read(const char *dir, struct layer_header *h, uint64_t **ret_bits)
 	r = map_path(path, sizeof(path), dir, LAYER_MAP_FILE);
 	if (r < 0)
 		return r;
-	fd = open_regular_nofollow(path, &st);
+	fd = open_regular_nolinks(path, &st);
 	if (fd < 0)
 		return fd;
 	n = pread_full(fd, h, sizeof(*h), 0);
@@ -207,9 +208,9 @@ static int view_add(struct layer_view *v, const char *dir, struct layer_header *
 				 " pages, not %" PRIu64, dir, ret_h->npages, v->npages);
 	if (map_path(path, sizeof(path), dir, "memory.bin") < 0)
 		return error_set(err, -ENAMETOOLONG, "path too long: %s", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open_nolinks(path, O_RDONLY, 0);
 	if (fd < 0)
-		return error_set_errno(err, -errno, "opening %s", path);
+		return error_set_errno(err, fd, "opening %s", path);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != v->size) {
 		safe_close(fd);
 		return error_set(err, -EBADMSG, "%s is not a %" PRIu64 "-byte file", path, v->size);
@@ -398,7 +399,7 @@ static bool first_line_is(const char *dir, const char *want)
 	size_t n = strlen(want);
 
 	if (map_path(path, sizeof(path), dir, STATE_FILE) < 0 ||
-	    read_file_nofollow(path, 4096, &text, NULL) < 0)
+	    read_file_nolinks(path, 4096, &text, NULL) < 0)
 		return false;
 	return strncmp(text, want, n) == 0 && (text[n] == '\n' || !text[n]);
 }
@@ -415,13 +416,18 @@ static struct entry *scan_find(struct scan *s, uint64_t id)
  * interrupted removal are removed. */
 static int scan_store(const char *branches_dir, struct scan *s)
 {
-	DIR *d = opendir(branches_dir);
+	int fd = open_nolinks(branches_dir, O_RDONLY | O_DIRECTORY, 0);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	struct dirent *de;
 	char path[PATH_MAX];
 
 	*s = (struct scan){};
-	if (!d)
-		return -errno;
+	if (!d) {
+		int r = fd < 0 ? fd : -errno;
+
+		safe_close(fd);
+		return r;
+	}
 	while ((de = readdir(d))) {
 		struct entry e = {};
 		struct entry *ne;
@@ -464,12 +470,14 @@ static int scan_store(const char *branches_dir, struct scan *s)
 static int remove_layer_dir(const char *branches_dir, const char *name, uint64_t id)
 {
 	char from[PATH_MAX], to[PATH_MAX];
+	int r;
 
 	if (snprintf(from, sizeof(from), "%s/%s", branches_dir, name) >= (int)sizeof(from) ||
 	    snprintf(to, sizeof(to), "%s/.trash-%" PRIu64, branches_dir, id) >= (int)sizeof(to))
 		return -ENAMETOOLONG;
-	if (rename(from, to) < 0)
-		return -errno;
+	r = rename_nolinks(from, to);
+	if (r < 0)
+		return r;
 	atomic_fetch_add(&generation, 1);
 	return rm_rf(to);
 }
@@ -498,7 +506,7 @@ int layer_remove(const char *branches_dir, const char *tag, bool *ret_hidden)
 		if (*ret_hidden) {
 			snprintf(to, sizeof(to), "%s/" LAYER_HIDDEN_PREFIX "%" PRIu64, branches_dir,
 				 h.id);
-			r = rename(dir, to) < 0 ? -errno : fsync_parent(to);
+			r = rename_nolinks(dir, to) ?: fsync_parent(to);
 			atomic_fetch_add(&generation, 1);
 		} else {
 			r = remove_layer_dir(branches_dir, tag, h.id);
@@ -553,10 +561,9 @@ static int rebase(const char *branches_dir, const struct entry *c, uint64_t onto
 		return 0;	/* not an ancestor (any more) */
 	}
 	buf = malloc(COPY_BUF);
-	if (map_path(path, sizeof(path), dir, "memory.bin") == 0)
-		fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = map_path(path, sizeof(path), dir, "memory.bin") ?: open_nolinks(path, O_WRONLY, 0);
 	if (!buf || fd < 0) {
-		r = error_set_errno(err, buf ? -errno : -ENOMEM, "opening %s", path);
+		r = error_set_errno(err, buf ? fd : -ENOMEM, "opening %s", path);
 		goto out;
 	}
 	/* Pages from layers 1..k-1 (all of them for onto_id 0: k == depth). */

@@ -11,6 +11,7 @@
 
 #include "branch/snapfile.h"
 #include "common/macro.h"
+#include "common/nolinks.h"
 
 static int path2(char *buf, size_t size, const char *a, const char *b, const char *c)
 {
@@ -51,19 +52,19 @@ int snap_file_begin(const struct snap_jail *j, const char *dir, const char *name
  * through /proc/PID/root): copy the file forkfs made, from its own fd. */
 static int copy_in(struct snap_file *f, struct error *err)
 {
-	_cleanup_close_ int out = open(f->final, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	_cleanup_close_ int out = open_nolinks(f->final, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	off_t in_off = 0;
 	ssize_t n;
 
 	if (out < 0)
-		return error_set_errno(err, -errno, "creating %s", f->final);
+		return error_set_errno(err, out, "creating %s", f->final);
 	do
 		n = copy_file_range(f->fd, &in_off, out, NULL, 1 << 30, 0);
 	while (n > 0 || (n < 0 && errno == EINTR));
 	if (n < 0) {
 		int r = error_set_errno(err, -errno, "copying %s into the branch", f->host);
 
-		(void)unlink(f->final);
+		(void)unlink_nolinks(f->final);
 		return r;
 	}
 	return 0;	/* snap_file_end() unlinks the VMM's copy */
@@ -88,7 +89,7 @@ int snap_file_finish(struct snap_file *f, struct error *err)
 	if (lstat(f->final, &moved) < 0)
 		return error_set_errno(err, -errno, "%s", f->final);
 	if (moved.st_dev != mine.st_dev || moved.st_ino != mine.st_ino) {
-		(void)unlink(f->final);
+		(void)unlink_nolinks(f->final);
 		return error_set(err, -EPERM, "the VMM replaced the snapshot file it was given (%s)",
 				 f->vmm);
 	}

@@ -108,7 +108,7 @@ int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
-static int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
+int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
 {
 	_cleanup_free_ char *buf = malloc(max + 2);
 	ssize_t n;
@@ -134,140 +134,6 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 	if (fd < 0)
 		return -errno;
 	return read_fd(fd, max, ret, ret_len);
-}
-
-int open_regular_nofollow(const char *path, struct stat *ret_st)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		int r = fstat(fd, &st) < 0 ? -errno : -EINVAL;
-
-		close(fd);
-		return r;
-	}
-	if (ret_st)
-		*ret_st = st;
-	return fd;
-}
-
-int read_file_nofollow(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-	_cleanup_close_ int fd = open_regular_nofollow(path, NULL);
-
-	if (fd < 0)
-		return fd;
-	return read_fd(fd, max, ret, ret_len);
-}
-
-/* Make a rename durable: fsync the directory that holds path. */
-int fsync_parent(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int fd, r = 0;
-
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else if ((size_t)(slash - path) < sizeof(dir))
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	else
-		return -ENAMETOOLONG;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-static int replace_file(const char *path, const void *data, size_t len, mode_t mode,
-			bool durable)
-{
-	char tmp[PATH_MAX];
-	int fd, r;
-
-	/* A fresh name, created exclusively (mkostemp: O_EXCL), so that nothing
-	 * planted at a predictable name is followed or truncated. */
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = fchmod(fd, mode) < 0 ? -errno : 0;
-	if (r == 0)
-		r = write_full(fd, data, len);
-	if (r == 0 && durable && fsync(fd) < 0)
-		r = -errno;
-	if (r == 0 && !durable)
-		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	close(fd);
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return r;
-	}
-	return durable ? fsync_parent(path) : 0;
-}
-
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
-{
-	return replace_file(path, data, len, mode, true);
-}
-
-int write_file_replace(const char *path, const void *data, size_t len, mode_t mode)
-{
-	return replace_file(path, data, len, mode, false);
-}
-
-int fsync_path(const char *path)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd < 0 || fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
-int rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	struct stat st;
-	int r = 0;
-
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(d))) {
-		char p[PATH_MAX];
-		bool dir;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (snprintf(p, sizeof(p), "%s/%s", path, de->d_name) >= (int)sizeof(p)) {
-			r = -ENAMETOOLONG;
-			continue;
-		}
-		dir = de->d_type == DT_DIR ||
-		      (de->d_type == DT_UNKNOWN &&
-		       fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		       S_ISDIR(st.st_mode));
-		if (dir)
-			r = rm_rf(p) ?: r;
-		else if (unlink(p) < 0)
-			r = -errno;
-	}
-	closedir(d);
-	if (rmdir(path) < 0 && errno != ENOENT)
-		r = -errno;
-	return r;
 }
 
 bool name_is_valid(const char *name)

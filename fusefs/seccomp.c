@@ -53,7 +53,8 @@ static const int allowed[] = {
 
 	/* The store: sandbox and branch directories, config.json, logs,
 	 * vmstate and memory.bin files, the run directory and its sockets. */
-	SCMP_SYS(openat), SCMP_SYS(open), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(stat),
+	SCMP_SYS(openat), SCMP_SYS(openat2), SCMP_SYS(open), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
+	SCMP_SYS(stat),
 	SCMP_SYS(lstat), SCMP_SYS(statx), SCMP_SYS(statfs), SCMP_SYS(fstatfs), SCMP_SYS(lseek),
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
 	SCMP_SYS(preadv2), SCMP_SYS(pwritev2), SCMP_SYS(ftruncate), SCMP_SYS(fallocate),

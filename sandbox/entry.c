@@ -15,6 +15,7 @@
 #define LOG_PREFIX ""
 #include "common/error.h"
 #include "common/log.h"
+#include "common/nolinks.h"
 #include "branch/layer.h"
 #include "sandbox/entry.h"
 #include "sandbox/store.h"
@@ -97,7 +98,7 @@ static bool watch_report(struct watch *w)
 			 (unsigned long long)st.elapsed_ms, (unsigned long long)st.pages_faulted);
 	else
 		snprintf(msg, sizeof(msg), "branch %s failed: %s", w->tag, st.error);
-	fd = w->log_path ? open(w->log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC) : -1;
+	fd = w->log_path ? open_nolinks(w->log_path, O_WRONLY | O_APPEND, 0) : -1;
 	sandbox_log_fd(fd, "forkfs", msg, strlen(msg));
 	safe_close(fd);
 	log_info("%s: %s", w->sb_name, msg);
@@ -267,11 +268,13 @@ void entry_load_all(struct sandbox *sb)
 {
 	_cleanup_free_ char *bdir = store_path(sb->dir, STORE_BRANCHES);
 	unsigned skipped = 0;
+	int r;
 
 	if (!bdir)
 		return;
-	if (mkdir(bdir, 0700) < 0 && errno != EEXIST)
-		log_warning_errno(errno, "cannot create %s", bdir);
+	r = mkdir_nolinks(bdir, 0700);
+	if (r < 0 && r != -EEXIST)
+		log_warning_errno(-r, "cannot create %s", bdir);
 	store_for_each_dir(bdir, load_one, sb, &skipped);
 	for (unsigned i = 0; i < skipped; i++)
 		sb_log(sb, "store: ignoring branch directory with an invalid name");
@@ -314,8 +317,7 @@ static void take_done(uv_work_t *w, int status)
 	if (r < 0) {
 		sb_log(sb, "mkdir branches/%s failed: %s (%s)", br->tag,
 		       error_is_set(&j->err) ? error_msg(&j->err) : "error", strerror(-r));
-		if (rmdir(br->dir) < 0 && errno != ENOENT)
-			store_rm_rf(br->dir);
+		store_rm_rf(br->dir);
 		entry_unlink(sb, br);
 		j->done(j->ctx, r, NULL);
 	} else {
@@ -378,8 +380,8 @@ int entry_mkdir(struct sandbox *sb, const char *tag, entry_done_fn done, void *c
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (mkdir(br->dir, 0700) < 0) {
-		r = -errno;
+	r = mkdir_nolinks(br->dir, 0700);
+	if (r < 0) {
 		sb_log(sb, "mkdir branches/%s: cannot create %s: %s", tag, br->dir, strerror(-r));
 		goto fail;
 	}

@@ -15,6 +15,7 @@
 #define LOG_PREFIX ""
 #include "common/error.h"
 #include "common/log.h"
+#include "common/nolinks.h"
 #include "fc/fc.h"
 #include "sandbox/template.h"
 #include "sandbox/confine.h"
@@ -130,7 +131,7 @@ static void rotate_log(struct sandbox *sb)
 	int fd;
 
 	sb->log_size = 0;
-	if (!path || !old || rename(path, old) < 0)
+	if (!path || !old || rename_nolinks(path, old) < 0)
 		return;
 	fd = store_open_log(sb->dir);
 	if (fd < 0)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "common/nolinks.h"
 #include "common/util.h"
 #include "sandbox/store.h"
 
@@ -57,14 +58,13 @@ int store_create_sandbox(const char *dir)
 
 	if (!bdir)
 		return -ENOMEM;
-	if (mkdir(dir, 0700) < 0)
-		return -errno;
-	if (mkdir(bdir, 0700) < 0) {
-		r = -errno;
-		store_rm_rf(dir);
+	r = mkdir_nolinks(dir, 0700);
+	if (r < 0)
 		return r;
-	}
-	return 0;
+	r = mkdir_nolinks(bdir, 0700);
+	if (r < 0)
+		store_rm_rf(dir);
+	return r;
 }
 
 /* A directory entry is a directory: d_type, or fstatat() on filesystems that
@@ -83,11 +83,16 @@ int store_rm_rf(const char *path) { return rm_rf(path); }
 int store_for_each_dir(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx,
 		       unsigned *ret_skipped)
 {
+	int fd = open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
-	DIR *d = opendir(dir);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 
-	if (!d)
-		return -errno;
+	if (!d) {
+		int r = fd < 0 ? fd : -errno;
+
+		safe_close(fd);
+		return r;
+	}
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' || !entry_is_dir(d, de))
 			continue;
@@ -111,7 +116,7 @@ int store_read_config(const char *sb_dir, size_t max, char **ret, size_t *ret_le
 	*ret_len = 0;
 	if (!path)
 		return -ENOMEM;
-	r = read_file_nofollow(path, max, ret, ret_len);
+	r = read_file_nolinks(path, max, ret, ret_len);
 	return r == -ENOENT ? 0 : r;
 }
 
@@ -128,5 +133,5 @@ int store_open_log(const char *sb_dir)
 
 	if (!path)
 		return -ENOMEM;
-	return RET_NERRNO(open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+	return open_nolinks(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
 }

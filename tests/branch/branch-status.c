@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/nolinks.h"
 #include "common/util.h"
 #include "branch/branch.h"
 #include "branch/layer.h"

@@ -20,6 +20,7 @@
 #include "branch/layer.h"
 #include "common/error.h"
 #include "common/macro.h"
+#include "common/nolinks.h"
 #include "common/util.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/macro.h"
+#include "common/nolinks.h"
 #include "common/util.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "common/macro.h"
+#include "common/nolinks.h"
 #include "common/util.h"
 #include "contrib/minivm/vm.h"
 #include "tests/tap.h"

@@ -179,7 +179,7 @@ static struct sandbox *make_sandbox(const char *name, unsigned mem_mib)
 
 /* ---- the store, planted with symlinks before forkfs starts ---- */
 
-static char target[PATH_MAX];
+static char target[PATH_MAX], outside[PATH_MAX];
 
 static void plant(const char *rel, const char *link_to)
 {
@@ -201,6 +201,7 @@ static void plant(const char *rel, const char *link_to)
 
 static void plant_store(void)
 {
+	char path[PATH_MAX];
 	int fd;
 
 	snprintf(target, sizeof(target), "%s/target", tmpdir);
@@ -213,6 +214,19 @@ static void plant_store(void)
 	plant("evil/log", target);		/* the log: would be appended to */
 	plant("cfg/log", NULL);
 	plant("cfg/config.json", target);	/* the config: would be read */
+	/* A directory on the way: branches/ a link to a directory outside the
+	 * store holding a branch (would be listed, then removed with it). */
+	snprintf(outside, sizeof(outside), "%s/outside", tmpdir);
+	mkdir(outside, 0700);
+	snprintf(path, sizeof(path), "%s/b1", outside);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/b1/branch.state", outside);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, "ready\n", 6) != 6)
+		tap_diag("cannot write %s", path);
+	safe_close(fd);
+	plant("linked/log", NULL);
+	plant("linked/branches", outside);
 }
 
 static void test_store_planted(void)
@@ -243,13 +257,26 @@ static void test_store_planted(void)
 		TAP_CHECK(tree_rmdir_sandbox(&t, "cfg", on_done, &d) == 0 && d.called && d.r == 0);
 	}
 	TAP_CHECK(access(target, F_OK) == 0);	/* rmdir removed the links, not their target */
+	/* No link on the way is followed: the linked branches/ lists nothing,
+	 * and removing the sandbox removes the link, not what it points to. */
+	sb = tree_find_sandbox(&t, "linked");
+	if (!TAP_CHECK(sb))
+		return;
+	TAP_CHECK(entry_find(sb, "b1", true) == NULL);
+	{
+		struct done d = { 0 };
+
+		TAP_CHECK(tree_rmdir_sandbox(&t, "linked", on_done, &d) == 0 && d.called);
+	}
+	snprintf(path, sizeof(path), "%s/b1/branch.state", outside);
+	TAP_CHECK(access(path, F_OK) == 0);
+	TAP_CHECK(access(sb_dir("linked"), F_OK) < 0 && errno == ENOENT);
 }
 
 /* A store that others could write to is refused. */
 static void test_store_modes(void)
 {
 	struct tree_options o = { 0 };
-	char *allow[] = { tmpdir };
 	char path[PATH_MAX];
 	struct tree t2;
 
