@@ -194,9 +194,10 @@ out:
 }
 
 /* A read of memory.bin during the copy: on a worker, which may copy the range
- * first. The job holds its own references; the worker touches only them. */
+ * first, through its sandbox's lane (env.h: readers never hold the whole
+ * pool). The job holds its own references; the worker touches only them. */
 struct read_job {
-	uv_work_t work;
+	struct lane_job lane;
 	fuse_req_t req;
 	struct sbranch *br;	/* the loop's, for the log line */
 	struct branch *b;	/* the worker's */
@@ -255,14 +256,14 @@ static void read_memory(struct forkfs *fs, fuse_req_t req, struct sbranch *br, s
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	j->work.data = j;
+	j->lane.work.data = j;
 	j->req = req;
 	j->br = entry_ref(br);
 	j->b = branch_ref(br->b);
 	j->env = &fs->tree.env;
 	j->size = size;
 	j->off = off;
-	env_queue_job(&fs->tree.env, &j->work, read_run, read_done);
+	env_queue_lane_job(&fs->tree.env, &br->sb->read_lane, &j->lane, read_run, read_done);
 }
 
 int fh_generate(struct fh *h, enum node_type type)

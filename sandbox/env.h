@@ -27,6 +27,34 @@
 
 #define VMM_ARGS_MAX 16
 
+/* Reads of memory.bin during a copy may come in any number: they run on the
+ * pool through lanes, one lane per sandbox, so that they never hold all of
+ * its workers. At most LANE_RUN_MAX of one lane run at once, and at most
+ * pool size - LANE_POOL_SPARE of all lanes: the rest of the pool stays free
+ * for ctl, mkdir, rmdir and start of every sandbox. Waiting lanes take
+ * turns (round robin). */
+#define LANE_RUN_MAX 4
+#define LANE_POOL_SPARE 4
+
+struct lane_job;
+struct sbenv;
+struct env_lane {
+	unsigned running;
+	struct lane_job *head, *tail;	/* waiting, in order */
+	struct env_lane *next_waiting;	/* in the env's ring of lanes that may start one */
+	bool in_ring;
+};
+
+/* Embed in a job that goes through a lane; w.data is the caller's. */
+struct lane_job {
+	uv_work_t work;
+	uv_work_cb run;
+	uv_after_work_cb done;
+	struct env_lane *lane;
+	struct sbenv *env;
+	struct lane_job *next;
+};
+
 struct sbenv {
 	uv_loop_t *loop;
 	pthread_t loop_thread;	/* the thread that runs the loop (assert_on_loop) */
@@ -49,6 +77,8 @@ struct sbenv {
 
 	/* Work items and child processes in flight: shutdown ends once none is. */
 	unsigned jobs;
+	unsigned lane_running, lane_max;	/* lane jobs on the pool; the cap (0: set at first use) */
+	struct env_lane *waiting_head, *waiting_tail;	/* lanes with jobs waiting */
 	bool shutting_down;
 	void (*idle)(void *ctx);	/* called when the last job ends while shutting down */
 	void *idle_ctx;
@@ -71,3 +101,8 @@ void env_job_end(struct sbenv *env);
 /* Run work on libuv's pool, counted as a job (done must call env_job_end()).
  * Should it not be queued (never in practice), it runs here and now. */
 void env_queue_job(struct sbenv *env, uv_work_t *w, uv_work_cb run, uv_after_work_cb done);
+/* The same through lane (a job of j->work; run and done as for
+ * env_queue_job, done gets &j->work): it runs now or waits its turn. The
+ * lane must outlive its jobs (the caller's jobs hold what holds it). */
+void env_queue_lane_job(struct sbenv *env, struct env_lane *lane, struct lane_job *j,
+			uv_work_cb run, uv_after_work_cb done);

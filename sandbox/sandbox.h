@@ -67,6 +67,7 @@ struct sandbox {
 	bool attached;		/* attach form: not ours to stop */
 	char *run_dir;		/* private short dir for sockets while started */
 	const char *busy;	/* command in flight or NULL (sandbox_begin) */
+	struct env_lane read_lane;	/* reads of its branches' memory.bin (env.h) */
 	sb_done_fn stop_done;	/* a stop waiting for the VMM's exit */
 	void *stop_ctx;
 

@@ -93,6 +93,11 @@ TESTS += tests/sandbox/lifecycle.t
 tests_sandbox_lifecycle_t_SOURCES = tests/sandbox/lifecycle.c tests/tap.h
 tests_sandbox_lifecycle_t_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS)
 tests_sandbox_lifecycle_t_LDADD = sandbox/libsandbox.la $(UV_LIBS) $(JSONC_LIBS)
+check_PROGRAMS += tests/sandbox/lanes.t
+TESTS += tests/sandbox/lanes.t
+tests_sandbox_lanes_t_SOURCES = tests/sandbox/lanes.c tests/tap.h
+tests_sandbox_lanes_t_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS) $(JSONC_CFLAGS)
+tests_sandbox_lanes_t_LDADD = sandbox/libsandbox.la $(UV_LIBS) $(JSONC_LIBS)
 
 # ---- fuzz targets -------------------------------------------------------------
 
