@@ -174,6 +174,9 @@ static const int fault_allowed[] = {
 	SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
 	SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigprocmask),
 	SCMP_SYS(madvise), SCMP_SYS(munmap), SCMP_SYS(brk), SCMP_SYS(exit),
+	/* A poll with a timeout that SIGSTOP/SIGCONT of forkfs interrupts is
+	 * resumed by the kernel through restart_syscall(2). */
+	SCMP_SYS(restart_syscall),
 };
 
 static enum forkfs_seccomp installed = FORKFS_SECCOMP_OFF;
