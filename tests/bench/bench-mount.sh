@@ -4,6 +4,8 @@
 # page cache, so the ratio measures FUSE, not the disk), a cp started right
 # after mkdir (during the copy), and forkfs's peak memory.
 # Usage: bench-mount.sh [MiB]   (root, /dev/kvm, /dev/fuse; run from "make bench-mount")
+# FORKFS_OPTS: more -o options for forkfs, e.g. FORKFS_OPTS=passthrough=off
+# (the ready branch's reads then go through forkfs instead of FUSE passthrough).
 . "$top_srcdir/tests/mount/lib-mount.sh"
 MIB=${1:-1024}
 
@@ -22,7 +24,9 @@ read_rate() {
 	echo "$best"
 }
 
-mount_forkfs
+mount_forkfs "${FORKFS_OPTS:-}"
+wait_for 10 grep -q '^forkfs: FUSE passthrough' "$FLOG"
+passthrough=$(sed -n 's/^forkfs: FUSE passthrough //p' "$FLOG" | tail -1)
 start_sandbox s1 "$(boot_config "$MIB" 2)" || bail "start"
 sleep 1
 t0=$(secs)
@@ -40,7 +44,7 @@ direct=$(read_rate "$STORE/sandboxes/s1/branches/b1/memory.bin")
 fuse=$(read_rate "$MNT/s1/branches/b1/memory.bin")
 hwm=$(sed -n 's/^VmHWM: *//p' "/proc/$FORKFS_PID/status")
 anon=$(sed -n 's/^RssAnon: *//p' "/proc/$FORKFS_PID/status")
-echo "guest $MIB MiB, 2 vCPUs, live branch"
+echo "guest $MIB MiB, 2 vCPUs, live branch; forkfs -o ${FORKFS_OPTS:-(defaults)}; FUSE passthrough $passthrough"
 printf '%-44s %s\n' "cp memory.bin during the copy:" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f s", b-a}') (ready after $(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.2f s", b-a}'))"
 printf '%-44s %s MB/s\n' "read store file directly (cold cache):" "$cdirect"
 printf '%-44s %s MB/s\n' "read through forkfs (cold cache):" "$cfuse"
