@@ -5,14 +5,15 @@
 #
 # The libfuse: the private one setup-deps.sh builds (FUSE passthrough) when
 # FORKFS_LIBFUSE_PREFIX/lib/pkgconfig/fuse3.pc exists, through PKG_CONFIG_PATH
-# (configure then links forkfs with an rpath to it), else Debian's. A build
-# directory configured against the other one is configured again.
+# (configure then links forkfs with an rpath to it), else (or with
+# FORKFS_LIBFUSE=no) Debian's. A build directory configured against the other
+# one is configured again.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 "$src/contrib/setup-deps.sh"
 build=${BUILD_DIR:-$src/build}
 pcdir=${FORKFS_LIBFUSE_PREFIX:-/opt/forkfs/libfuse}/lib/pkgconfig
-[ -f "$pcdir/fuse3.pc" ] || pcdir=
+[ -f "$pcdir/fuse3.pc" ] && [ "${FORKFS_LIBFUSE:-yes}" != no ] || pcdir=
 [ -x "$src/configure" ] || (cd "$src" && autoreconf -fi >/dev/null)
 mkdir -p "$build"
 cd "$build"

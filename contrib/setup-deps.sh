@@ -10,7 +10,8 @@
 # (Debian's libfuse3-3 and fusermount3 stay). contrib/build.sh builds against
 # it when PREFIX/lib/pkgconfig/fuse3.pc exists. If that step fails (no
 # network to trixie's sources) it says so and forkfs builds with Debian 12's
-# libfuse, passthrough off. FORKFS_LIBFUSE=no skips it.
+# libfuse, passthrough off. FORKFS_LIBFUSE=no skips it (and build.sh then
+# uses Debian's libfuse).
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config binutils
 libfuse3-dev fuse3 libuv1-dev libjson-c-dev libseccomp-dev
