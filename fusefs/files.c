@@ -173,8 +173,10 @@ static int open_passthrough(fuse_req_t req, struct node *n, struct fuse_file_inf
 }
 
 /* How an open of a branch's vmstate or memory.bin is read: passed through,
- * or through the page cache (kept: the content never changes). Read-only,
- * so a close has nothing to flush: no FLUSH request for each close(2). */
+ * or through the page cache (memory.bin's is kept across opens: its bytes
+ * never change once the branch exists, reads during the copy already return
+ * the point-in-time image). Read-only, so a close has nothing to flush: no
+ * FLUSH request for each close(2). */
 static void open_io(fuse_req_t req, struct node *n, struct fuse_file_info *fi, struct fh *h)
 {
 	fi->noflush = 1;
@@ -183,7 +185,7 @@ static void open_io(fuse_req_t req, struct node *n, struct fuse_file_info *fi, s
 		h->io = FH_IO_PASSTHROUGH;
 		return;
 	}
-	fi->keep_cache = 1;
+	fi->keep_cache = n->type == NODE_BR_MEMORY;
 	n->opens_cached++;
 	h->io = FH_IO_CACHED;
 }
@@ -251,8 +253,6 @@ static int open_node(fuse_req_t req, struct node *n, struct fuse_file_info *fi, 
 		open_io(req, n, fi, h);
 		return 0;
 	case NODE_BR_MEMORY:
-		/* Its bytes never change once the branch exists (reads during the
-		 * copy already return the point-in-time image). */
 		if (!n->br->b)
 			return -EIO;
 		open_io(req, n, fi, h);
