@@ -730,6 +730,23 @@ struct layer_view *branch_ready_view(struct branch *b)
 	return v;
 }
 
+int branch_ready_single_fd(struct branch *b)
+{
+	int fd = -EAGAIN;
+
+	pthread_mutex_lock(&b->lock);
+	/* A stale view of one file is still the image: a full layer never
+	 * changes, and its fd outlives a rename or an unlink. */
+	if (b->st.state == BRANCH_READY && b->view) {
+		fd = layer_view_single_fd(b->view);
+		fd = fd < 0 ? -ENOTUNIQ : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (fd == -1)
+			fd = -errno;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return fd;
+}
+
 int branch_export(struct branch *b, int out_fd, struct error *err)
 {
 	struct layer_view *v;

@@ -127,6 +127,11 @@ int branch_complete_image(struct branch *b);
  * a reference; NULL before. Never touches the disk (safe on the FUSE loop). */
 struct layer_view;
 struct layer_view *branch_ready_view(struct branch *b);
+/* Once READY, and when the image is one file (a full layer, branch/layer.h):
+ * a new fd of that file (read-only, close-on-exec; the caller closes it), for
+ * FUSE passthrough. -EAGAIN before READY (or failed), -ENOTUNIQ when the image
+ * is composed of layers. Never touches the disk (safe on the FUSE loop). */
+int branch_ready_single_fd(struct branch *b);
 /* Write the whole point-in-time image into out_fd (completing a running copy
  * first). 0 or -errno, with the reason in err. */
 int branch_export(struct branch *b, int out_fd, struct error *err);

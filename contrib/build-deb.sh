@@ -3,8 +3,13 @@
 # from this checkout's committed HEAD (git archive, so the tree is clean) with
 # dpkg-buildpackage, into OUT (default ./build/deb), then checked by lintian.
 # Run as root on Debian 12 (it installs the build tools); about two minutes.
+# The packages link Debian's libfuse3-3 (Build-Depends libfuse3-dev), never
+# the private libfuse setup-deps.sh builds into /opt: a PKG_CONFIG_PATH
+# pointing there is dropped. With Debian 12's libfuse 3.14 the packaged
+# forkfs has FUSE passthrough off.
 #   contrib/build-deb.sh [OUT]
 set -eu
+unset PKG_CONFIG_PATH
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$src/build/deb}
 "$src/contrib/setup-deps.sh"

@@ -10,6 +10,22 @@
  * once the branch is ready; before that, branch_read_memory() runs on a worker
  * because it may have to copy the range first.
  *
+ * FUSE passthrough (libfuse >= 3.16, CAP_SYS_ADMIN, not -o passthrough=off):
+ * a READY branch's vmstate, and its memory.bin when the image is one file (a
+ * full layer, not incremental layers), are opened with a backing id for that
+ * store file, so the kernel reads it itself and reads never reach forkfs. A
+ * branch still copying is never passed through: its reads must go through
+ * the engine. The kernel holds all the opens of an inode in one mode: one
+ * passed through while another uses the page cache fails with EIO, the
+ * reverse too, and all passed-through ones share one backing file. So each
+ * node counts its opens (struct node): the first open when none is left
+ * picks the mode and the others follow it (a file opened during the copy
+ * keeps the node on the page cache until it is closed), and the backing id
+ * of the first passed-through open serves all of them until the last is
+ * released. The kernel drops an open's mode before it sends RELEASE, so
+ * these counts are never below its own. A backing id that cannot be made
+ * turns passthrough off for the mount, with one log line.
+ *
  * config.json is written into a buffer of the open file, checked as it grows
  * (a prefix that can no longer become valid fails the write) and committed by
  * flush (close) if it parses; ctl's write runs the command and is answered
@@ -17,6 +33,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +78,136 @@ static int open_store_file(const char *dir, const char *name)
 	return RET_NERRNO(open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
 }
 
-static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)
+#ifdef HAVE_FUSE_PASSTHROUGH
+/* Is CAP_SYS_ADMIN in our effective set? The kernel registers backing files
+ * for it only. */
+static bool has_sys_admin(void)
+{
+	unsigned long long eff = 0;
+	bool found = false;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "CapEff: %llx", &eff) == 1;
+	fclose(f);
+	return found && (eff >> CAP_SYS_ADMIN) & 1;
+}
+
+/* The store file holding all of a node's bytes, for passthrough: a new fd,
+ * or -errno when there is none (a branch still copying, a layered image). */
+static int backing_fd(struct node *n)
+{
+	struct branch_status st;
+
+	if (!n->br->b)
+		return -EIO;
+	if (n->type == NODE_BR_MEMORY)
+		return branch_ready_single_fd(n->br->b);
+	branch_get_status(n->br->b, &st);
+	return st.state == BRANCH_READY ? open_store_file(n->br->dir, "vmstate") : -EAGAIN;
+}
+#endif
+
+void files_init(struct forkfs *fs, struct fuse_conn_info *conn)
+{
+#ifdef HAVE_FUSE_PASSTHROUGH
+	const char *why = NULL;
+
+	if (fs->passthrough_off)
+		why = "-o passthrough=off";
+	else if (!(conn->capable & FUSE_CAP_PASSTHROUGH))
+		why = "the kernel does not offer it";
+	else if (!has_sys_admin())
+		why = "it needs CAP_SYS_ADMIN";
+	else if (!conn_want(conn, FUSE_CAP_PASSTHROUGH))
+		why = "libfuse refused it";
+	fs->passthrough = !why;
+	if (fs->passthrough)
+		log_info("FUSE passthrough on: the kernel reads ready branches' files from the store");
+	else
+		log_info("FUSE passthrough off: %s", why);
+#else
+	fs->passthrough = false;
+	log_info("FUSE passthrough off: forkfs was built with libfuse %d.%d, which lacks it",
+		 FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION);
+#endif
+}
+
+/* Pass this open of a branch's vmstate or memory.bin through to its store
+ * file if it can be (see the top of the file). 0 if it was, else -errno. */
+static int open_passthrough(fuse_req_t req, struct node *n, struct fuse_file_info *fi)
+{
+#ifdef HAVE_FUSE_PASSTHROUGH
+	struct forkfs *fs = req_fs(req);
+	int fd, id, e;
+
+	if (n->backing_id > 0) {
+		fi->backing_id = n->backing_id;
+		return 0;
+	}
+	if (!fs->passthrough || n->opens_cached > 0)
+		return -ENOTSUP;
+	fd = backing_fd(n);
+	if (fd < 0)
+		return fd;
+	id = fuse_passthrough_open(req, fd);
+	e = errno;
+	close(fd);
+	if (id <= 0) {
+		log_warning_errno(e, "FUSE passthrough off from now on: cannot pass branches/%s/%s through",
+				  n->br->tag, n->type == NODE_BR_MEMORY ? "memory.bin" : "vmstate");
+		fs->passthrough = false;
+		return -e;
+	}
+	log_debug("passthrough: %s/branches/%s/%s, backing id %d", n->sb->name, n->br->tag,
+		  n->type == NODE_BR_MEMORY ? "memory.bin" : "vmstate", id);
+	n->backing_id = id;
+	fi->backing_id = id;
+	return 0;
+#else
+	return -ENOTSUP;
+#endif
+}
+
+/* How an open of a branch's vmstate or memory.bin is read: passed through,
+ * or through the page cache (memory.bin's is kept across opens: its bytes
+ * never change once the branch exists, reads during the copy already return
+ * the point-in-time image). Read-only, so a close has nothing to flush: no
+ * FLUSH request for each close(2). */
+static void open_io(fuse_req_t req, struct node *n, struct fuse_file_info *fi, struct fh *h)
+{
+	fi->noflush = 1;
+	if (open_passthrough(req, n, fi) == 0) {
+		n->opens_passthrough++;
+		h->io = FH_IO_PASSTHROUGH;
+		return;
+	}
+	fi->keep_cache = n->type == NODE_BR_MEMORY;
+	n->opens_cached++;
+	h->io = FH_IO_CACHED;
+}
+
+/* The end of an open counted by open_io(): the last passed-through one
+ * closes the backing id. */
+static void close_io(fuse_req_t req, struct node *n, struct fh *h)
+{
+	if (h->io == FH_IO_CACHED) {
+		n->opens_cached--;
+	} else if (h->io == FH_IO_PASSTHROUGH && --n->opens_passthrough == 0) {
+#ifdef HAVE_FUSE_PASSTHROUGH
+		fuse_passthrough_close(req, n->backing_id);
+		log_debug("passthrough: %s/branches/%s: backing id %d closed", n->sb->name,
+			  n->br->tag, n->backing_id);
+#endif
+		n->backing_id = 0;
+	}
+	h->io = FH_IO_OTHER;
+}
+
+static int open_node(fuse_req_t req, struct node *n, struct fuse_file_info *fi, struct fh *h)
 {
 	int acc = fi->flags & O_ACCMODE;
 	struct sandbox *sb = n->sb;
@@ -101,12 +248,15 @@ static int open_node(struct node *n, struct fuse_file_info *fi, struct fh *h)
 		return h->fd < 0 ? h->fd : 0;
 	case NODE_BR_VMSTATE:
 		h->fd = open_store_file(n->br->dir, "vmstate");
-		return h->fd < 0 ? -EIO : 0;
+		if (h->fd < 0)
+			return -EIO;
+		open_io(req, n, fi, h);
+		return 0;
 	case NODE_BR_MEMORY:
-		/* Its bytes never change once the branch exists (reads during the
-		 * copy already return the point-in-time image): keep the page cache. */
-		fi->keep_cache = 1;
-		return n->br->b ? 0 : -EIO;
+		if (!n->br->b)
+			return -EIO;
+		open_io(req, n, fi, h);
+		return 0;
 	default:
 		return -EISDIR;
 	}
@@ -140,15 +290,17 @@ void files_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (h->next)
 		h->next->prev = h;
 	fs->open_files = h;
-	r = open_node(n, fi, h);
+	r = open_node(req, n, fi, h);
 	if (r < 0) {
 		fh_free(h);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(req, fi) != 0)
+	if (fuse_reply_open(req, fi) != 0) {
+		close_io(req, n, h);
 		fh_free(h);
+	}
 }
 
 void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size, off_t off)
@@ -448,7 +600,10 @@ void files_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void files_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fh_free(fh_get(fi));
+	struct fh *h = fh_get(fi);
+
+	close_io(req, req_node(req, ino), h);
+	fh_free(h);
 	fuse_reply_err(req, 0);
 }
 

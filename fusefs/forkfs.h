@@ -32,6 +32,8 @@ struct forkfs {
 	struct tree tree;	/* the sandboxes */
 	struct inodes inodes;
 	mode_t branch_file_mode;	/* -o branch_mode: the mode of branch files */
+	bool passthrough_off;	/* -o passthrough=off */
+	bool passthrough;	/* FUSE passthrough in use (files.c; set at init) */
 	uid_t uid;
 	gid_t gid;
 

@@ -37,6 +37,12 @@ struct node {
 	uint64_t generation;
 	struct sandbox *sb;	/* owning sandbox (a reference), NULL for the root */
 	struct sbranch *br;	/* owning branch entry (a reference) or NULL */
+	/* files.c: the open files of a branch's vmstate or memory.bin. The
+	 * kernel has an inode's opens all in one mode at a time: through its
+	 * page cache, or passed through to one backing file. */
+	uint32_t opens_cached;
+	uint32_t opens_passthrough;
+	int backing_id;		/* while opens_passthrough > 0, else 0 */
 	struct node *next, **pprev;	/* every node but the root */
 };
 

@@ -63,6 +63,7 @@ struct options {
 	char *jail_ids;
 	char *allow_path;
 	char *vmm_args;
+	char *passthrough;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -79,6 +80,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("jail_ids=%s", jail_ids),
 	OPT("allow_path=%s", allow_path),
 	OPT("vmm_args=%s", vmm_args),
+	OPT("passthrough=%s", passthrough),
 	FUSE_OPT_END,
 };
 
@@ -102,6 +104,9 @@ static void usage(const char *prog)
 	       "                           written since (default on)\n"
 	       "    -o log_max=MIB         a sandbox log turns into log.1 past MIB MiB\n"
 	       "                           (default " STRINGIFY(DEFAULT_LOG_MAX_MIB) "; 0: no cap)\n"
+	       "    -o passthrough=on|off  the kernel reads ready branches' files from the\n"
+	       "                           store itself, FUSE passthrough (default on where\n"
+	       "                           libfuse, the kernel and CAP_SYS_ADMIN allow it)\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
 	       "                           a call outside it kills forkfs), log or off\n"
 	       "    -o jail=on|off         confine each VMM forkfs launches: own uid, root,\n"
@@ -286,6 +291,9 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 	}
 	if (o->incremental && strcmp(o->incremental, "on") && strcmp(o->incremental, "off"))
 		return log_error_errno(EINVAL, "-o incremental= takes on or off");
+	if (o->passthrough && strcmp(o->passthrough, "on") && strcmp(o->passthrough, "off"))
+		return log_error_errno(EINVAL, "-o passthrough= takes on or off");
+	fs->passthrough_off = o->passthrough && !strcmp(o->passthrough, "off");
 	s->t.no_incremental = o->incremental && !strcmp(o->incremental, "off");
 	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;
 	if (o->log_max) {
@@ -596,6 +604,7 @@ out_args:
 	free(o.branch_mode);
 	free(o.copy_rate);
 	free(o.incremental);
+	free(o.passthrough);
 	free(o.jail);
 	free(o.jail_ids);
 	free(o.allow_path);

@@ -556,14 +556,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	else
 		fuse_reply_statfs(req, &sv);
 }
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE;
-	/* No write-back cache: config.json and ctl writes must reach us as written. */
-	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn_want(conn, FUSE_CAP_ATOMIC_O_TRUNC);
+	conn_want(conn, FUSE_CAP_SPLICE_WRITE);
+	/* No write-back cache: config.json and ctl writes must reach us as
+	 * written (and the kernel refuses passthrough with it). */
+	conn_unwant(conn, FUSE_CAP_WRITEBACK_CACHE);
+	files_init(userdata, conn);
 }
 
 const struct fuse_lowlevel_ops forkfs_ops = {

@@ -24,6 +24,7 @@ struct fh {
 	bool dirty;		/* written or truncated since the last flush */
 	bool written;		/* write(2) seen: flush judges the content */
 	int fd;			/* log, vmstate */
+	enum { FH_IO_OTHER, FH_IO_CACHED, FH_IO_PASSTHROUGH } io;	/* vmstate, memory.bin */
 	struct forkfs *fs;	/* on fs->open_files until released */
 	struct fh *prev, *next;
 };
@@ -37,6 +38,29 @@ void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size, off_
 
 /* wait.c: a read of branches/TAG/wait (wait_init/wait_shutdown: forkfs.h). */
 void wait_read(struct forkfs *fs, fuse_req_t req, struct fh *h, size_t size, off_t off);
+
+/* Ask for a capability the kernel offers (true), in init: with libfuse's
+ * 64-bit flags where it has them (3.17), else the old 32-bit fields. */
+static inline bool conn_want(struct fuse_conn_info *conn, uint64_t cap)
+{
+#if HAVE_DECL_FUSE_SET_FEATURE_FLAG
+	return fuse_set_feature_flag(conn, cap);
+#else
+	if (!(conn->capable & cap))
+		return false;
+	conn->want |= (uint32_t)cap;
+	return true;
+#endif
+}
+
+static inline void conn_unwant(struct fuse_conn_info *conn, uint64_t cap)
+{
+#if HAVE_DECL_FUSE_SET_FEATURE_FLAG
+	fuse_unset_feature_flag(conn, cap);
+#else
+	conn->want &= ~(uint32_t)cap;
+#endif
+}
 
 static inline struct forkfs *req_fs(fuse_req_t req)
 {
@@ -61,6 +85,9 @@ int forkfs_errno(int r);
 const char *state_line(struct sandbox *sb, char *buf, size_t size);
 
 /* files.c */
+/* In init: ask for FUSE passthrough where it can be used, and log once
+ * whether it is (and why not). */
+void files_init(struct forkfs *fs, struct fuse_conn_info *conn);
 void files_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void files_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi);

@@ -16,7 +16,8 @@
  * module and key calls, and fork: clone is allowed only with CLONE_THREAD
  * (without, it fails with EPERM), and clone3, whose flags a filter cannot
  * read, fails with ENOSYS so that glibc falls back to clone. ioctl is allowed
- * only for the requests below.
+ * only for the requests below (FUSE passthrough registers and drops backing
+ * files with two ioctls on /dev/fuse, from the loop thread).
  *
  * Unmounting as root is umount2 (libfuse's fuse_kern_unmount), listed; as a
  * user libfuse forks fusermount3, so main() has the spawner run it first
@@ -34,6 +35,7 @@
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -102,6 +104,17 @@ static const int allowed[] = {
 	SCMP_SYS(geteuid), SCMP_SYS(getegid),
 };
 
+/* FUSE passthrough's requests on /dev/fuse (<linux/fuse.h> of Linux 6.9;
+ * Debian 12's headers predate them): register a backing file, and drop it. */
+#ifndef FUSE_DEV_IOC_BACKING_OPEN
+struct fuse_backing_map_ {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+#define FUSE_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct fuse_backing_map_)
+#define FUSE_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+#endif
 
 /* ioctl, by exact request or by the request's type byte (bits 8..15). */
 static const struct {
@@ -111,6 +124,8 @@ static const struct {
 	{ 0xffffffff, FIOCLEX },	/* libuv: uv__cloexec */
 	{ 0xffffffff, TCGETS },		/* isatty() from stdio */
 	{ 0xff00, 0xAA00 },		/* UFFDIO_*: write-protect, wake, unregister */
+	{ 0xffffffff, FUSE_DEV_IOC_BACKING_OPEN },	/* FUSE passthrough (files.c) */
+	{ 0xffffffff, FUSE_DEV_IOC_BACKING_CLOSE },
 };
 
 int forkfs_seccomp_from_string(const char *s)
@@ -178,6 +193,9 @@ static const int fault_allowed[] = {
 	SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
 	SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigprocmask),
 	SCMP_SYS(madvise), SCMP_SYS(munmap), SCMP_SYS(brk), SCMP_SYS(exit),
+	/* A poll with a timeout that SIGSTOP/SIGCONT of forkfs interrupts is
+	 * resumed by the kernel through restart_syscall(2). */
+	SCMP_SYS(restart_syscall),
 };
 
 static enum forkfs_seccomp installed = FORKFS_SECCOMP_OFF;

@@ -31,6 +31,7 @@ check "-o branch_mode=04755 (beyond 0666) is refused" bad branch_mode=04755 "bra
 check "-o copy_rate=fast is refused" bad copy_rate=fast "copy_rate= takes"
 check "-o copy_rate=-1 is refused" bad copy_rate=-1 "copy_rate= takes"
 check "-o incremental=maybe is refused" bad incremental=maybe "incremental= takes on or off"
+check "-o passthrough=maybe is refused" bad passthrough=maybe "passthrough= takes on or off"
 check "-o seccomp=maybe is refused" bad seccomp=maybe "seccomp= takes"
 check "-o log_max=big is refused" bad log_max=big "log_max= takes"
 check "-o jail=maybe is refused" bad jail=maybe "jail= takes on or off"

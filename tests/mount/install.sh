@@ -14,6 +14,10 @@ sbin_forkfs=$(find "$DEST" -path '*/sbin/forkfs' -type f | head -n1)
 bin_minivm=$(find "$DEST" -path '*/bin/forkfs-minivm' -type f | head -n1)
 guest=$(find "$DEST" -path '*/forkfs/guest.img' -type f | head -n1)
 check "forkfs is in sbin" [ -x "$sbin_forkfs" ]
+# A libfuse outside the default directories (contrib/setup-deps.sh's) is
+# found through the rpath configure adds.
+check "... and finds its libraries ($(ldd "$sbin_forkfs" 2>/dev/null | sed -n 's/^[[:space:]]*\(libfuse3[^ ]*\) => \([^ ]*\).*/\1 => \2/p'))" \
+	sh -c "ldd '$sbin_forkfs' >/dev/null && ! ldd '$sbin_forkfs' | grep -q 'not found'"
 check "forkfs-minivm is in bin beside it" [ "$(dirname "$(dirname "$bin_minivm")")" = "$(dirname "$(dirname "$sbin_forkfs")")" ]
 check "the guest image is in the package's lib directory" [ -s "$guest" ]
 check "man pages forkfs(8) and forkfs-minivm(1)" sh -c "
