@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/resource.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -580,9 +581,17 @@ out_loop:
 	r = uv_loop_close(&fs.loop);
 	if (r < 0)
 		log_warning("uv_loop_close: %s", uv_strerror(r));
-	/* As a user libfuse would fork fusermount3, which the filter refuses. */
-	if (geteuid() != 0 && s.seccomp != FORKFS_SECCOMP_OFF)
-		supervisor_unmount(cmd.mountpoint);
+	/* Still mounted after a SIGTERM: unmount here (lazily, as libfuse
+	 * would), so that libfuse's own unmount finds it done. As root libfuse
+	 * would also look at /etc/mtab (access, getuid), as a user it would
+	 * fork fusermount3: the filter allows neither. */
+	if (s.seccomp != FORKFS_SECCOMP_OFF) {
+		if (geteuid() != 0)
+			supervisor_unmount(cmd.mountpoint);
+		else if (umount2(cmd.mountpoint, MNT_DETACH) < 0 && errno != EINVAL &&
+			 errno != ENOENT)
+			log_warning_errno(errno, "umount %s", cmd.mountpoint);
+	}
 out_spawner:
 	supervisor_end_spawner();
 out_unmount:

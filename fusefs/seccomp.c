@@ -19,7 +19,7 @@
  * only for the requests below (FUSE passthrough registers and drops backing
  * files with two ioctls on /dev/fuse, from the loop thread).
  *
- * Unmounting as root is umount2 (libfuse's fuse_kern_unmount), listed; as a
+ * Unmounting as root is umount2, which main() calls itself first; as a
  * user libfuse forks fusermount3, so main() has the spawner run it first
  * (supervisor_unmount()); libfuse's own fork then fails softly with EPERM.
  *
@@ -53,8 +53,7 @@ static const int allowed[] = {
 	SCMP_SYS(dup3),		/* a sandbox log turned to log.1 */
 
 	/* /dev/fuse: requests in, replies out (writev; splice when the kernel
-	 * and libfuse agree on it). Unmount at the end as root, should the
-	 * spawner not have done it. */
+	 * and libfuse agree on it). Unmount at the end as root (main()). */
 	SCMP_SYS(splice), SCMP_SYS(vmsplice), SCMP_SYS(umount2),
 
 	/* The store: sandbox and branch directories, config.json, logs,
@@ -102,6 +101,9 @@ static const int allowed[] = {
 	SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres), SCMP_SYS(clock_nanosleep),
 	SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(getrandom),
 	SCMP_SYS(geteuid), SCMP_SYS(getegid),
+	/* libfuse's unmount at exit, when a file kept the detached mount
+	 * alive: it checks whether /etc/mtab needs an update. */
+	SCMP_SYS(getuid), SCMP_SYS(access),
 };
 
 /* FUSE passthrough's requests on /dev/fuse (<linux/fuse.h> of Linux 6.9;

@@ -148,6 +148,41 @@ static void fault_thread_failed(struct engine *e, int r, const char *what)
 	eng_unprotect(e, 0, e->total);
 }
 
+/* Read what the uffd holds and serve it: the number of messages, or -errno. */
+static int serve(struct engine *e, struct uffd_msg *msgs)
+{
+	int n = uffd_read_msgs(e->uffd, msgs, FAULT_BATCH);
+
+	for (int i = 0; i < n; i++)
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			handle_fault(e, &msgs[i]);
+	return n;
+}
+
+/* Guests write in bursts: while a copy session is active, look for the next
+ * fault for up to fault_spin_usec after the last one (poll with no timeout,
+ * so a blocking uffd never blocks here), then go back to sleeping in poll. */
+static int spin(struct engine *e, struct uffd_msg *msgs)
+{
+	uint64_t spin = atomic_load(&e->fault_spin_usec), until = now_usec() + spin;
+
+	while (spin && atomic_load(&e->n_active) && !atomic_load(&e->stop) &&
+	       now_usec() < until) {
+		struct pollfd p = { .fd = e->uffd, .events = POLLIN };
+		int n = poll(&p, 1, 0);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0 || !(p.revents & POLLIN))
+			continue;
+		n = serve(e, msgs);
+		if (n < 0)
+			return n;
+		until = now_usec() + spin;
+	}
+	return 0;
+}
+
 void *eng_fault_main(void *userdata)
 {
 	struct engine *e = userdata;
@@ -177,14 +212,15 @@ void *eng_fault_main(void *userdata)
 			}
 			continue;
 		}
-		n = uffd_read_msgs(e->uffd, msgs, ARRAY_SIZE(msgs));
+		n = serve(e, msgs);
 		if (n < 0) {
 			fault_thread_failed(e, n, "reading the userfaultfd");
 			break;
 		}
-		for (int i = 0; i < n; i++)
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				handle_fault(e, &msgs[i]);
+		if (n > 0 && (n = spin(e, msgs)) < 0) {
+			fault_thread_failed(e, n, "reading the userfaultfd");
+			break;
+		}
 	}
 	return NULL;
 }

@@ -190,6 +190,11 @@ int engine_set_fault_rt(struct engine *e, bool on)
 	return -r;
 }
 
+void engine_set_fault_spin(struct engine *e, unsigned usec)
+{
+	atomic_store(&e->fault_spin_usec, usec);
+}
+
 void engine_set_rate(struct engine *e, uint64_t bytes_per_sec)
 {
 	atomic_store(&e->rate, bytes_per_sec);

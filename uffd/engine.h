@@ -193,3 +193,9 @@ void engine_set_rate(struct engine *e, uint64_t bytes_per_sec);
  * Its work per fault is bounded (copy one page, un-protect it). Needs
  * CAP_SYS_NICE: returns 0 or -EPERM. */
 int engine_set_fault_rt(struct engine *e, bool on);
+
+/* After serving a fault while a copy session is active, the fault thread
+ * polls for the next one for up to usec (0: it sleeps at once), so that a
+ * guest writing in bursts is served without a thread wake-up each time.
+ * Never while no copy runs. */
+void engine_set_fault_spin(struct engine *e, unsigned usec);

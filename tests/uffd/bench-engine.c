@@ -6,8 +6,10 @@
  * the same DIR, with pre-arming on and off. Writers time each write that lands on a write-protected page
  * (pagemap bit 57 checked just before), which is the WP fault latency.
  *
- *   bench-engine [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [SIZE_MIB...]
+ *   bench-engine [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [-S USEC[,USEC...]] [SIZE_MIB...]
  *   -a: anonymous memory; -R: also with a SCHED_FIFO fault thread, pre-armed
+ *   -S: also with the fault thread spinning USEC after each fault
+ *       (engine_set_fault_spin), pre-armed; one row per value
  *   -t: also with tracking (incremental sessions after the first; the
  *       write faults between sessions, which only record a write and
  *       release its page, are timed for 1 s after each copy, apart)
@@ -42,13 +44,16 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static uint64_t pct(uint64_t *v, size_t n, unsigned p)
+/* The p-th per-mille (999: p99.9) of v[0..n). */
+static uint64_t permille(uint64_t *v, size_t n, unsigned p)
 {
 	if (n == 0)
 		return 0;
 	qsort(v, n, sizeof(*v), cmp_u64);
-	return v[MIN(n - 1, n * p / 100)];
+	return v[MIN(n - 1, n * p / 1000)];
 }
+
+static uint64_t pct(uint64_t *v, size_t n, unsigned p) { return permille(v, n, p * 10); }
 
 static int plain_pwrite(const char *dir, struct guest *g, uint64_t *ret_us)
 {
@@ -92,7 +97,7 @@ static void take_latencies(struct guest *g, uint64_t **out, size_t *n)
 }
 
 static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool track,
-		      uint64_t size_mib, unsigned rounds)
+		      unsigned spin, uint64_t size_mib, unsigned rounds)
 {
 	uint64_t arm_us[16], copy_us[16], pw_us[16], faulted = 0, *trk = NULL, trk_us = 0;
 	size_t trk_n = 0;
@@ -117,6 +122,7 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool tra
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);
+	engine_set_fault_spin(e, spin);
 	if (track && (r = engine_set_tracking(e, true)) < 0) {
 		fprintf(stderr, "tracking: %s\n", strerror(-r));
 		goto out;
@@ -182,14 +188,20 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool tra
 		uint64_t arm50 = pct(arm_us, rounds, 50), arm_max = pct(arm_us, rounds, 100);
 		uint64_t c50 = pct(copy_us, rounds, 50), p50 = pct(pw_us, rounds, 50);
 
-		printf("%-5s %-9s %-4s %5" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
+		char how[16];
+
+		snprintf(how, sizeof(how), "%s", rt ? "fifo" : "");
+		if (spin)
+			snprintf(how, sizeof(how), "s%u", spin);
+		printf("%-5s %-9s %-5s %5" PRIu64 " MiB | arm p50 %6" PRIu64 " us max %6" PRIu64
 		       " | copy %7.0f MB/s | pwrite %7.0f MB/s | ratio %.2f | faults %6zu p50 %5"
-		       PRIu64 " us p99 %6" PRIu64 " us | faulted pages/round %" PRIu64 "\n",
+		       PRIu64 " us p99 %6" PRIu64 " us p99.9 %6" PRIu64
+		       " us | faulted pages/round %" PRIu64 "\n",
 		       anon ? "anon" : "memfd", track ? "tracking" : prearm ? "prearm" : "no-prearm",
-		       rt ? "fifo" : "", size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
+		       how, size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
 		       mb / ((double)p50 / 1e6), (double)c50 / (double)p50, g.lat_n,
 		       pct(g.lat_ns, g.lat_n, 50) / 1000, pct(g.lat_ns, g.lat_n, 99) / 1000,
-		       faulted / rounds);
+		       permille(g.lat_ns, g.lat_n, 999) / 1000, faulted / rounds);
 	}
 	if (r == 0 && track)
 		printf("      tracking faults between sessions: %zu in %.1f s (%.0f/s), p50 %" PRIu64
@@ -212,36 +224,42 @@ int main(int argc, char **argv)
 	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
 	unsigned rounds = 3;
 	bool anon = false, rt = false, track = false;
+	unsigned spins[8], n_spins = 0;
 	int c, r = 0;
 
-	while ((c = getopt(argc, argv, "d:r:aRt")) != -1)
+	while ((c = getopt(argc, argv, "d:r:aRtS:")) != -1)
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'r': rounds = (unsigned)MAX(1, MIN(16, atoi(optarg))); break;
 		case 'a': anon = true; break;
 		case 'R': rt = true; break;
 		case 't': track = true; break;
+		case 'S':
+			for (char *t = strtok(optarg, ","); t && n_spins < 8; t = strtok(NULL, ","))
+				spins[n_spins++] = (unsigned)atoi(t);
+			break;
 		default:
-			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [SIZE_MIB...]\n",
-				argv[0]);
+			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [-S USEC,...] "
+				"[SIZE_MIB...]\n", argv[0]);
 			return 2;
 		}
 	log_set_max_level(LOG_LEVEL_WARN);
 	printf("# dir %s, %u rounds, 2 writer threads; copy and pwrite include fsync\n", dir,
 	       rounds);
 	/* Rows: pre-armed, pre-armed with a SCHED_FIFO fault thread (-R), not,
-	 * tracking (-t). */
-	for (int row = 0; row < 4; row++) {
-		bool prearm = row < 2 || row == 3, fifo = row == 1, trk = row == 3;
+	 * tracking (-t), then pre-armed with each spin (-S). */
+	for (unsigned row = 0; row < 4 + n_spins; row++) {
+		bool prearm = row != 2, fifo = row == 1, trk = row == 3;
+		unsigned spin = row >= 4 ? spins[row - 4] : 0;
 
 		if ((fifo && !rt) || (trk && !track))
 			continue;
 		if (optind == argc) {
-			r |= bench_size(dir, anon, prearm, fifo, trk, 256, rounds);
-			r |= bench_size(dir, anon, prearm, fifo, trk, 1024, rounds);
+			r |= bench_size(dir, anon, prearm, fifo, trk, spin, 256, rounds);
+			r |= bench_size(dir, anon, prearm, fifo, trk, spin, 1024, rounds);
 		}
 		for (int i = optind; i < argc; i++)
-			r |= bench_size(dir, anon, prearm, fifo, trk,
+			r |= bench_size(dir, anon, prearm, fifo, trk, spin,
 					strtoull(argv[i], NULL, 10), rounds);
 	}
 	return r ? 1 : 0;
