@@ -85,11 +85,11 @@ static const int allowed[] = {
 	SCMP_SYS(pidfd_send_signal), SCMP_SYS(wait4),
 
 	/* Threads (libuv's pool, the engine's copy and fault threads; clone is
-	 * restricted below): creation, names, futexes, signals, exit. The copy
-	 * thread lowers its own priority. tgkill and tkill: abort() and raise(),
-	 * so that a failed assertion is a SIGABRT with its message, not SIGSYS. */
+	 * restricted below): creation, names, futexes, signals, exit. tgkill
+	 * and tkill: abort() and raise(), so that a failed assertion is a
+	 * SIGABRT with its message, not SIGSYS. */
 	SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(futex), SCMP_SYS(sched_yield),
-	SCMP_SYS(setpriority), SCMP_SYS(gettid), SCMP_SYS(getpid),
+	SCMP_SYS(gettid), SCMP_SYS(getpid),
 	SCMP_SYS(tgkill), SCMP_SYS(tkill), SCMP_SYS(rt_sigprocmask),
 	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigreturn), SCMP_SYS(prctl),
 	SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(restart_syscall), SCMP_SYS(prlimit64),

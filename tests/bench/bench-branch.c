@@ -62,7 +62,7 @@ static void sample_anon(void)
 
 static void clean_branch(const char *dir)
 {
-	static const char *const names[] = { "vmstate", "memory.bin", "branch.state" };
+	static const char *const names[] = { "vmstate", "memory.bin", "branch.state", "pages.map" };
 	char p[PATH_MAX];
 	size_t i;
 
@@ -125,6 +125,9 @@ static int bench_size(const char *store, uint64_t mib, int n, enum branch_mode_r
 		fprintf(stderr, "bench: cannot start a %" PRIu64 " MiB guest\n", mib);
 		goto out;
 	}
+	/* Every branch a whole image (bench-incremental measures the others),
+	 * taken into the same directory again and again. */
+	vmm_set_incremental(v, false);
 	sleep(1);	/* the guest writes on every vCPU from now on */
 	for (i = 0; i < n && i < 64; i++) {
 		struct error err = ERROR_INIT;
