@@ -197,6 +197,15 @@ bench-incremental: all
 	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-incremental.sh $(BENCH_INCREMENTAL_ARGS)
 .PHONY: bench-incremental
 
+# "make bench-load": N sandboxes branched at once while M readers cp ready
+# branches, and the latency of status, state and ctl of an idle sandbox
+# meanwhile (issue #11 item 4; BENCH_LOAD_ARGS: N M MiB; default 32 32 128).
+EXTRA_DIST += tests/bench/bench-load.sh
+bench-load: all
+	top_srcdir=$(abs_top_srcdir) top_builddir=$(abs_top_builddir) \
+	$(SHELL) $(abs_top_srcdir)/tests/bench/bench-load.sh $(BENCH_LOAD_ARGS)
+.PHONY: bench-load
+
 # QEMU's own live snapshot (background-snapshot) of a guest of the same sizes,
 # for SPEC §7's side by side: "make bench-qemu" (BENCH_QEMU_ARGS: [-n N] [-d DIR]
 # [MiB...]); says "skipped" without qemu-system-x86_64. The guest is a 32-bit
