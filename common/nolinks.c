@@ -33,20 +33,29 @@ int open_nolinks(const char *path, int flags, mode_t mode)
 	return fd < 0 ? -errno : (int)fd;
 }
 
-/* The directory holding path, opened (O_PATH) without following a link;
- * *ret_base points at path's last component. */
-static int open_parent(const char *path, const char **ret_base)
+/* The directory part of path into dir (size PATH_MAX); *ret_base points at
+ * path's last component. */
+static int split_parent(const char *path, char dir[PATH_MAX], const char **ret_base)
 {
-	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
 
 	if (!slash || !slash[1])
 		return -EINVAL;
-	if ((size_t)(slash - path) >= sizeof(dir))
+	if ((size_t)(slash - path) >= PATH_MAX)
 		return -ENAMETOOLONG;
-	snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	snprintf(dir, PATH_MAX, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 	*ret_base = slash + 1;
-	return open_nolinks(dir, O_PATH | O_DIRECTORY, 0);
+	return 0;
+}
+
+/* The directory holding path, opened (for reading: it can be fsynced)
+ * without following a link; *ret_base points at path's last component. */
+static int open_parent(const char *path, const char **ret_base)
+{
+	char dir[PATH_MAX];
+	int r = split_parent(path, dir, ret_base);
+
+	return r < 0 ? r : open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
 }
 
 int mkdir_nolinks(const char *path, mode_t mode)
@@ -118,15 +127,11 @@ int fsync_path(const char *path)
 int fsync_parent(const char *path)
 {
 	const char *base;
-	_cleanup_close_ int dfd = open_parent(path, &base), fd = -1;
+	_cleanup_close_ int dfd = open_parent(path, &base);
 
 	if (dfd < 0)
 		return dfd;
-	/* O_PATH fds cannot be fsynced: reopen the directory itself. */
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return RET_NERRNO(fsync(fd));
+	return RET_NERRNO(fsync(dfd));
 }
 
 static int replace_file(const char *path, const void *data, size_t len, mode_t mode,
@@ -169,13 +174,7 @@ static int replace_file(const char *path, const void *data, size_t len, mode_t m
 		(void)unlinkat(dfd, tmp, 0);
 		return r;
 	}
-	if (durable) {
-		_cleanup_close_ int d = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		if (d < 0 || fsync(d) < 0)
-			return -errno;
-	}
-	return 0;
+	return durable ? RET_NERRNO(fsync(dfd)) : 0;
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
@@ -230,16 +229,16 @@ static int rm_rf_at(int dfd, const char *name, unsigned depth)
 int rm_rf(const char *path)
 {
 	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
+	const char *base;
 	_cleanup_close_ int dfd = -1;
+	int r = split_parent(path, dir, &base);
 
-	if (!slash || !slash[1] || (size_t)(slash - path) >= sizeof(dir))
-		return -EINVAL;
-	snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (r < 0)
+		return r;
 	/* The caller's path to the tree may go through links (a run directory
 	 * under /var/run); nothing below it is followed. */
 	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	return rm_rf_at(dfd, slash + 1, 0);
+	return rm_rf_at(dfd, base, 0);
 }

@@ -44,6 +44,7 @@
 #define LOG_PREFIX ""
 #include "common/error.h"
 #include "common/log.h"
+#include "common/nolinks.h"
 #include "common/util.h"
 #include "branch/layer.h"
 #include "fusefs/ops.h"
@@ -72,10 +73,11 @@ static void fh_free(struct fh *h)
 
 static int open_store_file(const char *dir, const char *name)
 {
-	char path[4096];
+	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return RET_NERRNO(open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	return open_nolinks(path, O_RDONLY, 0);
 }
 
 #ifdef HAVE_FUSE_PASSTHROUGH
@@ -97,8 +99,9 @@ static bool has_sys_admin(void)
 }
 
 /* The store file holding all of a node's bytes, for passthrough: a new fd,
- * or -errno when there is none (a branch still copying, a layered image). */
-static int backing_fd(struct node *n)
+ * or -errno when there is none (a branch still copying, a layered image).
+ * vmstate's is the one this open already has (h->fd). */
+static int backing_fd(struct node *n, const struct fh *h)
 {
 	struct branch_status st;
 
@@ -107,7 +110,9 @@ static int backing_fd(struct node *n)
 	if (n->type == NODE_BR_MEMORY)
 		return branch_ready_single_fd(n->br->b);
 	branch_get_status(n->br->b, &st);
-	return st.state == BRANCH_READY ? open_store_file(n->br->dir, "vmstate") : -EAGAIN;
+	if (st.state != BRANCH_READY)
+		return -EAGAIN;
+	return RET_NERRNO(fcntl(h->fd, F_DUPFD_CLOEXEC, 3));
 }
 #endif
 
@@ -138,7 +143,8 @@ void files_init(struct forkfs *fs, struct fuse_conn_info *conn)
 
 /* Pass this open of a branch's vmstate or memory.bin through to its store
  * file if it can be (see the top of the file). 0 if it was, else -errno. */
-static int open_passthrough(fuse_req_t req, struct node *n, struct fuse_file_info *fi)
+static int open_passthrough(fuse_req_t req, struct node *n, struct fuse_file_info *fi,
+			    const struct fh *h)
 {
 #ifdef HAVE_FUSE_PASSTHROUGH
 	struct forkfs *fs = req_fs(req);
@@ -150,7 +156,7 @@ static int open_passthrough(fuse_req_t req, struct node *n, struct fuse_file_inf
 	}
 	if (!fs->passthrough || n->opens_cached > 0)
 		return -ENOTSUP;
-	fd = backing_fd(n);
+	fd = backing_fd(n, h);
 	if (fd < 0)
 		return fd;
 	id = fuse_passthrough_open(req, fd);
@@ -180,7 +186,7 @@ static int open_passthrough(fuse_req_t req, struct node *n, struct fuse_file_inf
 static void open_io(fuse_req_t req, struct node *n, struct fuse_file_info *fi, struct fh *h)
 {
 	fi->noflush = 1;
-	if (open_passthrough(req, n, fi) == 0) {
+	if (open_passthrough(req, n, fi, h) == 0) {
 		n->opens_passthrough++;
 		h->io = FH_IO_PASSTHROUGH;
 		return;

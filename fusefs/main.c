@@ -191,6 +191,15 @@ static int pick_vmm(struct setup *s, const char *opt)
 	return 0;
 }
 
+/* -o NAME=on|off: *ret is dflt when not given. */
+static int parse_on_off(const char *name, const char *v, bool dflt, bool *ret)
+{
+	if (v && strcmp(v, "on") && strcmp(v, "off"))
+		return log_error_errno(EINVAL, "-o %s= takes on or off", name);
+	*ret = v ? !strcmp(v, "on") : dflt;
+	return 0;
+}
+
 /* -o jail= and jail_ids=: on by default as root (the jail needs it). The
  * default ids: 65536 of them, at an offset picked from our pid, so that two
  * forkfs on one machine do not share ids (unless their pids collide modulo
@@ -200,9 +209,8 @@ static int parse_jail(struct setup *s, const struct options *o)
 	uint64_t first = 1000000000ULL + (uint64_t)(getpid() % 4096) * 65536, n = 65536;
 	char *colon;
 
-	if (o->jail && strcmp(o->jail, "on") && strcmp(o->jail, "off"))
-		return log_error_errno(EINVAL, "-o jail= takes on or off");
-	s->t.jail = o->jail ? !strcmp(o->jail, "on") : geteuid() == 0;
+	if (parse_on_off("jail", o->jail, geteuid() == 0, &s->t.jail) < 0)
+		return -EINVAL;
 	if (s->t.jail && geteuid() != 0)
 		return log_error_errno(EPERM, "-o jail=on needs root (or mount with -o jail=off)");
 	if (o->jail_ids) {
@@ -266,6 +274,7 @@ static int parse_allow_path(struct setup *s, char *list)
 static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 {
 	uint64_t m;
+	bool on;
 	int r;
 
 	if (!o->mode || !strcmp(o->mode, "auto"))
@@ -290,12 +299,12 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 			return log_error_errno(EINVAL, "-o copy_rate= takes a number of MiB/s");
 		s->t.copy_rate = m << 20;
 	}
-	if (o->incremental && strcmp(o->incremental, "on") && strcmp(o->incremental, "off"))
-		return log_error_errno(EINVAL, "-o incremental= takes on or off");
-	if (o->passthrough && strcmp(o->passthrough, "on") && strcmp(o->passthrough, "off"))
-		return log_error_errno(EINVAL, "-o passthrough= takes on or off");
-	fs->passthrough_off = o->passthrough && !strcmp(o->passthrough, "off");
-	s->t.no_incremental = o->incremental && !strcmp(o->incremental, "off");
+	if (parse_on_off("incremental", o->incremental, true, &on) < 0)
+		return -EINVAL;
+	s->t.no_incremental = !on;
+	if (parse_on_off("passthrough", o->passthrough, true, &on) < 0)
+		return -EINVAL;
+	fs->passthrough_off = !on;
 	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;
 	if (o->log_max) {
 		if (parse_u64(o->log_max, &m) < 0 || m > (UINT64_MAX >> 20))

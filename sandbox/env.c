@@ -96,8 +96,11 @@ void env_queue_lane_job(struct sbenv *env, struct env_lane *lane, struct lane_jo
 			uv_work_cb run, uv_after_work_cb done)
 {
 	assert_on_loop(env);
-	if (!env->lane_max)
-		env->lane_max = pool_size() > LANE_POOL_SPARE ? pool_size() - LANE_POOL_SPARE : 1;
+	if (!env->lane_max) {
+		unsigned pool = pool_size();
+
+		env->lane_max = pool > LANE_POOL_SPARE ? pool - LANE_POOL_SPARE : 1;
+	}
 	env_job_begin(env);
 	j->run = run;
 	j->done = done;

@@ -213,11 +213,9 @@ void *eng_fault_main(void *userdata)
 			continue;
 		}
 		n = serve(e, msgs);
+		if (n > 0)
+			n = spin(e, msgs);
 		if (n < 0) {
-			fault_thread_failed(e, n, "reading the userfaultfd");
-			break;
-		}
-		if (n > 0 && (n = spin(e, msgs)) < 0) {
 			fault_thread_failed(e, n, "reading the userfaultfd");
 			break;
 		}

@@ -26,10 +26,6 @@
  * writes nearby then find their pages copied (tracking: they fault only to
  * be recorded). One pwrite of up to 64 KiB instead of one per page. */
 #define FAULT_AROUND_PAGES 16
-/* After a fault, while a copy session is active, the fault thread keeps
- * looking for the next one this long before it sleeps again
- * (engine_set_fault_spin). */
-#define FAULT_SPIN_USEC_DEFAULT 0
 #define PREARM_ROUNDS 2
 
 struct engine_session {
@@ -82,7 +78,7 @@ struct engine {
 	bool prearm;			/* lock: pre-arm in engine_prepare() */
 	bool prearmed;			/* lock: WP is on, faults only recorded */
 	_Atomic uint64_t rate;		/* bulk copy cap in bytes/s, 0 = none */
-	_Atomic uint32_t fault_spin_usec;	/* engine_set_fault_spin() */
+	_Atomic uint32_t fault_spin_usec;	/* engine_set_fault_spin(); 0 (off) until set */
 	_Atomic uint64_t *rearm;	/* pages released while prearmed or tracking */
 	_Atomic uint64_t *rearm_snap;	/* arm's snapshot of rearm, taken at the switch */
 	bool track;			/* lock: engine_set_tracking() */
