@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include "common/macro.h"
@@ -166,4 +168,28 @@ int parse_u64(const char *s, uint64_t *ret)
 		return -EINVAL;
 	*ret = v;
 	return 0;
+}
+
+static atomic_int nice_base = INT_MIN;	/* INT_MIN: never raised */
+
+int thread_nice_raise(int by)
+{
+	int base;
+
+	errno = 0;
+	base = getpriority(PRIO_PROCESS, 0);	/* this thread's */
+	if (base == -1 && errno)
+		return -errno;
+	if (setpriority(PRIO_PROCESS, 0, MAX(base - by, -20)) < 0)
+		return -errno;
+	atomic_store(&nice_base, base);
+	return 0;
+}
+
+void thread_nice_bulk(void)
+{
+	int base = atomic_load(&nice_base);
+
+	if (base != INT_MIN)
+		(void)setpriority(PRIO_PROCESS, 0, base);	/* a rise: always allowed */
 }

@@ -40,3 +40,15 @@ bool name_is_valid(const char *name);
 
 /* Parse a decimal/hex unsigned integer fully; -EINVAL on junk, -ERANGE on overflow. */
 int parse_u64(const char *s, uint64_t *ret);
+
+/* Thread priorities (Linux keeps a nice value per thread, and a new thread
+ * takes its creator's). forkfs raises its loop thread, before it starts any
+ * other, so that the pool workers and fault threads the loop starts answer
+ * requests and faults ahead of guests and readers; bulk work (the background
+ * copy, compaction) goes back to the process's own nice. */
+/* This thread's nice to the process's minus by; -errno (-EACCES without
+ * CAP_SYS_NICE) leaves it as it was. */
+int thread_nice_raise(int by);
+/* This thread back to the nice the process had before any raise (nothing
+ * when there was none). */
+void thread_nice_bulk(void);

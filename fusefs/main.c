@@ -43,6 +43,7 @@
 
 #define DEFAULT_STORE "/var/lib/forkfs"
 #define DEFAULT_LOG_MAX_MIB 4
+#define DEFAULT_SERVICE_NICE (-10)
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #ifdef BUILT_WITH_ASAN
@@ -65,6 +66,7 @@ struct options {
 	char *allow_path;
 	char *vmm_args;
 	char *passthrough;
+	char *nice;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -82,6 +84,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("allow_path=%s", allow_path),
 	OPT("vmm_args=%s", vmm_args),
 	OPT("passthrough=%s", passthrough),
+	OPT("nice=%s", nice),
 	FUSE_OPT_END,
 };
 
@@ -108,6 +111,9 @@ static void usage(const char *prog)
 	       "    -o passthrough=on|off  the kernel reads ready branches' files from the\n"
 	       "                           store itself, FUSE passthrough (default on where\n"
 	       "                           libfuse, the kernel and CAP_SYS_ADMIN allow it)\n"
+	       "    -o nice=N              forkfs's loop, its workers and fault threads run at\n"
+	       "                           forkfs's own nice plus N, -20 to 0 (default -10,\n"
+	       "                           needs CAP_SYS_NICE); background copies at its own\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
 	       "                           a call outside it kills forkfs), log or off\n"
 	       "    -o jail=on|off         confine each VMM forkfs launches: own uid, root,\n"
@@ -153,6 +159,7 @@ struct setup {
 	char *store;
 	char *run_dir;
 	enum forkfs_seccomp seccomp;
+	int service_nice;	/* -o nice= */
 };
 
 /* forkfs-minivm installed beside this forkfs: PREFIX/sbin/forkfs finds
@@ -305,6 +312,17 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 	if (parse_on_off("passthrough", o->passthrough, true, &on) < 0)
 		return -EINVAL;
 	fs->passthrough_off = !on;
+	s->service_nice = DEFAULT_SERVICE_NICE;
+	if (o->nice) {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(o->nice, &end, 10);
+		if (errno || *end || !*o->nice || v < -20 || v > 0)
+			return log_error_errno(EINVAL, "-o nice= takes a number from -20 to 0");
+		s->service_nice = (int)v;
+	}
 	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;
 	if (o->log_max) {
 		if (parse_u64(o->log_max, &m) < 0 || m > (UINT64_MAX >> 20))
@@ -391,6 +409,23 @@ static void raise_nofile(void)
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 		log_warning_errno(errno, "cannot raise RLIMIT_NOFILE to %llu",
 				  (unsigned long long)rl.rlim_max);
+}
+
+/* -o nice=N: this (the loop's) thread, and so every thread it starts, at
+ * our nice plus N (N <= 0); on a machine whose cores guests and readers keep busy, a
+ * request to the mount then waits less for a core (BENCHMARKS.md, load). */
+static void raise_service_threads(int nice)
+{
+	int r;
+
+	if (nice == 0)
+		return;
+	r = thread_nice_raise(-nice);
+	if (r < 0)
+		log_info("service threads stay at forkfs's nice (-o nice=%d: %s)", nice,
+			 strerror(-r));
+	else
+		log_info("service threads at forkfs's nice %d; background copies at its own", nice);
 }
 
 /* true: the limit forkfs started with; false: forkfs's own (the hard one). */
@@ -565,6 +600,7 @@ int main(int argc, char *argv[])
 		log_error("uv_loop_init: %s", uv_strerror(r));
 		goto out_spawner;
 	}
+	raise_service_threads(s.service_nice);	/* after the spawner's fork: VMMs keep our nice */
 	if (supervisor_watch(&fs.loop) < 0 || forkfs_seccomp_install(s.seccomp) < 0)
 		goto out_loop;
 	layer_compactor_start();	/* threads only now: after every fork */
@@ -621,6 +657,7 @@ out_args:
 	free(o.mode);
 	free(o.branch_mode);
 	free(o.copy_rate);
+	free(o.nice);
 	free(o.incremental);
 	free(o.passthrough);
 	free(o.jail);

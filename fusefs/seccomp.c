@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 
 #define LOG_PREFIX "seccomp: "
 #include "common/log.h"
@@ -171,6 +172,12 @@ static int add_rules(scmp_filter_ctx ctx, uint32_t fork_action)
 	/* kill(pid, 0) only: is the VMM we wait for still there? Signals go
 	 * through pidfds. */
 	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A1(SCMP_CMP_EQ, 0));
+	if (r < 0)
+		return r;
+	/* setpriority(PRIO_PROCESS, 0 = this thread, ...) only: a copy or the
+	 * compactor drops the raised nice it was started with (util.h). */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setpriority), 2,
+			     SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
 	if (r < 0)
 		return r;
 	/* Threads, never processes. The flags are clone's first argument on

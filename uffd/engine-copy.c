@@ -521,7 +521,9 @@ void *eng_bulk_main(void *userdata)
 	 * background work, but on a machine whose cores the guest's vCPUs keep
 	 * busy that made a 4 GiB copy 3.5 times slower (23 s against 6.7 s,
 	 * BENCHMARKS.md), and the guest's writes wait on the copy meanwhile
-	 * only for the pages they touch, which the fault thread copies first. */
+	 * only for the pages they touch, which the fault thread copies first.
+	 * Started by a raised service thread, it drops that raise (util.h). */
+	thread_nice_bulk();
 	buf = malloc(CHUNK_MAX);
 	if (!buf)
 		r = -ENOMEM, what = "allocating the copy buffer";

@@ -8,9 +8,12 @@
 # times, every PROBE_MS (20) ms, from one more sandbox, "idle" (started, one
 # branch b0 taken and ready before the load, nothing branched or read during
 # it): a read of idle/branches/b0/status, of idle/state, a write of "pause"
-# or "resume" (in turn) to idle/ctl, and, as a control, of /proc/version;
-# each an open+read(+close) or open+write+close timed in-process (perl,
-# CLOCK_MONOTONIC), so the figure is forkfs's latency, not fork/exec. The
+# or "resume" (in turn) to idle/ctl, and, as controls, a read of
+# /proc/version (no wake-up) and a one-byte round trip through a pipe to a
+# child echoing it at the probe's nice ("wake-up": two wake-ups, the least
+# any request to a daemon costs on a busy machine); each an open+read(+close)
+# or open+write+close timed in-process (perl, CLOCK_MONOTONIC), so the figure
+# is forkfs's latency, not fork/exec. The
 # probe also runs BASE_SECS (5) s before the load: the "no load" row.
 #
 # Aggregate copy throughput: the b1s' bytes_stored summed, over the time from
@@ -33,7 +36,8 @@
 #
 # Usage: bench-load.sh [N] [M] [MiB]   (root, /dev/fuse; "make bench-load",
 # BENCH_LOAD_ARGS="N M MiB"); also from the environment: N, M, MIB, WSET (8),
-# PROBE_MS (20), BASE_SECS (5), VERIFY (2), FIRST_PASS (1: wait for every
+# PROBE_MS (20), BASE_SECS (5), PROBE_NICE (0: the probe's nice; -10 takes
+# its own wake-up out of the figures, leaving forkfs's and the kernel's), VERIFY (2), FIRST_PASS (1: wait for every
 # guest's first pass over its memory before b0), FORKFS_OPTS (incremental=off).
 # M=0 measures the copies without readers. Needs about 3 x N x MiB of free
 # space in TMPDIR (b0, b1, the dd files) and N+1 x MiB of memory for guests.
@@ -46,6 +50,7 @@ MIB=${3:-${MIB:-128}}
 WSET=${WSET:-8}
 PROBE_MS=${PROBE_MS:-20}
 BASE_SECS=${BASE_SECS:-5}
+PROBE_NICE=${PROBE_NICE:-0}
 VERIFY=${VERIFY:-2}
 FIRST_PASS=${FIRST_PASS:-1}
 FORKFS_OPTS=${FORKFS_OPTS-incremental=off}
@@ -110,6 +115,18 @@ sub wr {	# like the shell's "echo CMD > ctl": open O_TRUNC, one write, close
 	if (open(my $f, '>', $_[0])) { $ok = defined syswrite($f, $_[1]); $ok = close($f) && $ok; }
 	return ((clock_gettime(CLOCK_MONOTONIC) - $t) * 1000, $ok);
 }
+# The wake-up control: a round trip through another process at our nice
+# (one byte to an echoing child and back), two wake-ups as in any request to
+# a daemon; what a request to forkfs costs above this is forkfs's.
+pipe(my $er, my $ew) or die "pipe: $!"; pipe(my $br, my $bw) or die "pipe: $!";
+my $echo = fork // die "fork: $!";
+if (!$echo) { close $ew; close $br; my $c; syswrite($bw, $c, 1) while sysread($er, $c, 1); exit 0; }
+close $er; close $bw;
+sub echo_rt {
+	my $t = clock_gettime(CLOCK_MONOTONIC); my $c;
+	my $ok = syswrite($ew, 'x', 1) && sysread($br, $c, 1);
+	return ((clock_gettime(CLOCK_MONOTONIC) - $t) * 1000, $ok ? 1 : 0);
+}
 my $cmd = 'pause';
 until (-e $stop) {
 	my $t = time;
@@ -119,8 +136,10 @@ until (-e $stop) {
 	printf $o "%.6f ctl %.3f %d\n", $t, $ms, $ok;
 	$cmd = $cmd eq 'pause' ? 'resume' : 'pause' if $ok;
 	printf $o "%.6f proc-version %.3f %d\n", $t, rd('/proc/version');
+	printf $o "%.6f wake-up %.3f %d\n", $t, echo_rt();
 	sleep($every_ms / 1000);
 }
+close $ew; waitpid($echo, 0);
 close $o;
 EOF
 
@@ -162,7 +181,7 @@ diag "$((N + 1)) b0 ready after $(awk -v t0="$T" '{ if ($4 > m) m = $4 } END { p
 PROBE_STOP=$TMPD/probe.stop
 READ_STOP=$TMPD/read.stop
 on_exit "touch '$PROBE_STOP' '$READ_STOP'"
-perl "$TMPD/probe.pl" "$MNT/idle/branches/b0/status" "$MNT/idle/state" "$MNT/idle/ctl" \
+nice -n "$PROBE_NICE" perl "$TMPD/probe.pl" "$MNT/idle/branches/b0/status" "$MNT/idle/state" "$MNT/idle/ctl" \
 	"$PROBE_STOP" "$PROBE_MS" "$TMPD/probe" &
 PROBE_PID=$!
 on_exit "kill $PROBE_PID"
@@ -247,21 +266,22 @@ COPY_MBPS=$(mbps "$bytes" "$COPY_S")
 DD_MBPS=$(mbps "$DD_BYTES" "$DD_S")
 RD_MBPS=$(mbps $((reads_ok * MIB * 1048576)) "$(elapsed "$R0" "$R1")")
 echo "load: $N sandboxes of $MIB MiB branched at once (mode $MODE), $M readers cp'ing ready" \
-	"branches; guests on $(guest_cpu); probe every $PROBE_MS ms from the idle sandbox"
+	"branches; guests on $(guest_cpu); probe every $PROBE_MS ms from the idle sandbox, at nice $PROBE_NICE"
 echo "copy: $((bytes / 1048576)) MiB in $COPY_S s; pwrite+fsync: $N parallel dd, $((DD_BYTES / 1048576)) MiB in $DD_S s;" \
 	"readers: $reads_ok whole copies, $RD_MBPS MB/s"
 echo "mkdir b1 returned after (ms): $(awk '{ print ($3 - $2) * 1000 }' "$TMPD/b1" | sort -n |
 	awk '{ v[NR] = $1 } END { printf "p50 %.0f, max %.0f", v[int((NR + 1) / 2)], v[NR] }');" \
 	"b1 ready after (s): $(awk -v t0="$T0" '{ print $4 - t0 }' "$TMPD/b1" | sort -n |
 	awk '{ v[NR] = $1 } END { printf "first %.2f, p50 %.2f, last %.2f", v[1], v[int((NR + 1) / 2)], v[NR] }')"
+KINDS="status state ctl proc-version wake-up"
 printf '%-8s %9s %7s %9s %10s %6s' phase sandboxes readers "copy MB/s" "fsync MB/s" ratio
-for k in status state ctl proc-version; do printf ' | %-26s' "$k p50/p99/max ms"; done
+for k in $KINDS; do printf ' | %-26s' "$k p50/p99/max ms"; done
 echo
 # row PHASE SANDBOXES READERS COPY FSYNC RATIO FROM TO
 row() {
 	local k from=$7 to=$8
 	printf '%-8s %9s %7s %9s %10s %6s' "$1" "$2" "$3" "$4" "$5" "$6"
-	for k in status state ctl proc-version; do
+	for k in $KINDS; do
 		# shellcheck disable=SC2046
 		set -- $(stats "$TMPD/probe" "$k" "$from" "$to")
 		printf ' | %-26s' "$1/$2/$3 (n=$4)"
