@@ -732,18 +732,26 @@ struct layer_view *branch_ready_view(struct branch *b)
 
 int branch_ready_single_fd(struct branch *b)
 {
-	int fd = -EAGAIN;
+	struct layer_view *v;
+	bool ready;
+	int fd;
 
 	pthread_mutex_lock(&b->lock);
-	/* A stale view of one file is still the image: a full layer never
-	 * changes, and its fd outlives a rename or an unlink. */
-	if (b->st.state == BRANCH_READY && b->view) {
-		fd = layer_view_single_fd(b->view);
-		fd = fd < 0 ? -ENOTUNIQ : fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		if (fd == -1)
-			fd = -errno;
-	}
+	ready = b->st.state == BRANCH_READY && b->view;
 	pthread_mutex_unlock(&b->lock);
+	if (!ready)
+		return -EAGAIN;
+	/* Re-resolved if the store changed: a flattened image is one file now.
+	 * (A stale view of one file is still the image: a full layer never
+	 * changes, and its fd outlives a rename or an unlink.) */
+	v = branch_get_view(b);
+	if (!v)
+		return -EAGAIN;
+	fd = layer_view_single_fd(v);
+	fd = fd < 0 ? -ENOTUNIQ : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (fd == -1)
+		fd = -errno;
+	layer_view_unref(v);
 	return fd;
 }
 

@@ -130,7 +130,9 @@ struct layer_view *branch_ready_view(struct branch *b);
 /* Once READY, and when the image is one file (a full layer, branch/layer.h):
  * a new fd of that file (read-only, close-on-exec; the caller closes it), for
  * FUSE passthrough. -EAGAIN before READY (or failed), -ENOTUNIQ when the image
- * is composed of layers. Never touches the disk (safe on the FUSE loop). */
+ * is composed of layers. After a change to the store (a compaction may have
+ * flattened the image, layer.h) it re-resolves the view first: a few opens
+ * and reads of small maps, once per change; otherwise no I/O. */
 int branch_ready_single_fd(struct branch *b);
 /* Write the whole point-in-time image into out_fd (completing a running copy
  * first). 0 or -errno, with the reason in err. */

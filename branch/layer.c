@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -534,7 +536,83 @@ int layer_remove_tree(const char *dir)
  * one this started from. Returns 1 if committed, 0 if the store changed
  * meanwhile (nothing lost: the pages written are ones its map did not
  * claim), or -errno. */
-static int rebase(const char *branches_dir, const struct entry *c, uint64_t onto_id,
+/* [off, off+len) of in into out, at the same offsets: copy_file_range, which
+ * shares the extents where the store can (XFS, btrfs: no data moves) and
+ * copies inside the kernel elsewhere; read and write through buf where it
+ * cannot be used. 0 or -errno. */
+static int copy_pages(int in, int out, off_t off, size_t len, void *buf)
+{
+	while (len > 0) {
+		off_t i = off, o = off;
+		ssize_t n = copy_file_range(in, &i, out, &o, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
+			      errno == EINVAL))
+			break;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;	/* 0: in ends early */
+		off += n;
+		len -= (size_t)n;
+	}
+	while (len > 0) {
+		size_t n = MIN(len, (size_t)COPY_BUF);
+		ssize_t r = pread_full(in, buf, n, off);
+
+		if (r >= 0 && (size_t)r != n)
+			r = -EIO;
+		if (r >= 0)
+			r = pwrite_full(out, buf, n, off);
+		if (r < 0)
+			return (int)r;
+		off += (off_t)n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Can files in dir share extents (reflinks: XFS with reflink, btrfs)? Tried
+ * once per file system: a page cloned (FICLONE) between two unnamed files. */
+static bool store_shares_extents(const char *dir)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct { dev_t dev; bool yes; } known[8];
+	static size_t n_known;
+	_cleanup_close_ int a = -1, b = -1;
+	char page[PAGE_4K] = { 1 };
+	struct stat st;
+	bool yes;
+
+	if (stat(dir, &st) < 0)
+		return false;
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < n_known; i++)
+		if (known[i].dev == st.st_dev) {
+			yes = known[i].yes;
+			pthread_mutex_unlock(&lock);
+			return yes;
+		}
+	pthread_mutex_unlock(&lock);
+	a = open_nolinks(dir, O_TMPFILE | O_RDWR, 0600);
+	b = open_nolinks(dir, O_TMPFILE | O_RDWR, 0600);
+	yes = a >= 0 && b >= 0 && pwrite_full(a, page, sizeof(page), 0) == 0 &&
+	      ioctl(b, FICLONE, a) == 0;
+	pthread_mutex_lock(&lock);
+	if (n_known < ARRAY_SIZE(known))
+		known[n_known++] = (typeof(known[0])){ st.st_dev, yes };
+	pthread_mutex_unlock(&lock);
+	if (yes)
+		log_info("%s: the store shares extents (reflinks): ready incremental branches are flattened",
+			 dir);
+	return yes;
+}
+
+/* Give the branch c every page it takes from the layers above onto_id (0:
+ * all of them) and make onto_id its parent. Pages copied count as its own
+ * (own_pages); pages whose extents it now shares (shares) do not: they add
+ * nothing to the store. */
+static int rebase(const char *branches_dir, const struct entry *c, uint64_t onto_id, bool shares,
 		  struct error *err)
 {
 	_cleanup_free_ uint64_t *bits = NULL;
@@ -577,16 +655,15 @@ static int rebase(const char *branches_dir, const struct entry *c, uint64_t onto
 			goto out;
 		}
 		if (l >= 1 && l < k) {
-			r = (int)pread_full(v->fds[l], buf, n * PAGE_4K, (off_t)(p * PAGE_4K));
-			if (r >= 0)
-				r = pwrite_full(fd, buf, n * PAGE_4K, (off_t)(p * PAGE_4K));
+			r = copy_pages(v->fds[l], fd, (off_t)(p * PAGE_4K), n * PAGE_4K, buf);
 			if (r < 0) {
 				error_set_errno(err, r, "copying pages into %s", path);
 				goto out;
 			}
 			for (uint64_t q = p; q < p + n; q++)
 				bits[q / 64] |= 1ULL << (q % 64);
-			h.own_pages += n;
+			if (!shares)
+				h.own_pages += n;
 		}
 		p += n;
 	}
@@ -637,7 +714,8 @@ static unsigned chain_depth(struct scan *s, const struct entry *e, uint64_t *ret
 
 /* One step: the first change found, made. 1 if something changed, 0 if the
  * store is compact, or -errno. */
-static int compact_step(const char *branches_dir, unsigned max_depth, struct error *err)
+static int compact_step(const char *branches_dir, unsigned max_depth, bool shares,
+			struct error *err)
 {
 	struct scan s;
 	int r;
@@ -668,10 +746,12 @@ static int compact_step(const char *branches_dir, unsigned max_depth, struct err
 
 		if (!c->ready || !c->h.parent_id)
 			continue;
-		if (p && p->hidden && p->children == 1)
-			r = rebase(branches_dir, c, p->h.parent_id, err);	/* fold p into c */
+		if (shares)	/* flatten: a full image, sharing its pages' extents */
+			r = rebase(branches_dir, c, 0, true, err);
+		else if (p && p->hidden && p->children == 1)
+			r = rebase(branches_dir, c, p->h.parent_id, false, err);	/* fold p into c */
 		else if (chain_depth(&s, c, &base) > max_depth && base)
-			r = rebase(branches_dir, c, base, err);
+			r = rebase(branches_dir, c, base, false, err);
 	}
 	free(s.e);
 	return r;
@@ -679,10 +759,11 @@ static int compact_step(const char *branches_dir, unsigned max_depth, struct err
 
 int layer_compact(const char *branches_dir, unsigned max_depth, struct error *err)
 {
+	bool shares = store_shares_extents(branches_dir);
 	int changes = 0, r;
 
 	for (int i = 0; i < 256; i++) {
-		r = compact_step(branches_dir, MAX(max_depth, 2U), err);
+		r = compact_step(branches_dir, MAX(max_depth, 2U), shares, err);
 		if (r < 0)
 			return r;
 		if (r == 0)
@@ -727,7 +808,7 @@ static void *compactor_main(void *unused)
 		if (r < 0)
 			log_warning("%s: compacting the store's layers: %s", dir, error_msg(&err));
 		else if (r > 0)
-			log_info("%s: %d layer change(s) (folds, rebases, removals)", dir, r);
+			log_info("%s: %d layer change(s) (folds, rebases, flattenings, removals)", dir, r);
 		free(dir);
 		pthread_mutex_lock(&comp.lock);
 	}

@@ -33,6 +33,12 @@
  *     memory.bin (where its map says it holds nothing, so its image does not
  *     change), fsyncs, then swaps its pages.map in one rename. A crash at any
  *     point leaves the old map or the new one, both complete.
+ *   - on a store whose files can share extents (reflinks: XFS, btrfs; tried
+ *     once per file system), every ready incremental branch is flattened
+ *     instead: rebased onto nothing, its missing pages cloned from the
+ *     layers below (copy_file_range shares their extents, no data moves).
+ *     It is then a full layer, one file: FUSE passthrough can serve it and
+ *     it needs no other layer, while the store holds its pages once.
  */
 #pragma once
 
@@ -52,7 +58,9 @@ struct layer_header {
 	uint64_t id;		/* unique in the sandbox, never 0 */
 	uint64_t parent_id;	/* 0: a full layer (no bitmap follows) */
 	uint64_t npages;
-	uint64_t own_pages;	/* pages memory.bin holds */
+	uint64_t own_pages;	/* pages memory.bin holds, less those whose
+				 * extents it shares with other layers'
+				 * (a flattened layer): what it stored */
 	char parent_tag[256];	/* where the parent was when this was written */
 };
 

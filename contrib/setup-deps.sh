@@ -16,7 +16,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config binutils
 libfuse3-dev fuse3 libuv1-dev libjson-c-dev libseccomp-dev
 mandoc curl git ca-certificates zstd
-meson ninja-build dpkg-dev"
+meson ninja-build dpkg-dev xfsprogs"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

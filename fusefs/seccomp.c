@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
@@ -129,6 +130,7 @@ static const struct {
 	{ 0xff00, 0xAA00 },		/* UFFDIO_*: write-protect, wake, unregister */
 	{ 0xffffffff, FUSE_DEV_IOC_BACKING_OPEN },	/* FUSE passthrough (files.c) */
 	{ 0xffffffff, FUSE_DEV_IOC_BACKING_CLOSE },
+	{ 0xffffffff, FICLONE },	/* does the store share extents? (branch/layer.c) */
 };
 
 int forkfs_seccomp_from_string(const char *s)

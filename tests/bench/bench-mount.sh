@@ -7,8 +7,14 @@
 # Usage: bench-mount.sh [MiB]   (root, /dev/kvm, /dev/fuse; run from "make bench-mount")
 # FORKFS_OPTS: more -o options for forkfs, e.g. FORKFS_OPTS=passthrough=off
 # (the ready branch's reads then go through forkfs instead of FUSE passthrough).
+# Then the same for b2, a second branch, incremental to b1 (the guest writes
+# an 8 MiB working set after its first pass): composed of two layers on a
+# store that cannot share extents, flattened into one file on one that can.
+# BENCH_MOUNT_STORE=DIR puts the store there (e.g. an XFS mount, reflink=1).
 . "$top_srcdir/tests/mount/lib-mount.sh"
 MIB=${1:-1024}
+[ -n "${BENCH_MOUNT_STORE:-}" ] && STORE=$BENCH_MOUNT_STORE/forkfs-bench-store.$$ &&
+	mkdir -m 0700 "$STORE" && on_exit "rm -rf '$STORE'"
 
 secs() { date +%s.%N; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", b / 1048576 / t }'; }
@@ -36,7 +42,8 @@ read_pair() {
 mount_forkfs "${FORKFS_OPTS:-}"
 wait_for 10 grep -q '^forkfs: FUSE passthrough' "$FLOG"
 passthrough=$(sed -n 's/^forkfs: FUSE passthrough //p' "$FLOG" | tail -1)
-start_sandbox s1 "$(boot_config "$MIB" 2)" || bail "start"
+CONFIG=$(printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"wset_mib=8"},"machine-config":{"vcpu_count":2,"mem_size_mib":%s}}' "$GUEST_IMG" "$MIB")
+start_sandbox s1 "$CONFIG" || bail "start"
 sleep 1
 t0=$(secs)
 mkdir "$MNT/s1/branches/b1" || bail "mkdir branch"
@@ -53,6 +60,21 @@ cdirect=$1 cfuse=$2
 # shellcheck disable=SC2046
 set -- $(read_pair "$STORE/sandboxes/s1/branches/b1/memory.bin" "$MNT/s1/branches/b1/memory.bin")
 direct=$1 fuse=$2
+# b2: incremental to b1; flattened (one file) where the store shares extents
+wait_for 300 first_pass_done s1 2 || diag "the guest's first pass did not end"
+mkdir "$MNT/s1/branches/b2" || bail "mkdir b2"
+wait_for 300 is_done s1 b2 && is_ready s1 b2 || bail "b2 failed: $(cat "$MNT/s1/branches/b2/status")"
+b2_flat() { [ "$(od -An -tu8 -j16 -N8 "$STORE/sandboxes/s1/branches/b2/pages.map" | tr -d ' ')" = 0 ]; }
+if grep -q "the store shares extents" "$FLOG" || wait_for 5 grep -q "the store shares extents" "$FLOG"; then
+	wait_for 60 b2_flat || diag "b2 was not flattened"
+fi
+b2_layers=$(b2_flat && echo "one file (flattened)" || echo "two layers")
+# shellcheck disable=SC2046
+set -- $(read_pair "$STORE/sandboxes/s1/branches/b1/memory.bin" "$MNT/s1/branches/b2/memory.bin" cold)
+icdirect=$1 icfuse=$2
+# shellcheck disable=SC2046
+set -- $(read_pair "$STORE/sandboxes/s1/branches/b1/memory.bin" "$MNT/s1/branches/b2/memory.bin")
+idirect=$1 ifuse=$2
 hwm=$(sed -n 's/^VmHWM: *//p' "/proc/$FORKFS_PID/status")
 anon=$(sed -n 's/^RssAnon: *//p' "/proc/$FORKFS_PID/status")
 echo "guest $MIB MiB, 2 vCPUs, live branch; forkfs -o ${FORKFS_OPTS:-(defaults)}; FUSE passthrough $passthrough"
@@ -63,6 +85,9 @@ printf '%-44s %s\n' "ratio forkfs/direct, cold:" "$(awk -v a="$cfuse" -v b="$cdi
 printf '%-44s %s MB/s\n' "read store file directly (warm):" "$direct"
 printf '%-44s %s MB/s\n' "read through forkfs (warm):" "$fuse"
 printf '%-44s %s\n' "ratio forkfs/direct, warm:" "$(awk -v a="$fuse" -v b="$direct" 'BEGIN{printf "%.2f", a/b}')"
+echo "b2, incremental to b1, stored $(($(status_key s1 b2 bytes_stored) / 1048576)) MiB; its image: $b2_layers; store on $(stat -f -c %T "$STORE")"
+printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), cold:" "$(awk -v a="$icfuse" -v b="$icdirect" 'BEGIN{printf "%.2f", a/b}') ($icfuse / $icdirect MB/s)"
+printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), warm:" "$(awk -v a="$ifuse" -v b="$idirect" 'BEGIN{printf "%.2f", a/b}') ($ifuse / $idirect MB/s)"
 printf '%-44s %s / %s\n' "forkfs peak RSS (VmHWM) / private (RssAnon):" "$hwm" "$anon"
 echo stop >"$MNT/s1/ctl"
 unmount_forkfs || diag "unmount failed"

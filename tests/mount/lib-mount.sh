@@ -191,3 +191,28 @@ log_has() {
 	wait_for 5 grep -q -- "$2" "$STORE/sandboxes/$1/log" 2>/dev/null ||
 		{ diag "no '$2' in the log of $1"; return 1; }
 }
+
+# ---- evidence of FUSE passthrough (passthrough.sh, reflink.sh): a file
+# opened on fd 3 is read with forkfs stopped (SIGSTOP); only a read the
+# kernel passes through to the store completes. A script using these says
+# on_exit '[ -n "$FORKFS_PID" ] && kill -CONT "$FORKFS_PID"' and needs perl
+# and timeout.
+# The reader: fd 3 to stdout with read(2) alone (exit 2 on a read error).
+# (POSIX::read returns "0 but true" at the end: compare as a number.)
+READER='while (1) { my $n = POSIX::read(3, my $b, 1 << 20); defined $n or exit 2;
+	$n == 0 and exit 0; syswrite(STDOUT, $b) == $n or exit 1 }'
+is_stopped() { [ "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status")" = T ]; }
+# read_stopped SECS OUT: with forkfs stopped, read the open fd 3 into OUT for
+# at most SECS seconds; the reader's exit status (137: killed, it hung).
+# (A close does not need forkfs: branch files are opened without FLUSH.)
+read_stopped() {
+	local rc
+	kill -STOP "$FORKFS_PID" && wait_for 5 is_stopped "$FORKFS_PID" || return 99
+	# (--foreground: timeout kills the reader only, not itself too, which
+	# would have the shell print "Killed")
+	timeout --foreground -s KILL "$1" perl -MPOSIX -e "$READER" >"$2"
+	rc=$?
+	kill -CONT "$FORKFS_PID"
+	return $rc
+}
+hung() { [ "$1" -eq 137 ] || [ "$1" -eq 124 ]; }

@@ -23,27 +23,8 @@
 . "$top_srcdir/tests/mount/lib-mount.sh"
 require_prog perl
 require_prog timeout
-
-# The reader: fd 3 to stdout with read(2) alone (exit 2 on a read error).
-# (POSIX::read returns "0 but true" at the end: compare as a number.)
-READER='while (1) { my $n = POSIX::read(3, my $b, 1 << 20); defined $n or exit 2;
-	$n == 0 and exit 0; syswrite(STDOUT, $b) == $n or exit 1 }'
-is_stopped() { [ "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status")" = T ]; }
 on_exit '[ -n "$FORKFS_PID" ] && kill -CONT "$FORKFS_PID"'
-# read_stopped SECS OUT: with forkfs stopped, read the open fd 3 into OUT for
-# at most SECS seconds; the reader's exit status (137: killed, it hung).
-# (A close does not need forkfs: branch files are opened without FLUSH.)
-read_stopped() {
-	local rc
-	kill -STOP "$FORKFS_PID" && wait_for 5 is_stopped "$FORKFS_PID" || return 99
-	# (--foreground: timeout kills the reader only, not itself too, which
-	# would have the shell print "Killed")
-	timeout --foreground -s KILL "$1" perl -MPOSIX -e "$READER" >"$2"
-	rc=$?
-	kill -CONT "$FORKFS_PID"
-	return $rc
-}
-hung() { [ "$1" -eq 137 ] || [ "$1" -eq 124 ]; }
+
 passthrough_line() { grep "^forkfs: FUSE passthrough" "$FLOG" | tail -1; }
 has_passthrough_line() { [ "$(grep -c '^forkfs: FUSE passthrough' "$FLOG")" -ge "$1" ]; }
 
