@@ -30,6 +30,9 @@ done_testing() {
 	[ "$_tap_failed" -eq 0 ] || exit 1
 	exit 0
 }
+# figure KEY VALUE: a benchmark's headline figure for bench-all.sh, one line
+# appended to $BENCH_FIGURES when that is set (tests/bench/figures.h).
+figure() { [ -z "${BENCH_FIGURES:-}" ] || echo "$1 $2" >>"$BENCH_FIGURES"; }
 # A fatal problem: report it and stop (clean-up still runs).
 bail() { not_ok "$*"; echo "1..$_tap_n"; exit 1; }
 

@@ -1,6 +1,6 @@
 # tests/ — every test, benchmark and fuzzer of forkfs outside fusefs/ (whose
 # mount tests are in fusefs/local.mk), the shared test helpers, and the
-# "make bench", "make bench-mount", "make bench-qemu" and "make fuzz" targets.
+# "make bench" (and its parts, "make bench-*") and "make fuzz" targets.
 EXTRA_DIST += tests/tap.h tests/fds.h
 
 # ---- common/ ----------------------------------------------------------------
@@ -159,17 +159,31 @@ CLEANFILES += tests/fuzz/fuzz-fc-response-libfuzzer tests/fuzz/fuzz-handshake-li
 
 # ---- benchmarks: never run by make check ----------------------------------------
 
-# "make bench": live branches of minivm guests (needs root and /dev/kvm).
+# "make bench": all the figures below in one table with their targets
+# (tests/bench/bench-all.sh; BENCH_STORE, BENCH_SIZES, BENCH_N, BENCH_ONLY...).
+EXTRA_DIST += tests/bench/bench-all.sh tests/bench/figures.h
+bench: all
+	MAKE="$(MAKE)" $(SHELL) $(abs_top_srcdir)/tests/bench/bench-all.sh
+.PHONY: bench
+
+# "make bench-branch": live branches of minivm guests, pause and time to ready
+# (BENCH_ARGS: [-s MiB,...] [-n N] [-d DIR]).
 EXTRA_PROGRAMS = tests/bench/bench-branch
 tests_bench_bench_branch_SOURCES = tests/bench/bench-branch.c tests/branch/minivm-proc.c \
 	tests/branch/minivm-proc.h
 tests_bench_bench_branch_LDADD = branch/libbranch.la $(UV_LIBS) $(JSONC_LIBS)
 CLEANFILES += tests/bench/bench-branch
-bench: tests/bench/bench-branch contrib/minivm/forkfs-minivm contrib/minivm/guest.img
+bench-branch: tests/bench/bench-branch contrib/minivm/forkfs-minivm contrib/minivm/guest.img
 	MINIVM=$(abs_top_builddir)/contrib/minivm/forkfs-minivm \
 	GUEST_IMG=$(abs_top_builddir)/contrib/minivm/guest.img \
 	$(abs_top_builddir)/tests/bench/bench-branch $(BENCH_ARGS)
-.PHONY: bench
+.PHONY: bench-branch
+
+# "make bench-engine": the copy engine alone, fault latency and copy rate
+# (BENCH_ENGINE_ARGS: see tests/uffd/bench-engine.c; default -r 3 256 1024).
+bench-engine: tests/uffd/bench-engine
+	$(abs_top_builddir)/tests/uffd/bench-engine $(BENCH_ENGINE_ARGS)
+.PHONY: bench-engine
 
 # "make bench-mount": the same through a forkfs mount.
 EXTRA_DIST += tests/bench/bench-mount.sh

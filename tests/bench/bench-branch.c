@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "branch/branch.h"
 #include "tests/branch/minivm-proc.h"
+#include "tests/bench/figures.h"
 
 
 static int cmp_u64(const void *a, const void *b)
@@ -99,6 +100,7 @@ static uint64_t pwrite_usec(const char *dir, uint64_t bytes)
 }
 
 struct row {
+	const char *mode;
 	uint64_t mib, p50, p99, max, arm50, arm99, ready_ms, pwrite_ms, faulted;
 	double ratio;
 	int n;
@@ -158,6 +160,7 @@ static int bench_size(const char *store, uint64_t mib, int n, enum branch_mode_r
 		faulted += st.pages_faulted;
 		branch_unref(b);
 	}
+	row->mode = mode == BRANCH_MODE_FULL ? "full" : "live";
 	row->mib = mib;
 	row->n = n;
 	row->max = pct(pauses, n, 100);
@@ -211,11 +214,23 @@ int main(int argc, char **argv)
 		printf("%-6s %5" PRIu64 " MiB %4d %7" PRIu64 " us %7" PRIu64 " us %7" PRIu64
 		       " us %7" PRIu64 " us %7" PRIu64 " us %10" PRIu64 " %11" PRIu64
 		       " %7.2f %9" PRIu64 "\n",
-		       i == nrows - 1 ? "full" : "live", rows[i].mib, rows[i].n, rows[i].p50,
+		       rows[i].mode, rows[i].mib, rows[i].n, rows[i].p50,
 		       rows[i].p99, rows[i].max, rows[i].arm50, rows[i].arm99, rows[i].ready_ms,
 		       rows[i].pwrite_ms, rows[i].ratio, rows[i].faulted);
+	for (i = 0; i < nrows; i++) {
+		const struct row *w = &rows[i];
+		char k[32];
+
+		snprintf(k, sizeof(k), "%s.%" PRIu64, w->mode, w->mib);
+		figure("%s.pause_p50_us %" PRIu64, k, w->p50);
+		figure("%s.pause_p99_us %" PRIu64, k, w->p99);
+		figure("%s.arm_p99_us %" PRIu64, k, w->arm99);
+		figure("%s.ready_ratio %.2f", k, w->ratio);
+		figure("%s.ready_ms %" PRIu64, k, w->ready_ms);
+	}
 	getrusage(RUSAGE_SELF, &ru);
 	printf("branching process: peak RSS %ld KiB (includes mapped guest pages), "
 	       "peak private (RssAnon) %" PRIu64 " KiB\n", ru.ru_maxrss, max_anon_kb);
+	figure("branch_anon_kib %" PRIu64, max_anon_kb);
 	return 0;
 }

@@ -281,10 +281,12 @@ echo
 row() {
 	local k from=$7 to=$8
 	printf '%-8s %9s %7s %9s %10s %6s' "$1" "$2" "$3" "$4" "$5" "$6"
+	local phase=${1// /-}
 	for k in $KINDS; do
 		# shellcheck disable=SC2046
 		set -- $(stats "$TMPD/probe" "$k" "$from" "$to")
 		printf ' | %-26s' "$1/$2/$3 (n=$4)"
+		figure "load.$phase.$k.p99_ms" "$2"
 	done
 	echo
 }
@@ -292,6 +294,8 @@ row "no load" 0 0 - - - "$BASE0" "$BASE1"
 row load "$N" "$M" "$COPY_MBPS" "$DD_MBPS" \
 	"$(awk -v a="$COPY_MBPS" -v b="$DD_MBPS" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "$T0" "$T1"
 echo "targets: ratio >= 0.8; status, state, ctl p99 < 20 ms"
+figure load.copy_ratio "$(awk -v a="$COPY_MBPS" -v b="$DD_MBPS" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+figure load.shape "$N/$M/$MIB"
 
 check "unmount exits 0" unmount_forkfs
 no_vmm_left() { [ -z "$(live_vmm_pids)" ]; }

@@ -89,6 +89,12 @@ echo "b2, incremental to b1, stored $(($(status_key s1 b2 bytes_stored) / 104857
 printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), cold:" "$(awk -v a="$icfuse" -v b="$icdirect" 'BEGIN{printf "%.2f", a/b}') ($icfuse / $icdirect MB/s)"
 printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), warm:" "$(awk -v a="$ifuse" -v b="$idirect" 'BEGIN{printf "%.2f", a/b}') ($ifuse / $idirect MB/s)"
 printf '%-44s %s / %s\n' "forkfs peak RSS (VmHWM) / private (RssAnon):" "$hwm" "$anon"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+figure cp.cold "$(ratio "$cfuse" "$cdirect")"
+figure cp.warm "$(ratio "$fuse" "$direct")"
+figure cp.b2.cold "$(ratio "$icfuse" "$icdirect")"
+figure cp.b2.warm "$(ratio "$ifuse" "$idirect")"
+figure forkfs.vmhwm_kib "${hwm%% *}"
 echo stop >"$MNT/s1/ctl"
 unmount_forkfs || diag "unmount failed"
 ok "benchmark ran"

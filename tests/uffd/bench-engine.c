@@ -6,7 +6,10 @@
  * the same DIR, with pre-arming on and off. Writers time each write that lands on a write-protected page
  * (pagemap bit 57 checked just before), which is the WP fault latency.
  *
- *   bench-engine [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [-S USEC[,USEC...]] [SIZE_MIB...]
+ *   bench-engine [-d DIR] [-r ROUNDS] [-n NICE] [-a] [-R] [-t] [-S USEC[,USEC...]] [SIZE_MIB...]
+ *   -n: the fault thread at the writers' nice plus NICE (default -10, as
+ *       forkfs's -o nice raises its service threads; 0: all at one nice);
+ *       the writers (the vCPUs) and the copy stay at the bench's own
  *   -a: anonymous memory; -R: also with a SCHED_FIFO fault thread, pre-armed
  *   -S: also with the fault thread spinning USEC after each fault
  *       (engine_set_fault_spin), pre-armed; one row per value
@@ -24,6 +27,7 @@
 #include <unistd.h>
 #include "common/log.h"
 #include "common/util.h"
+#include "tests/bench/figures.h"
 #include "tests/uffd/guest.h"
 #include "uffd/engine.h"
 
@@ -96,6 +100,8 @@ static void take_latencies(struct guest *g, uint64_t **out, size_t *n)
 	pthread_mutex_unlock(&g->lat_lock);
 }
 
+static int fault_nice = -10;
+
 static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool track,
 		      unsigned spin, uint64_t size_mib, unsigned rounds)
 {
@@ -117,8 +123,13 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool tra
 	g.measure = true;
 	guest_open_virgin(&g);
 	r = memsrc_open_for_pid(getpid(), g.regions, g.n_regions, &src, NULL);
+	/* The fault thread starts in engine_new and keeps this thread's nice,
+	 * as in forkfs; the writers start below, back at the bench's own. */
+	if (r == 0 && fault_nice && (r = thread_nice_raise(-fault_nice)) < 0)
+		fprintf(stderr, "nice %d: %s\n", fault_nice, strerror(-r));
 	if (r == 0)
 		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
+	thread_nice_bulk();
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);
@@ -187,8 +198,11 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool tra
 		double mb = (double)g.total / 1e6;
 		uint64_t arm50 = pct(arm_us, rounds, 50), arm_max = pct(arm_us, rounds, 100);
 		uint64_t c50 = pct(copy_us, rounds, 50), p50 = pct(pw_us, rounds, 50);
-
-		char how[16];
+		uint64_t f50 = pct(g.lat_ns, g.lat_n, 50) / 1000;
+		uint64_t f99 = pct(g.lat_ns, g.lat_n, 99) / 1000;
+		uint64_t f999 = permille(g.lat_ns, g.lat_n, 999) / 1000;
+		const char *kind = track ? "tracking" : prearm ? "prearm" : "no-prearm";
+		char how[16], key[128];
 
 		snprintf(how, sizeof(how), "%s", rt ? "fifo" : "");
 		if (spin)
@@ -197,11 +211,15 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool tra
 		       " | copy %7.0f MB/s | pwrite %7.0f MB/s | ratio %.2f | faults %6zu p50 %5"
 		       PRIu64 " us p99 %6" PRIu64 " us p99.9 %6" PRIu64
 		       " us | faulted pages/round %" PRIu64 "\n",
-		       anon ? "anon" : "memfd", track ? "tracking" : prearm ? "prearm" : "no-prearm",
-		       how, size_mib, arm50, arm_max, mb / ((double)c50 / 1e6),
-		       mb / ((double)p50 / 1e6), (double)c50 / (double)p50, g.lat_n,
-		       pct(g.lat_ns, g.lat_n, 50) / 1000, pct(g.lat_ns, g.lat_n, 99) / 1000,
-		       permille(g.lat_ns, g.lat_n, 999) / 1000, faulted / rounds);
+		       anon ? "anon" : "memfd", kind, how, size_mib, arm50, arm_max,
+		       mb / ((double)c50 / 1e6), mb / ((double)p50 / 1e6),
+		       (double)c50 / (double)p50, g.lat_n, f50, f99, f999, faulted / rounds);
+		/* e.g. fault.memfd.prearm.1024.p99_us, fault.memfd.prearm.s20.1024.p99_us */
+		snprintf(key, sizeof(key), "fault.%s.%s%s%s.%" PRIu64, anon ? "anon" : "memfd",
+			 kind, *how ? "." : "", how, size_mib);
+		figure("%s.p50_us %" PRIu64, key, f50);
+		figure("%s.p99_us %" PRIu64, key, f99);
+		figure("%s.p999_us %" PRIu64, key, f999);
 	}
 	if (r == 0 && track)
 		printf("      tracking faults between sessions: %zu in %.1f s (%.0f/s), p50 %" PRIu64
@@ -227,8 +245,9 @@ int main(int argc, char **argv)
 	unsigned spins[8], n_spins = 0;
 	int c, r = 0;
 
-	while ((c = getopt(argc, argv, "d:r:aRtS:")) != -1)
+	while ((c = getopt(argc, argv, "d:r:n:aRtS:")) != -1)
 		switch (c) {
+		case 'n': fault_nice = MAX(-20, MIN(0, atoi(optarg))); break;
 		case 'd': dir = optarg; break;
 		case 'r': rounds = (unsigned)MAX(1, MIN(16, atoi(optarg))); break;
 		case 'a': anon = true; break;
@@ -239,13 +258,13 @@ int main(int argc, char **argv)
 				spins[n_spins++] = (unsigned)atoi(t);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-a] [-R] [-t] [-S USEC,...] "
+			fprintf(stderr, "usage: %s [-d DIR] [-r ROUNDS] [-n NICE] [-a] [-R] [-t] [-S USEC,...] "
 				"[SIZE_MIB...]\n", argv[0]);
 			return 2;
 		}
 	log_set_max_level(LOG_LEVEL_WARN);
-	printf("# dir %s, %u rounds, 2 writer threads; copy and pwrite include fsync\n", dir,
-	       rounds);
+	printf("# dir %s, %u rounds, 2 writer threads; copy and pwrite include fsync; "
+	       "fault thread at nice %+d\n", dir, rounds, fault_nice);
 	/* Rows: pre-armed, pre-armed with a SCHED_FIFO fault thread (-R), not,
 	 * tracking (-t), then pre-armed with each spin (-S). */
 	for (unsigned row = 0; row < 4 + n_spins; row++) {
