@@ -96,11 +96,12 @@ for s in $sizes; do
 	derive "qemu.$s.pause_ratio" "qemu.$s.pause_p50_us" "live.$s.pause_p50_us"
 	derive "qemu.$s.ready_ratio" "qemu.$s.ondisk_ms" "live.$s.ready_ms"
 done
-guests=$(grep -qs 'emulated CPU' "$LOGD/branch.log" && echo "minivm's emulated CPU (no KVM)" || echo KVM)
+guests=KVM
+[ -w /dev/kvm ] || guests="minivm's emulated CPU (no /dev/kvm)"
 
 echo
 echo "forkfs benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs," \
-	"guests on $guests, store $STORE ($(stat -f -c %T "$STORE")); logs in $LOGD"
+	"guests on $guests, store $STORE ($(findmnt -n -o FSTYPE --target "$STORE")); logs in $LOGD"
 echo
 echo "| figure | measured | target | met |"
 echo "|---|---|---|---|"
