@@ -427,14 +427,22 @@ static void take_layer(struct engine *e, struct engine_session *s, bool incremen
 	uint64_t n = 0;
 
 	s->incremental = incremental && atomic_load(&e->dirty_valid);
+	/* Inside the pause, one pass over a word per 64 pages (16 384 at
+	 * 4 GiB): plain loads and stores only; the lock orders them against
+	 * the fault thread, which records under it. A locked exchange or
+	 * seq_cst store per word made forkfs's part of the pause grow with
+	 * memory size (arm p50 at 4 GiB 491-513 us, now 112-129 us). */
 	for (size_t w = 0; w < e->nwords; w++) {
-		uint64_t m = atomic_exchange(&e->dirty[w], 0);
+		uint64_t m = atomic_load_explicit(&e->dirty[w], memory_order_relaxed);
+
+		if (m)
+			atomic_store_explicit(&e->dirty[w], 0, memory_order_relaxed);
 
 		if (!s->incremental)
 			m = w + 1 < e->nwords || e->npages % 64 == 0
 				    ? ~0ULL
 				    : (1ULL << (e->npages % 64)) - 1;
-		atomic_store(&s->layer[w], m);
+		atomic_store_explicit(&s->layer[w], m, memory_order_relaxed);
 		n += (uint64_t)__builtin_popcountll(m);
 	}
 	s->layer_pages = n;
@@ -476,8 +484,13 @@ int engine_arm(struct engine *e, int dest_fd, bool incremental, struct engine_se
 	atomic_store(&s->state, ENGINE_ARMED);
 	e->active[e->n_active++] = engine_session_ref(s);
 	e->prearmed = false;
-	for (size_t w = 0; rearm_only && w < e->nwords; w++)
-		atomic_store(&e->rearm_snap[w], atomic_exchange(&e->rearm[w], 0));
+	for (size_t w = 0; rearm_only && w < e->nwords; w++) {	/* as in take_layer */
+		uint64_t m = atomic_load_explicit(&e->rearm[w], memory_order_relaxed);
+
+		if (m)
+			atomic_store_explicit(&e->rearm[w], 0, memory_order_relaxed);
+		atomic_store_explicit(&e->rearm_snap[w], m, memory_order_relaxed);
+	}
 	pthread_mutex_unlock(&e->lock);
 
 	r = rearm_only ? rearm_recorded(e, e->rearm_snap, false) : eng_protect_all(e);
