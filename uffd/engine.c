@@ -420,6 +420,21 @@ int engine_prepare(struct engine *e, struct error *err)
 	return 0;
 }
 
+/* Under e->lock, inside the pause: a word of e->dirty or e->rearm, taken
+ * and cleared. The arm makes one pass over a word per 64 pages (16 384 at
+ * 4 GiB), so only plain loads and stores: the lock orders them against the
+ * fault thread, which records under it. A locked exchange or seq_cst store
+ * per word made forkfs's part of the pause grow with memory size (arm p50
+ * at 4 GiB 491-513 us, now 112-129 us). */
+static uint64_t take_word(_Atomic uint64_t *word)
+{
+	uint64_t m = atomic_load_explicit(word, memory_order_relaxed);
+
+	if (m)
+		atomic_store_explicit(word, 0, memory_order_relaxed);
+	return m;
+}
+
 /* Under e->lock, at the switch: s's layer. Incremental: the pages written
  * since the last pause, taken out of dirty; else all. */
 static void take_layer(struct engine *e, struct engine_session *s, bool incremental)
@@ -427,16 +442,8 @@ static void take_layer(struct engine *e, struct engine_session *s, bool incremen
 	uint64_t n = 0;
 
 	s->incremental = incremental && atomic_load(&e->dirty_valid);
-	/* Inside the pause, one pass over a word per 64 pages (16 384 at
-	 * 4 GiB): plain loads and stores only; the lock orders them against
-	 * the fault thread, which records under it. A locked exchange or
-	 * seq_cst store per word made forkfs's part of the pause grow with
-	 * memory size (arm p50 at 4 GiB 491-513 us, now 112-129 us). */
 	for (size_t w = 0; w < e->nwords; w++) {
-		uint64_t m = atomic_load_explicit(&e->dirty[w], memory_order_relaxed);
-
-		if (m)
-			atomic_store_explicit(&e->dirty[w], 0, memory_order_relaxed);
+		uint64_t m = take_word(&e->dirty[w]);
 
 		if (!s->incremental)
 			m = w + 1 < e->nwords || e->npages % 64 == 0
@@ -484,13 +491,9 @@ int engine_arm(struct engine *e, int dest_fd, bool incremental, struct engine_se
 	atomic_store(&s->state, ENGINE_ARMED);
 	e->active[e->n_active++] = engine_session_ref(s);
 	e->prearmed = false;
-	for (size_t w = 0; rearm_only && w < e->nwords; w++) {	/* as in take_layer */
-		uint64_t m = atomic_load_explicit(&e->rearm[w], memory_order_relaxed);
-
-		if (m)
-			atomic_store_explicit(&e->rearm[w], 0, memory_order_relaxed);
-		atomic_store_explicit(&e->rearm_snap[w], m, memory_order_relaxed);
-	}
+	for (size_t w = 0; rearm_only && w < e->nwords; w++)
+		atomic_store_explicit(&e->rearm_snap[w], take_word(&e->rearm[w]),
+				      memory_order_relaxed);
 	pthread_mutex_unlock(&e->lock);
 
 	r = rearm_only ? rearm_recorded(e, e->rearm_snap, false) : eng_protect_all(e);

@@ -4,8 +4,9 @@
  *
  *   pause window p50/p99 (µs) per guest size, live mode (and full mode once,
  *   for contrast), and forkfs's own part of it (arm: from the VMM's answer
- *   to the pause to write-protection armed; the rest is the VMM's); time to "ready" against writing the same bytes with plain
- *   pwrite + fsync into the same store directory (ratio); pages faulted.
+ *   to the pause to write-protection armed; the rest is the VMM's); time to
+ *   "ready" against writing the same bytes with plain pwrite + fsync into
+ *   the same store directory (ratio); pages faulted.
  *
  * Usage: bench-branch [-s MiB[,MiB...]] [-n branches] [-d store-dir]
  * Needs root, /dev/kvm, $MINIVM and $GUEST_IMG (set by "make bench").

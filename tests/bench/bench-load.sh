@@ -279,9 +279,8 @@ for k in $KINDS; do printf ' | %-26s' "$k p50/p99/max ms"; done
 echo
 # row PHASE SANDBOXES READERS COPY FSYNC RATIO FROM TO
 row() {
-	local k from=$7 to=$8
+	local k from=$7 to=$8 phase=${1// /-}
 	printf '%-8s %9s %7s %9s %10s %6s' "$1" "$2" "$3" "$4" "$5" "$6"
-	local phase=${1// /-}
 	for k in $KINDS; do
 		# shellcheck disable=SC2046
 		set -- $(stats "$TMPD/probe" "$k" "$from" "$to")
@@ -291,10 +290,10 @@ row() {
 	echo
 }
 row "no load" 0 0 - - - "$BASE0" "$BASE1"
-row load "$N" "$M" "$COPY_MBPS" "$DD_MBPS" \
-	"$(awk -v a="$COPY_MBPS" -v b="$DD_MBPS" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "$T0" "$T1"
+COPY_RATIO=$(awk -v a="$COPY_MBPS" -v b="$DD_MBPS" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+row load "$N" "$M" "$COPY_MBPS" "$DD_MBPS" "$COPY_RATIO" "$T0" "$T1"
 echo "targets: ratio >= 0.8; status, state, ctl p99 < 20 ms"
-figure load.copy_ratio "$(awk -v a="$COPY_MBPS" -v b="$DD_MBPS" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+figure load.copy_ratio "$COPY_RATIO"
 figure load.shape "$N/$M/$MIB"
 
 check "unmount exits 0" unmount_forkfs

@@ -75,26 +75,28 @@ icdirect=$1 icfuse=$2
 # shellcheck disable=SC2046
 set -- $(read_pair "$STORE/sandboxes/s1/branches/b1/memory.bin" "$MNT/s1/branches/b2/memory.bin")
 idirect=$1 ifuse=$2
-hwm=$(sed -n 's/^VmHWM: *//p' "/proc/$FORKFS_PID/status")
-anon=$(sed -n 's/^RssAnon: *//p' "/proc/$FORKFS_PID/status")
+hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$FORKFS_PID/status")	# kB
+anon=$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$FORKFS_PID/status")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+cold=$(ratio "$cfuse" "$cdirect") warm=$(ratio "$fuse" "$direct")
+icold=$(ratio "$icfuse" "$icdirect") iwarm=$(ratio "$ifuse" "$idirect")
 echo "guest $MIB MiB, 2 vCPUs, live branch; forkfs -o ${FORKFS_OPTS:-(defaults)}; FUSE passthrough $passthrough"
 printf '%-44s %s\n' "cp memory.bin during the copy:" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f s", b-a}') (ready after $(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.2f s", b-a}'))"
 printf '%-44s %s MB/s\n' "read store file directly (cold cache):" "$cdirect"
 printf '%-44s %s MB/s\n' "read through forkfs (cold cache):" "$cfuse"
-printf '%-44s %s\n' "ratio forkfs/direct, cold:" "$(awk -v a="$cfuse" -v b="$cdirect" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-44s %s\n' "ratio forkfs/direct, cold:" "$cold"
 printf '%-44s %s MB/s\n' "read store file directly (warm):" "$direct"
 printf '%-44s %s MB/s\n' "read through forkfs (warm):" "$fuse"
-printf '%-44s %s\n' "ratio forkfs/direct, warm:" "$(awk -v a="$fuse" -v b="$direct" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-44s %s\n' "ratio forkfs/direct, warm:" "$warm"
 echo "b2, incremental to b1, stored $(($(status_key s1 b2 bytes_stored) / 1048576)) MiB; its image: $b2_layers; store on $(stat -f -c %T "$STORE")"
-printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), cold:" "$(awk -v a="$icfuse" -v b="$icdirect" 'BEGIN{printf "%.2f", a/b}') ($icfuse / $icdirect MB/s)"
-printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), warm:" "$(awk -v a="$ifuse" -v b="$idirect" 'BEGIN{printf "%.2f", a/b}') ($ifuse / $idirect MB/s)"
-printf '%-44s %s / %s\n' "forkfs peak RSS (VmHWM) / private (RssAnon):" "$hwm" "$anon"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-figure cp.cold "$(ratio "$cfuse" "$cdirect")"
-figure cp.warm "$(ratio "$fuse" "$direct")"
-figure cp.b2.cold "$(ratio "$icfuse" "$icdirect")"
-figure cp.b2.warm "$(ratio "$ifuse" "$idirect")"
-figure forkfs.vmhwm_kib "$(awk '{ print $1 }' <<<"$hwm")"
+printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), cold:" "$icold ($icfuse / $icdirect MB/s)"
+printf '%-44s %s\n' "b2 ratio forkfs/direct (b1's file), warm:" "$iwarm ($ifuse / $idirect MB/s)"
+printf '%-44s %s kB / %s kB\n' "forkfs peak RSS (VmHWM) / private (RssAnon):" "$hwm" "$anon"
+figure cp.cold "$cold"
+figure cp.warm "$warm"
+figure cp.b2.cold "$icold"
+figure cp.b2.warm "$iwarm"
+figure forkfs.vmhwm_kib "$hwm"
 echo stop >"$MNT/s1/ctl"
 unmount_forkfs || diag "unmount failed"
 ok "benchmark ran"
