@@ -434,6 +434,8 @@ size_t branch_status_format(const struct branch_status *st, char *buf, size_t si
 		     st->bytes_total, st->bytes_copied, st->pages_faulted, st->pause_us,
 		     st->elapsed_ms, st->parent[0] ? st->parent : "none", st->bytes_stored,
 		     st->arm_us, st->tracked_faults);
+	if (n >= 0 && (size_t)n < size && st->state == BRANCH_COPYING)
+		n += snprintf(buf + n, size - (size_t)n, "queued: %s\n", st->queued ? "yes" : "no");
 	if (n >= 0 && (size_t)n < size && st->state == BRANCH_FAILED)
 		n += snprintf(buf + n, size - (size_t)n, "error: %s\n", st->error);
 	if (n < 0)
@@ -588,6 +590,7 @@ void branch_get_status(struct branch *b, struct branch_status *ret)
 		if (p.state == ENGINE_COPYING || p.state == ENGINE_ARMED || p.state == ENGINE_DONE) {
 			ret->bytes_copied = p.bytes_copied;
 			ret->pages_faulted = p.pages_faulted;
+			ret->queued = p.queued;
 		}
 	}
 	pthread_mutex_unlock(&b->lock);

@@ -89,6 +89,7 @@ struct branch_status {
 	uint64_t tracked_faults;	/* write faults since the previous branch's pause */
 	uint64_t elapsed_ms;
 	uint64_t bytes_stored;		/* what this branch added to the store */
+	bool queued;			/* copying: the background copy waits its turn */
 	char parent[NAME_MAX + 1];	/* incremental to this branch ("" if none) */
 	char error[BRANCH_ERR_MAX];
 };

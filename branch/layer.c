@@ -790,7 +790,7 @@ static struct {
 static void *compactor_main(void *unused)
 {
 	(void)unused;
-	thread_nice_bulk();	/* background work: not at the loop's raise */
+	thread_nice_bulk(0);	/* background work: not at the loop's raise */
 	pthread_mutex_lock(&comp.lock);
 	while (!atomic_load(&comp_stop)) {
 		struct error err = ERROR_INIT;

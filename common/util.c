@@ -186,10 +186,11 @@ int thread_nice_raise(int by)
 	return 0;
 }
 
-void thread_nice_bulk(void)
+void thread_nice_bulk(int raise)
 {
 	int base = atomic_load(&nice_base);
 
+	/* At most the service threads' raise: a rise from it, always allowed. */
 	if (base != INT_MIN)
-		(void)setpriority(PRIO_PROCESS, 0, base);	/* a rise: always allowed */
+		(void)setpriority(PRIO_PROCESS, 0, MAX(base - MAX(raise, 0), -20));
 }

@@ -49,6 +49,6 @@ int parse_u64(const char *s, uint64_t *ret);
 /* This thread's nice to the process's minus by; -errno (-EACCES without
  * CAP_SYS_NICE) leaves it as it was. */
 int thread_nice_raise(int by);
-/* This thread back to the nice the process had before any raise (nothing
- * when there was none). */
-void thread_nice_bulk(void);
+/* This thread back to the nice the process had before any raise, minus
+ * raise (at most the service threads' raise; nothing when there was none). */
+void thread_nice_bulk(int raise);

@@ -16,7 +16,8 @@ FORKFS_MOUNT_TESTS = tests/mount/user-story.sh tests/mount/attach.sh \
 	tests/mount/seccomp.sh tests/mount/stock.sh tests/mount/lifecycle.sh \
 	tests/mount/cli.sh tests/mount/install.sh tests/mount/examples.sh \
 	tests/mount/wait.sh tests/mount/incremental.sh tests/mount/overlap.sh \
-	tests/mount/jail.sh tests/mount/passthrough.sh tests/mount/reflink.sh
+	tests/mount/jail.sh tests/mount/passthrough.sh tests/mount/reflink.sh \
+	tests/mount/copies.sh
 dist_check_SCRIPTS += $(FORKFS_MOUNT_TESTS)
 EXTRA_DIST += tests/mount/lib-mount.sh tests/mount/fault-proxy.pl \
 	contrib/examples/checkpoints.sh contrib/examples/fan-out.sh \

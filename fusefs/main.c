@@ -37,6 +37,7 @@
 #include "common/macro.h"
 #include "common/util.h"
 #include "branch/layer.h"
+#include "uffd/engine.h"
 #include "fusefs/forkfs.h"
 #include "fusefs/seccomp.h"
 #include "sandbox/supervisor.h"
@@ -67,6 +68,7 @@ struct options {
 	char *vmm_args;
 	char *passthrough;
 	char *nice;
+	char *copies;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
@@ -85,6 +87,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("vmm_args=%s", vmm_args),
 	OPT("passthrough=%s", passthrough),
 	OPT("nice=%s", nice),
+	OPT("copies=%s", copies),
 	FUSE_OPT_END,
 };
 
@@ -111,9 +114,13 @@ static void usage(const char *prog)
 	       "    -o passthrough=on|off  the kernel reads ready branches' files from the\n"
 	       "                           store itself, FUSE passthrough (default on where\n"
 	       "                           libfuse, the kernel and CAP_SYS_ADMIN allow it)\n"
+	       "    -o copies=N            at most N live branches copy in the background at\n"
+	       "                           once, the others wait their turn (default: one per\n"
+	       "                           CPU; 0: no limit)\n"
 	       "    -o nice=N              forkfs's loop, its workers and fault threads run at\n"
 	       "                           forkfs's own nice plus N, -20 to 0 (default -10,\n"
-	       "                           needs CAP_SYS_NICE); background copies at its own\n"
+	       "                           needs CAP_SYS_NICE); so do background copies,\n"
+	       "                           unless -o copies=0 (then at forkfs's own)\n"
 	       "    -o seccomp=MODE        system call allow-list once set up: kill (default:\n"
 	       "                           a call outside it kills forkfs), log or off\n"
 	       "    -o jail=on|off         confine each VMM forkfs launches: own uid, root,\n"
@@ -160,6 +167,7 @@ struct setup {
 	char *run_dir;
 	enum forkfs_seccomp seccomp;
 	int service_nice;	/* -o nice= */
+	unsigned copies;	/* -o copies= */
 };
 
 /* forkfs-minivm installed beside this forkfs: PREFIX/sbin/forkfs finds
@@ -278,6 +286,14 @@ static int parse_allow_path(struct setup *s, char *list)
 	return 0;
 }
 
+/* -o copies= by default: one background copy per online CPU. */
+static unsigned default_copies(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+}
+
 static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 {
 	uint64_t m;
@@ -322,6 +338,12 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 		if (errno || *end || !*o->nice || v < -20 || v > 0)
 			return log_error_errno(EINVAL, "-o nice= takes a number from -20 to 0");
 		s->service_nice = (int)v;
+	}
+	s->copies = default_copies();
+	if (o->copies) {
+		if (parse_u64(o->copies, &m) < 0 || m > 1024)
+			return log_error_errno(EINVAL, "-o copies= takes a number from 0 to 1024");
+		s->copies = (unsigned)m;
 	}
 	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;
 	if (o->log_max) {
@@ -425,7 +447,7 @@ static void raise_service_threads(int nice)
 		log_info("service threads stay at forkfs's nice (-o nice=%d: %s)", nice,
 			 strerror(-r));
 	else
-		log_info("service threads at forkfs's nice %d; background copies at its own", nice);
+		log_info("service threads at forkfs's nice %d", nice);
 }
 
 /* true: the limit forkfs started with; false: forkfs's own (the hard one). */
@@ -601,6 +623,9 @@ int main(int argc, char *argv[])
 		goto out_spawner;
 	}
 	raise_service_threads(s.service_nice);	/* after the spawner's fork: VMMs keep our nice */
+	/* A few copies at a time, at the service threads' nice (BENCHMARKS.md,
+	 * load); without a limit, at forkfs's own, as many as there are. */
+	engine_set_copy_slots(s.copies, s.copies ? -s.service_nice : 0);
 	if (supervisor_watch(&fs.loop) < 0 || forkfs_seccomp_install(s.seccomp) < 0)
 		goto out_loop;
 	layer_compactor_start();	/* threads only now: after every fork */
@@ -618,6 +643,9 @@ int main(int argc, char *argv[])
 	if (s.t.copy_rate)
 		log_info("live branches copy in the background at %" PRIu64 " MiB/s at most",
 			 s.t.copy_rate >> 20);
+	if (s.copies)
+		log_info("at most %u background copies at once; more branches wait their turn",
+			 s.copies);
 	if (forkfs_run(&fs) == 0)
 		ret = 0;
 out_loop:
@@ -658,6 +686,7 @@ out_args:
 	free(o.branch_mode);
 	free(o.copy_rate);
 	free(o.nice);
+	free(o.copies);
 	free(o.incremental);
 	free(o.passthrough);
 	free(o.jail);

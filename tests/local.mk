@@ -32,10 +32,13 @@ tests_fc_fc_idle_t_LDADD = fc/libfc.la
 
 # Real userfaultfd, no KVM. guest.c is the tests' stand-in VMM. bench-engine is
 # built by "make check" and run by hand.
-check_PROGRAMS += tests/uffd/engine.t tests/uffd/handshake.t tests/uffd/bench-engine
-TESTS += tests/uffd/engine.t tests/uffd/handshake.t
+check_PROGRAMS += tests/uffd/engine.t tests/uffd/slots.t tests/uffd/handshake.t \
+	tests/uffd/bench-engine
+TESTS += tests/uffd/engine.t tests/uffd/slots.t tests/uffd/handshake.t
 tests_uffd_engine_t_SOURCES = tests/uffd/test-engine.c tests/uffd/guest.c tests/uffd/guest.h
 tests_uffd_engine_t_LDADD = uffd/libuffd.la
+tests_uffd_slots_t_SOURCES = tests/uffd/test-slots.c tests/uffd/guest.c tests/uffd/guest.h
+tests_uffd_slots_t_LDADD = uffd/libuffd.la
 tests_uffd_handshake_t_SOURCES = tests/uffd/test-handshake.c tests/uffd/guest.c tests/uffd/guest.h \
 	tests/fds.h
 tests_uffd_handshake_t_LDADD = uffd/libuffd.la

@@ -132,6 +132,7 @@ void eng_session_fail_locked(struct engine_session *s, int r, const char *what)
 	if (atomic_compare_exchange_strong(&s->error, &expected, r))
 		error_set_errno(&s->why, r, "%s", what);
 	pthread_cond_broadcast(&s->e->cond);
+	eng_slots_kick();	/* it may be waiting for a slot */
 }
 
 static void session_fail(struct engine_session *s, int r, const char *what)
@@ -517,23 +518,31 @@ void *eng_bulk_main(void *userdata)
 	void *buf = NULL, *cb_data;
 	int r = 0;
 
-	/* The copy runs at normal priority. It used to be niced (10) as
-	 * background work, but on a machine whose cores the guest's vCPUs keep
-	 * busy that made a 4 GiB copy 3.5 times slower (23 s against 6.7 s,
-	 * BENCHMARKS.md), and the guest's writes wait on the copy meanwhile
-	 * only for the pages they touch, which the fault thread copies first.
-	 * Started by a raised service thread, it drops that raise (util.h). */
-	thread_nice_bulk();
-	buf = malloc(CHUNK_MAX);
-	if (!buf)
-		r = -ENOMEM, what = "allocating the copy buffer";
-	if (r == 0)
-		r = bulk_copy(s, buf);
-	if (r == 0 && fsync(s->dest_fd) < 0)
-		r = -errno, what = "fsync of the image";
-	if (r == 0)
-		r = eng_session_ended(s);	/* a failure that raced with the last page */
-	free(buf);
+	/* Started by a raised service thread, it drops that raise (util.h)
+	 * while it waits for a slot (engine-slots.c), which sets the copy's
+	 * own. Never niced as background work: on a machine whose cores the
+	 * guest's vCPUs keep busy that made a 4 GiB copy 3.5 times slower (23 s
+	 * against 6.7 s, BENCHMARKS.md), and the guest's writes wait on the
+	 * copy meanwhile only for the pages they touch, which the fault thread
+	 * copies first. */
+	thread_nice_bulk(0);
+	r = eng_slot_take(s);
+	if (r == 0) {
+		buf = malloc(CHUNK_MAX);
+		if (!buf)
+			r = -ENOMEM, what = "allocating the copy buffer";
+		if (r == 0)
+			r = bulk_copy(s, buf);
+		free(buf);
+		/* The slot is for copying: the next copy may run while this
+		 * one's writeback ends. */
+		eng_slot_give();
+		thread_nice_bulk(0);
+		if (r == 0 && fsync(s->dest_fd) < 0)
+			r = -errno, what = "fsync of the image";
+		if (r == 0)
+			r = eng_session_ended(s);	/* a failure that raced with the last page */
+	}
 	cb = eng_session_end(s, r, what, &why);
 	cb_data = s->userdata;
 	/* Past its last use of the engine: engine_free() may go on (also from

@@ -41,6 +41,7 @@ struct engine_session {
 	atomic_int error;
 	struct error why;		/* e->lock: the reason of error */
 	atomic_bool cancel_req;
+	atomic_bool queued;		/* its bulk copy waits for a slot */
 	atomic_uint nwaiters;
 	_Atomic uint64_t bytes_copied, pages_faulted, pages_demanded;
 	_Atomic uint64_t pages_bulk;	/* copied by the bulk thread */
@@ -120,6 +121,13 @@ int eng_copy_range(struct engine_session *s, size_t first, size_t n, void *buf, 
 engine_done_fn eng_session_end(struct engine_session *s, int r, const char *what,
 			       struct error *why);
 void *eng_bulk_main(void *userdata);
+
+/* engine-slots.c: the process-wide limit on bulk copies at once. Take
+ * waits (FIFO) until s may copy, raised as set: 0, or -errno once s has
+ * ended (cancelled, failed). Kick: a session ended; its wait, if any, ends. */
+int eng_slot_take(struct engine_session *s);
+void eng_slot_give(void);
+void eng_slots_kick(void);
 
 /* engine-fault.c */
 void *eng_fault_main(void *userdata);

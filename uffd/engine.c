@@ -627,6 +627,7 @@ static int cancel_request(struct engine_session *s, bool *copying)
 	}
 	atomic_store(&s->cancel_req, true);
 	pthread_cond_broadcast(&e->cond);
+	eng_slots_kick();	/* it may be waiting for a slot */
 	return 0;
 }
 
@@ -667,6 +668,7 @@ void engine_get_progress(struct engine_session *s, struct engine_progress *ret)
 		.fault_count = atomic_load(&s->faults_seen),
 		.bytes_layer = s->layer_pages * PAGE_4K,
 		.incremental = s->incremental,
+		.queued = atomic_load(&s->queued),
 		.faults_before = s->faults_before,
 		.error = atomic_load(&s->error),
 	};

@@ -99,6 +99,8 @@ struct engine_progress {
 	uint64_t bytes_layer;		/* what this session copies: bytes_total, or
 					 * the pages written since the last pause */
 	bool incremental;		/* the session copies only those pages */
+	bool queued;			/* its background walk waits for a slot
+					 * (engine_set_copy_slots) */
 	uint64_t faults_before;		/* write faults served between the last
 					 * session's arm and this one's (with
 					 * tracking: the guest's cost of it) */
@@ -186,6 +188,15 @@ bool engine_can_overlap(struct engine *e);
  * copied at once, and walking past pages with nothing to copy is free. Takes
  * effect from the next chunk, also during a copy (pacing restarts then). */
 void engine_set_rate(struct engine *e, uint64_t bytes_per_sec);
+
+/* For the whole process: at most n sessions' background (bulk) copies run
+ * at once, across all engines (0: no limit, the default); the others wait
+ * their turn in the order they started, while their faults and demands are
+ * still copied at once. A copy holding a slot runs raise nice levels above
+ * the nice the process had before its service threads were raised, at most
+ * as high as them (util.h). A burst of branches on busy cores then copies a
+ * few at a time at full speed instead of all at a crawl. */
+void engine_set_copy_slots(unsigned n, int raise);
 
 /* Run the fault thread under SCHED_FIFO (priority 1), so that a vCPU waiting
  * on a write-protect fault is served as soon as the thread wakes, ahead of

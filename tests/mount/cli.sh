@@ -30,6 +30,8 @@ check "-o branch_mode=9 (not octal) is refused" bad branch_mode=9 "branch_mode= 
 check "-o branch_mode=04755 (beyond 0666) is refused" bad branch_mode=04755 "branch_mode= takes"
 check "-o copy_rate=fast is refused" bad copy_rate=fast "copy_rate= takes"
 check "-o copy_rate=-1 is refused" bad copy_rate=-1 "copy_rate= takes"
+check "-o copies=many is refused" bad copies=many "copies= takes"
+check "-o copies=5000 is refused" bad copies=5000 "copies= takes"
 check "-o incremental=maybe is refused" bad incremental=maybe "incremental= takes on or off"
 check "-o passthrough=maybe is refused" bad passthrough=maybe "passthrough= takes on or off"
 check "-o seccomp=maybe is refused" bad seccomp=maybe "seccomp= takes"
@@ -44,10 +46,11 @@ check "a store inside the mount point is refused" \
 # Started with a low soft RLIMIT_NOFILE, which forkfs raises to the hard one.
 nofile_soft=$(ulimit -Sn)
 ulimit -Sn 512
-mount_forkfs copy_rate=256,branch_mode=0440
+mount_forkfs copy_rate=256,branch_mode=0440,copies=3
 ulimit -Sn "$nofile_soft"
-check "copy_rate=256,branch_mode=0440 mounts" is_mounted
+check "copy_rate=256,branch_mode=0440,copies=3 mounts" is_mounted
 check "forkfs says the copy rate is capped" grep -q "at 256 MiB/s at most" "$FLOG"
+check "forkfs says at most 3 copies run at once" grep -q "at most 3 background copies at once" "$FLOG"
 # Open files cost fds: forkfs runs with its hard RLIMIT_NOFILE as the soft one.
 nofile() { sed -n 's/^Max open files *\([0-9a-z]*\) *\([0-9a-z]*\).*/\1 \2/p' "/proc/$1/limits"; }
 soft_is_hard() { set -- $(nofile "$1"); [ -n "$1" ] && [ "$1" != 512 ] && [ "$1" = "$2" ]; }

@@ -129,7 +129,7 @@ static int bench_size(const char *dir, bool anon, bool prearm, bool rt, bool tra
 		fprintf(stderr, "nice %d: %s\n", fault_nice, strerror(-r));
 	if (r == 0)
 		r = engine_new(TAKE_FD(g.uffd), g.regions, g.n_regions, &src, &e, NULL);
-	thread_nice_bulk();
+	thread_nice_bulk(0);
 	if (r < 0)
 		goto out;
 	engine_set_prearm(e, prearm);

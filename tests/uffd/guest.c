@@ -3,7 +3,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -278,4 +280,33 @@ void guest_free(struct guest *g)
 		munmap(g->reserve, g->reserve_len);
 	free(g->lat_ns);
 	g->lat_ns = NULL;
+}
+
+bool guest_wp_available(void)
+{
+	int probe = -1;
+	bool ok = uffd_open(&probe) == 0 &&
+		  uffd_api(probe, UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL) == 0;
+
+	safe_close(probe);
+	return ok;
+}
+
+static const char *tmpdir_made;
+
+static void remove_tmpdir(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir_made);
+	(void)!system(cmd);
+}
+
+bool guest_tmpdir(char *tmpl)
+{
+	if (!mkdtemp(tmpl))
+		return false;
+	tmpdir_made = tmpl;
+	atexit(remove_tmpdir);
+	return true;
 }

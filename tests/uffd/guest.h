@@ -68,3 +68,8 @@ long guest_count_wp(struct guest *g);
 long image_mismatches(int fd, const uint8_t *shadow, uint64_t total);
 /* Wait until the writers have done at least n more writes (false on timeout). */
 bool guest_wait_writes(struct guest *g, uint64_t n, unsigned timeout_ms);
+
+/* Test set-up: can this kernel write-protect through userfaultfd? */
+bool guest_wp_available(void);
+/* mkdtemp(tmpl), removed with its contents at exit; false if it cannot be made. */
+bool guest_tmpdir(char *tmpl);

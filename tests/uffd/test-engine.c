@@ -556,12 +556,8 @@ out:
 
 static void cleanup(void)
 {
-	char cmd[256];
-
 	if (store_mounted)
 		umount2(store, MNT_DETACH);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	(void)!system(cmd);
 }
 
 /* One session of incremental(): pause, arm, resume, copy to the end. Returns
@@ -839,14 +835,12 @@ int main(void)
 	};
 	static const struct scenario full = { "memfd-full-store", .n_regions = 1,
 					      .size = 64 * MIB, .full_store = true };
-	int probe = -1;
 
-	if (uffd_open(&probe) < 0 || uffd_api(probe, UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL) < 0)
+	if (!guest_wp_available())
 		tap_skip_all("userfaultfd with write-protect is not available");
-	safe_close(probe);
-	if (!mkdtemp(tmpdir))
+	if (!guest_tmpdir(tmpdir))
 		tap_skip_all("cannot create a temporary directory");
-	atexit(cleanup);
+	atexit(cleanup);	/* runs first: the store is inside tmpdir */
 	log_set_max_level(LOG_LEVEL_WARN);
 
 	kernel_semantics(true);

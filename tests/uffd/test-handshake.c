@@ -317,27 +317,16 @@ out:
 	unlink(sock_path);
 }
 
-static void cleanup(void)
-{
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	(void)!system(cmd);
-}
-
 int main(void)
 {
-	int probe = -1;
-
-	if (!mkdtemp(tmpdir))
+	if (!guest_tmpdir(tmpdir))
 		tap_skip_all("cannot create a temporary directory");
-	atexit(cleanup);
 	snprintf(sock_path, sizeof(sock_path), "%s/wp.sock", tmpdir);
 	log_set_max_level(LOG_LEVEL_ERR);
 	parser_cases();
 	socket_cases();
 
-	if (uffd_open(&probe) < 0 || uffd_api(probe, UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL) < 0)
+	if (!guest_wp_available())
 		tap_diag("SKIP VMM-death cases: userfaultfd with write-protect is unavailable");
 	else if (geteuid() != 0)
 		tap_diag("SKIP VMM-death cases: /proc/PID/map_files needs root");
@@ -345,6 +334,5 @@ int main(void)
 		vmm_dies(false);
 		vmm_dies(true);
 	}
-	safe_close(probe);
 	return tap_done();
 }
