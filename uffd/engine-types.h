@@ -19,6 +19,7 @@
 
 #define CHUNK_MIN (64ULL << 10)
 #define CHUNK_MAX (4ULL << 20)
+#define WRITEBACK_BATCH (4ULL << 20)	/* the bulk copy starts writeback this much at a time */
 #define DEMAND_BUF (PAGESTATE_WORD_PAGES * PAGE_4K)
 #define FAULT_BATCH 64
 /* A fault copies the pending pages of the aligned window of this many pages
