@@ -188,6 +188,15 @@ bench-engine: tests/uffd/bench-engine
 	$(abs_top_builddir)/tests/uffd/bench-engine $(BENCH_ENGINE_ARGS)
 .PHONY: bench-engine
 
+# "make bench-copy": ways to move guest memory from a memfd into the store,
+# without the engine (BENCH_COPY_ARGS: see tests/bench/bench-copy.c).
+check_PROGRAMS += tests/bench/bench-copy
+tests_bench_bench_copy_SOURCES = tests/bench/bench-copy.c
+tests_bench_bench_copy_LDADD = common/libcommon.la
+bench-copy: tests/bench/bench-copy
+	$(abs_top_builddir)/tests/bench/bench-copy $(BENCH_COPY_ARGS)
+.PHONY: bench-copy
+
 # "make bench-mount": the same through a forkfs mount.
 EXTRA_DIST += tests/bench/bench-mount.sh
 bench-mount: all
