@@ -45,6 +45,7 @@
 #define DEFAULT_STORE "/var/lib/forkfs"
 #define DEFAULT_LOG_MAX_MIB 4
 #define DEFAULT_SERVICE_NICE (-10)
+#define MAX_COPIES 1024	/* -o copies= */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #ifdef BUILT_WITH_ASAN
@@ -291,7 +292,7 @@ static unsigned default_copies(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+	return n < 1 ? 1 : n > MAX_COPIES ? MAX_COPIES : (unsigned)n;
 }
 
 static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
@@ -341,8 +342,9 @@ static int parse_options(struct forkfs *fs, struct setup *s, struct options *o)
 	}
 	s->copies = default_copies();
 	if (o->copies) {
-		if (parse_u64(o->copies, &m) < 0 || m > 1024)
-			return log_error_errno(EINVAL, "-o copies= takes a number from 0 to 1024");
+		if (parse_u64(o->copies, &m) < 0 || m > MAX_COPIES)
+			return log_error_errno(EINVAL, "-o copies= takes a number from 0 to "
+					       STRINGIFY(MAX_COPIES));
 		s->copies = (unsigned)m;
 	}
 	s->t.log_max = (uint64_t)DEFAULT_LOG_MAX_MIB << 20;

@@ -9,10 +9,11 @@
  * core, a few copy at a time at full speed, in the order their branches were
  * taken. A session waiting for a slot is still a copy in progress: the fault
  * thread copies the pages its guest writes, and readers' demands copy what
- * they read, at once. A copy holding a slot runs raised above the guests
- * (half the service threads' raise, so that requests to the mount still come
- * first). Cancelling or failing a waiting session ends its wait at once
- * (eng_slots_kick).
+ * they read, at once. A copy holding a slot runs raised above the guests,
+ * by the raise engine_set_copy_slots() was given (forkfs gives its service
+ * threads' own: at -5, two copies got less of the CPU than sixteen at 0,
+ * BENCHMARKS.md). Cancelling or failing a waiting session ends its wait at
+ * once (eng_slots_kick).
  *
  * Lock order: an engine's lock before slots.lock (a session fails under its
  * engine's lock and kicks); a waiter holds slots.lock and reads only atomics.

@@ -310,3 +310,32 @@ bool guest_tmpdir(char *tmpl)
 	atexit(remove_tmpdir);
 	return true;
 }
+
+void guest_on_done(void *userdata, int result, const struct error *why)
+{
+	struct guest_done *d = userdata;
+
+	pthread_mutex_lock(&d->m);
+	d->calls++;
+	d->result = result;
+	d->why = *why;
+	d->usec = now_usec();
+	pthread_cond_broadcast(&d->c);
+	pthread_mutex_unlock(&d->m);
+}
+
+bool guest_wait_done(struct guest_done *d, unsigned secs)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	pthread_mutex_lock(&d->m);
+	while (d->calls == 0)
+		if (pthread_cond_timedwait(&d->c, &d->m, &ts) == ETIMEDOUT)
+			break;
+	ok = d->calls > 0;
+	pthread_mutex_unlock(&d->m);
+	return ok;
+}

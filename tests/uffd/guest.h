@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "common/error.h"
 #include "uffd/handshake.h"
 
 #define GUEST_MAX_WRITERS 4
@@ -73,3 +74,18 @@ bool guest_wait_writes(struct guest *g, uint64_t n, unsigned timeout_ms);
 bool guest_wp_available(void);
 /* mkdtemp(tmpl), removed with its contents at exit; false if it cannot be made. */
 bool guest_tmpdir(char *tmpl);
+
+/* A copy session's end (engine_done_fn), for a test thread to wait on. */
+struct guest_done {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int calls;
+	int result;
+	struct error why;
+	uint64_t usec;			/* now_usec() of the call */
+};
+#define GUEST_DONE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, ERROR_INIT, 0 }
+/* The engine_done_fn: userdata is a struct guest_done. */
+void guest_on_done(void *userdata, int result, const struct error *why);
+/* Until the session has ended, or secs: false on timeout. */
+bool guest_wait_done(struct guest_done *d, unsigned secs);

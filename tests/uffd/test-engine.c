@@ -35,26 +35,6 @@ static char tmpdir[] = "/tmp/uffd-engine.XXXXXX";
 static char store[64];
 static bool store_mounted;
 
-struct done_sync {
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	int calls;
-	int result;
-	struct error why;
-};
-
-static void on_done(void *userdata, int result, const struct error *why)
-{
-	struct done_sync *d = userdata;
-
-	pthread_mutex_lock(&d->m);
-	d->calls++;
-	d->result = result;
-	d->why = *why;
-	pthread_cond_broadcast(&d->c);
-	pthread_mutex_unlock(&d->m);
-}
-
 /* Until the guest's writes (demanded: readers) have copied a page first, or
  * timeout_ms. */
 static bool wait_copied_first(struct engine_session *e, bool demanded, unsigned timeout_ms)
@@ -68,22 +48,6 @@ static bool wait_copied_first(struct engine_session *e, bool demanded, unsigned 
 		usleep(1000);
 	}
 	return false;
-}
-
-static bool wait_done(struct done_sync *d, unsigned secs)
-{
-	struct timespec ts;
-	bool ok;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += secs;
-	pthread_mutex_lock(&d->m);
-	while (d->calls == 0)
-		if (pthread_cond_timedwait(&d->c, &d->m, &ts) == ETIMEDOUT)
-			break;
-	ok = d->calls > 0;
-	pthread_mutex_unlock(&d->m);
-	return ok;
 }
 
 struct scenario {
@@ -147,7 +111,7 @@ static int open_dest(const char *dir, const char *name)
 
 static void run(const struct scenario *sc)
 {
-	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct guest_done done = GUEST_DONE_INIT;
 	struct reader readers[4] = {};
 	atomic_bool readers_stop = false;
 	struct engine_progress pr;
@@ -228,7 +192,7 @@ static void run(const struct scenario *sc)
 	if (sc->rate_mib && !sc->cancel)
 		guest_pause(&g);
 	t_start = now_usec();
-	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, guest_on_done, &done, NULL) == 0);
 	if (sc->cancel && sc->rate_mib) {
 		/* Cancel reaches a bulk copy waiting for its next chunk's turn. */
 		usleep(200000);
@@ -241,7 +205,7 @@ static void run(const struct scenario *sc)
 		tap_ok(sc->rate_mib || pr.bytes_copied < pr.bytes_total, "%s: cancelled mid-copy (%" PRIu64 "/%"
 		       PRIu64 " bytes)", sc->name, pr.bytes_copied, pr.bytes_total);
 	}
-	tap_ok(wait_done(&done, 60), "%s: done callback ran", sc->name);
+	tap_ok(guest_wait_done(&done, 60), "%s: done callback ran", sc->name);
 	t_done = now_usec();
 	if (sc->rate_mib && !sc->cancel)
 		guest_resume(&g);
@@ -395,7 +359,7 @@ static void arm_needs_prepare_for_anon(void)
 static void unaligned_regions(bool anon)
 {
 	const char *kind = anon ? "anon" : "memfd";
-	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct guest_done done = GUEST_DONE_INIT;
 	static uint8_t shadow[20 * 4096], buf[4 * 4096];
 	struct engine *e = NULL;
 	struct engine_session *s = NULL;
@@ -437,8 +401,8 @@ static void unaligned_regions(bool anon)
 	memset(guest_addr(&g, 9 * PAGE_4K), 0xee, 16);
 	memset(guest_addr(&g, 10 * PAGE_4K), 0xee, 16);
 
-	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
-	TAP_CHECK(wait_done(&done, 30));
+	TAP_CHECK(engine_start_copy(s, guest_on_done, &done, NULL) == 0);
+	TAP_CHECK(guest_wait_done(&done, 30));
 	tap_ok(done.result == 0, "%s unaligned regions: copy complete (%d)", kind, done.result);
 	bad = image_mismatches(dest, shadow, g.total);
 	tap_ok(bad == 0, "%s unaligned regions: image equals the armed memory: %ld pages differ",
@@ -470,7 +434,7 @@ static void *write_page(void *arg)
  * EIO, every page is released, and the engine refuses any further session. */
 static void fault_thread_dies(void)
 {
-	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct guest_done done = GUEST_DONE_INIT;
 	struct error err = ERROR_INIT;
 	struct memsrc src;
 	struct engine *e = NULL;
@@ -527,8 +491,8 @@ static void fault_thread_dies(void)
 		usleep(1000);
 	tap_ok(atomic_load(&w.done), "fault thread dies: the guest is not left blocked");
 
-	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
-	TAP_CHECK(wait_done(&done, 10));
+	TAP_CHECK(engine_start_copy(s, guest_on_done, &done, NULL) == 0);
+	TAP_CHECK(guest_wait_done(&done, 10));
 	engine_get_progress(s, &pr);
 	tap_ok(done.result == -EIO && pr.state == ENGINE_FAILED && pr.error == -EIO &&
 	       strstr(error_msg(&done.why), "the fault thread stopped"),
@@ -566,7 +530,7 @@ static int track_round(struct engine *e, struct guest *g, int dest, uint8_t *sha
 		       bool incremental, bool cancel, struct engine_progress *pr,
 		       uint64_t *layer, size_t nwords)
 {
-	struct done_sync done = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct guest_done done = GUEST_DONE_INIT;
 	struct engine_session *s = NULL;
 
 	TAP_CHECK(guest_wait_writes(g, 20000, 5000));
@@ -576,10 +540,10 @@ static int track_round(struct engine *e, struct guest *g, int dest, uint8_t *sha
 	TAP_CHECK(engine_arm(e, dest, incremental, &s, NULL) == 0);
 	engine_layer_map(s, layer, nwords);
 	guest_resume(g);
-	TAP_CHECK(engine_start_copy(s, on_done, &done, NULL) == 0);
+	TAP_CHECK(engine_start_copy(s, guest_on_done, &done, NULL) == 0);
 	if (cancel)
 		TAP_CHECK(engine_cancel(s) == 0);
-	TAP_CHECK(wait_done(&done, 60));
+	TAP_CHECK(guest_wait_done(&done, 60));
 	engine_get_progress(s, pr);
 	engine_session_unref(s);
 	return done.result;
@@ -707,7 +671,7 @@ static long pages_differ(const uint8_t *a, const uint8_t *b, size_t npages)
  * predecessors. */
 static void overlapping(void)
 {
-	struct done_sync done[OVERLAP_SESSIONS];
+	struct guest_done done[OVERLAP_SESSIONS];
 	struct engine_session *s[OVERLAP_SESSIONS] = {}, *refused = NULL;
 	uint64_t total = 64 * MIB, *layer[OVERLAP_SESSIONS] = {};
 	size_t npages = total / PAGE_4K, nwords = (npages + 63) / 64;
@@ -737,8 +701,7 @@ static void overlapping(void)
 	for (int i = 0; i < OVERLAP_SESSIONS; i++) {
 		char name[32];
 
-		done[i] = (struct done_sync){ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-					      0, 0 };
+		done[i] = (struct guest_done)GUEST_DONE_INIT;
 		shadow[i] = malloc(total);
 		layer[i] = calloc(nwords, sizeof(uint64_t));
 		snprintf(name, sizeof(name), "overlap-%d", i);
@@ -762,7 +725,7 @@ static void overlapping(void)
 		if (!tap_ok(r == 0, "overlap %d: armed (%s)", i, strerror(-r)))
 			goto out;
 		engine_layer_map(s[i], layer[i], nwords);
-		TAP_CHECK(engine_start_copy(s[i], on_done, &done[i], NULL) == 0);
+		TAP_CHECK(engine_start_copy(s[i], guest_on_done, &done[i], NULL) == 0);
 		engine_get_progress(s[i], &pr[i]);
 		tap_ok(pr[i].incremental == (i > 0),
 		       "overlap %d: %s session, %" PRIu64 " KiB to copy", i,
@@ -773,7 +736,7 @@ static void overlapping(void)
 	       "overlap: the first session still copies while the last arms (%" PRIu64
 	       " of %" PRIu64 " KiB)", pr[0].bytes_copied >> 10, total >> 10);
 	TAP_CHECK(engine_cancel(s[OVERLAP_SESSIONS - 1]) == 0);
-	tap_ok(wait_done(&done[OVERLAP_SESSIONS - 1], 10) &&
+	tap_ok(guest_wait_done(&done[OVERLAP_SESSIONS - 1], 10) &&
 	       done[OVERLAP_SESSIONS - 1].result == -ECANCELED && !engine_is_tracking(e),
 	       "overlap: the last session cancelled (%d); tracking dropped",
 	       done[OVERLAP_SESSIONS - 1].result);
@@ -781,7 +744,7 @@ static void overlapping(void)
 	TAP_CHECK(guest_wait_writes(&g, 20000, 5000));
 	engine_set_rate(e, 0);
 	for (int i = 0; i < OVERLAP_SESSIONS - 1; i++) {
-		TAP_CHECK(wait_done(&done[i], 60));
+		TAP_CHECK(guest_wait_done(&done[i], 60));
 		engine_get_progress(s[i], &pr[i]);
 		bad = compose(composed, dest[i], layer[i], npages);
 		bad += pages_differ(composed, shadow[i], npages);

@@ -42,41 +42,8 @@ struct vm {
 	struct engine_session *s;
 	int dest;
 	uint8_t *shadow;
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	bool done;
-	int result;
-	uint64_t done_usec;
+	struct guest_done done;
 };
-
-static void on_done(void *userdata, int result, const struct error *why)
-{
-	struct vm *v = userdata;
-
-	(void)why;
-	pthread_mutex_lock(&v->m);
-	v->done = true;
-	v->result = result;
-	v->done_usec = now_usec();
-	pthread_cond_broadcast(&v->c);
-	pthread_mutex_unlock(&v->m);
-}
-
-static bool wait_done(struct vm *v, unsigned secs)
-{
-	struct timespec ts;
-	bool ok;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += secs;
-	pthread_mutex_lock(&v->m);
-	while (!v->done)
-		if (pthread_cond_timedwait(&v->c, &v->m, &ts) == ETIMEDOUT)
-			break;
-	ok = v->done;
-	pthread_mutex_unlock(&v->m);
-	return ok;
-}
 
 static struct engine_progress progress(struct vm *v)
 {
@@ -105,8 +72,7 @@ static int vm_up(struct vm *v, int i)
 	const char *why = "";
 	int r;
 
-	*v = (struct vm){ .dest = -1, .m = PTHREAD_MUTEX_INITIALIZER,
-			  .c = PTHREAD_COND_INITIALIZER };
+	*v = (struct vm){ .dest = -1, .done = GUEST_DONE_INIT };
 	r = guest_new(&v->g, false, 1, VM_SIZE, &why);
 	if (!tap_ok(r == 0, "vm %d: guest set-up: %s", i, why))
 		return r;
@@ -136,7 +102,7 @@ static int vm_branch(struct vm *v)
 	r = engine_arm(v->e, v->dest, false, &v->s, NULL);
 	guest_resume(&v->g);
 	if (r == 0)
-		r = engine_start_copy(v->s, on_done, v, NULL);
+		r = engine_start_copy(v->s, guest_on_done, &v->done, NULL);
 	return r;
 }
 
@@ -235,22 +201,23 @@ int main(void)
 
 	t0 = now_usec();
 	TAP_CHECK(engine_cancel(vms[CANCELLED].s) == 0);
-	tap_ok(wait_done(&vms[CANCELLED], 5) && vms[CANCELLED].result == -ECANCELED &&
+	tap_ok(guest_wait_done(&vms[CANCELLED].done, 5) &&
+	       vms[CANCELLED].done.result == -ECANCELED &&
 	       progress(&vms[CANCELLED]).state == ENGINE_CANCELLED,
 	       "vm %d: cancelled while it waits (%d), in %" PRIu64 " ms", CANCELLED,
-	       vms[CANCELLED].result, (vms[CANCELLED].done_usec - t0) / 1000);
+	       vms[CANCELLED].done.result, (vms[CANCELLED].done.usec - t0) / 1000);
 	wp = guest_count_wp(&vms[CANCELLED].g);
 	tap_ok(wp == 0, "vm %d: every page released (%ld protected)", CANCELLED, wp);
 	tap_ok(guest_wait_writes(&vms[CANCELLED].g, 5000, 5000), "vm %d: the guest runs on",
 	       CANCELLED);
 	p = progress(&vms[1]);
-	tap_ok(p.queued && !vms[1].done && !vms[0].done,
+	tap_ok(p.queued && !vms[1].done.calls && !vms[0].done.calls,
 	       "vm 1 still waits behind vm 0 after the cancel");
 
 	/* Next in line: vm 1 (capped in turn, to see vm 3 still wait). */
 	engine_set_rate(vms[1].e, 1 * MIB);
 	engine_set_rate(vms[0].e, 0);
-	TAP_CHECK(wait_done(&vms[0], 60));
+	TAP_CHECK(guest_wait_done(&vms[0].done, 60));
 	for (int ms = 0; ms < 5000 && progress(&vms[1]).queued; ms++)
 		usleep(1000);
 	tap_ok(!progress(&vms[1]).queued && progress(&vms[3]).queued,
@@ -259,13 +226,13 @@ int main(void)
 	for (int i = 0; i < N_VMS; i++) {
 		if (i == CANCELLED)
 			continue;
-		TAP_CHECK(wait_done(&vms[i], 60));
+		TAP_CHECK(guest_wait_done(&vms[i].done, 60));
 		p = progress(&vms[i]);
 		bad = image_mismatches(vms[i].dest, vms[i].shadow, VM_SIZE);
-		tap_ok(vms[i].result == 0 && p.state == ENGINE_DONE && !p.queued &&
+		tap_ok(vms[i].done.result == 0 && p.state == ENGINE_DONE && !p.queued &&
 		       p.bytes_copied == VM_SIZE && p.bytes_bulk > 0 && bad == 0,
 		       "vm %d: image equals the memory at its pause (%d; %" PRIu64 " KiB walked, "
-		       "%" PRIu64 " pages faulted; %ld pages differ)", i, vms[i].result,
+		       "%" PRIu64 " pages faulted; %ld pages differ)", i, vms[i].done.result,
 		       p.bytes_bulk >> 10, p.pages_faulted, bad);
 		wp = guest_count_wp(&vms[i].g);
 		tap_ok(wp == 0, "vm %d: every page released (%ld protected)", i, wp);
